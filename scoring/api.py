@@ -1,0 +1,206 @@
+"""The JSON API (API.md): thin async views over `scoring.ingest`, documented by their schemas."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from channels.db import database_sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.renderers import BaseRenderer
+from ninja.security import HttpBearer
+
+from dashboards.broadcast import layer_ok
+from scoring import labels
+from scoring.classifier import NoActiveModel
+from scoring.ingest import ingest
+from scoring.models import ApiKey, ModelVersion, Transaction
+from scoring.schemas import (
+    BatchIn,
+    BatchResult,
+    Error,
+    Health,
+    LabelIn,
+    LabelResult,
+    TransactionIn,
+    TransactionResult,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ORJSONRenderer(BaseRenderer):
+    media_type = "application/json"
+
+    def render(self, request: HttpRequest, data: Any, *, response_status: int) -> bytes:
+        return orjson.dumps(data)
+
+
+class BearerKey(HttpBearer):
+    """`Authorization: Bearer <key>`: an active key whose hash is stored."""
+
+    is_async = True  # ninja awaits what __call__ returns: our coroutine, or None without a header
+
+    async def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
+        return await database_sync_to_async(ApiKey.objects.check_key)(token)
+
+
+api = NinjaAPI(
+    title="Fraud scoring API",
+    version="1",
+    description="Ingest transactions, get a fraud score and a decision in milliseconds (see API.md).",
+    renderer=ORJSONRenderer(),
+    auth=BearerKey(),
+    urls_namespace="api",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+
+REFUSALS = {400: Error, 401: Error, 413: Error, 422: Error, 503: Error}
+
+
+@api.post(
+    "/transactions",
+    response={201: TransactionResult, 200: TransactionResult, **REFUSALS},
+    summary="Score and store one transaction",
+    exclude_none=True,
+)
+async def create_transaction(request: HttpRequest, payload: TransactionIn) -> tuple[int, dict[str, Any]]:
+    """201 with the new result, or 200 with the stored one when the external_id is known."""
+    (outcome,) = await ingest([payload])
+    return (201 if outcome.created else 200), outcome.result
+
+
+@api.post(
+    "/transactions/batch",
+    response={201: BatchResult, **REFUSALS},
+    summary="Score and store 1 to 1,000 transactions",
+    exclude_none=True,
+)
+async def create_batch(request: HttpRequest, payload: BatchIn) -> tuple[int, dict[str, Any]]:
+    """All or nothing on validation; known external_ids come back as stored."""
+    outcomes = await ingest(payload.transactions)
+    return 201, {"results": [o.result for o in outcomes]}
+
+
+@api.get(
+    "/transactions/{tx_id}",
+    response={200: TransactionResult, 401: Error, 404: Error},
+    summary="A stored result",
+    exclude_none=True,
+)
+async def get_transaction(request: HttpRequest, tx_id: int) -> tuple[int, dict[str, Any]]:
+    tx = await Transaction.objects.select_related("case").filter(pk=tx_id).afirst()
+    if tx is None:
+        return 404, {"error": f"no transaction with id {tx_id}"}
+    return 200, tx.result()
+
+
+@api.post(
+    "/labels",
+    response={200: LabelResult, 401: Error, 404: Error, 422: Error},
+    summary="Record a chargeback or a confirmation",
+    exclude_none=True,
+)
+async def create_label(request: HttpRequest, payload: LabelIn) -> tuple[int, dict[str, Any]]:
+    tx = await database_sync_to_async(labels.record)(
+        external_id=payload.external_id, is_fraud=payload.is_fraud, reported_at=payload.reported_at
+    )
+    if tx is None:
+        return 404, {"error": f"no transaction with external_id {payload.external_id!r}"}
+    return 200, {"external_id": tx.external_id, "is_fraud": tx.is_fraud, "labeled_at": tx.labeled_at}
+
+
+async def healthz(request: HttpRequest) -> HttpResponse:
+    """200 when the database and the channel layer answer; 503 naming what is down."""
+    body: dict[str, Any] = {"database": "ok", "channel_layer": "ok", "model_version": None}
+    try:
+        body["model_version"] = await database_sync_to_async(_active_version)()
+    except DatabaseError:
+        body["database"] = "down"
+    if not await layer_ok():
+        body["channel_layer"] = "down"
+    status = 200 if body["database"] == "ok" and body["channel_layer"] == "ok" else 503
+    return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
+
+
+def _active_version() -> str | None:
+    return ModelVersion.objects.filter(is_active=True).values_list("version", flat=True).first()
+
+
+# --- error bodies as API.md words them -------------------------------------------------------------
+
+
+def _error(request: HttpRequest, status: int, body: dict[str, Any]) -> HttpResponse:
+    return api.create_response(request, body, status=status)
+
+
+@api.exception_handler(ValidationError)
+def invalid_fields(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    fields: dict[str, list[str]] = {}
+    items: dict[str, dict[str, list[str]]] = {}
+    for err in exc.errors:
+        loc = [str(part) for part in err["loc"][2:]]  # drop ("body", "payload")
+        message = _message(err)
+        if len(loc) >= 2 and loc[0] == "transactions" and loc[1].isdigit():
+            items.setdefault(loc[1], {}).setdefault(".".join(loc[2:]) or "__all__", []).append(message)
+        else:
+            fields.setdefault(".".join(loc) or "__all__", []).append(message)
+    if items:
+        bad = ", ".join(sorted(items, key=int)[:10])
+        body: dict[str, Any] = {
+            "error": f"invalid transactions at index {bad}; nothing was stored",
+            "items": items,
+        }
+        if fields:
+            body["fields"] = fields
+        return _error(request, 422, body)
+    names = ", ".join(fields)
+    return _error(request, 422, {"error": f"invalid fields: {names}; nothing was stored", "fields": fields})
+
+
+def _message(err: dict[str, Any]) -> str:
+    if err.get("type") == "missing":
+        return "is required"
+    if err.get("type") == "extra_forbidden":
+        return "is not a known field"
+    return str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+
+
+@api.exception_handler(HttpError)
+def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    message = str(exc)
+    if exc.status_code == 400 and message.startswith("Cannot parse request body"):
+        message = "body is not valid JSON; send a JSON object"
+    return _error(request, exc.status_code, {"error": message})
+
+
+@api.exception_handler(AuthenticationError)
+def unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return _error(
+        request, 401, {"error": "missing, unknown or revoked API key: send Authorization: Bearer <key>"}
+    )
+
+
+@api.exception_handler(RequestDataTooBig)
+def too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return _error(
+        request, 413, {"error": "body is larger than the limit; send at most 1,000 transactions a batch"}
+    )
+
+
+@api.exception_handler(NoActiveModel)
+def no_model(request: HttpRequest, exc: NoActiveModel) -> HttpResponse:
+    return _error(request, 503, {"error": str(exc)})
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def database_down(request: HttpRequest, exc: Exception) -> HttpResponse:
+    log.error("database unavailable: %s", exc)
+    return _error(request, 503, {"error": "the database is unavailable; nothing was stored, retry later"})

@@ -1,0 +1,70 @@
+"""What analysts do to review cases: claim, release, resolve. Each change is audited and pushed live."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from dashboards import broadcast
+from scoring.models import Case, CaseEvent, CaseStatus
+
+
+class CaseConflict(Exception):
+    """The change is not possible in the case's current state (someone else has it, or it is closed)."""
+
+
+def _locked(case_id: int) -> Case:
+    # select_for_update: two analysts clicking at once are serialised, the second sees the first's change.
+    return Case.objects.select_for_update().select_related("transaction", "assignee").get(pk=case_id)
+
+
+def _changed(case: Case, *, actor: AbstractBaseUser, action: str, note: str = "") -> Case:
+    CaseEvent.objects.create(case=case, actor=actor, action=action, note=note)
+    broadcast.case_changed_on_commit(case.event())
+    return case
+
+
+def claim(case_id: int, *, user: AbstractBaseUser) -> Case:
+    """Take an open case; refused if another analyst holds it."""
+    with transaction.atomic():
+        case = _locked(case_id)
+        if not case.is_open:
+            raise CaseConflict(f"case {case_id} is already resolved")
+        if case.assignee_id not in (None, user.pk):
+            raise CaseConflict(f"case {case_id} is claimed by {case.assignee.get_username()}")
+        case.assignee = user
+        case.save(update_fields=["assignee"])
+        return _changed(case, actor=user, action="claimed")
+
+
+def release(case_id: int, *, user: AbstractBaseUser) -> Case:
+    """Give a claimed case back to the queue (its holder, or staff)."""
+    with transaction.atomic():
+        case = _locked(case_id)
+        if case.assignee_id is None:
+            return case
+        if case.assignee_id != user.pk and not user.is_staff:
+            raise CaseConflict(f"case {case_id} is claimed by {case.assignee.get_username()}")
+        case.assignee = None
+        case.save(update_fields=["assignee"])
+        return _changed(case, actor=user, action="released")
+
+
+def resolve(case_id: int, *, user: AbstractBaseUser, is_fraud: bool, note: str = "") -> Case:
+    """Close a case as confirmed fraud or legitimate; its transaction gets the label."""
+    with transaction.atomic():
+        case = _locked(case_id)
+        if not case.is_open:
+            raise CaseConflict(f"case {case_id} is already resolved")
+        if case.assignee_id not in (None, user.pk) and not user.is_staff:
+            raise CaseConflict(f"case {case_id} is claimed by {case.assignee.get_username()}")
+        now = timezone.now()
+        case.status = CaseStatus.FRAUD if is_fraud else CaseStatus.LEGITIMATE
+        case.assignee = case.assignee or user
+        case.resolved_by, case.resolved_at, case.note = user, now, note
+        case.save(update_fields=["status", "assignee", "resolved_by", "resolved_at", "note"])
+        tx = case.transaction
+        tx.is_fraud, tx.labeled_at = is_fraud, now
+        tx.save(update_fields=["is_fraud", "labeled_at"])
+        return _changed(case, actor=user, action=case.status, note=note)

@@ -1,0 +1,180 @@
+"""Event-time features: one list and one function, used by training and by live scoring alike.
+
+Every feature of a transaction is computed as of its own timestamp from transactions strictly before
+it. Card features come from the card's recent history (a short list even for busy cards); merchant
+features are counts (from SQL when serving, from sorted arrays when training: integers agree exactly).
+Label-based merchant features only look at transactions older than FRAUD_LABEL_DELAY_DAYS, as a real
+chargeback feed allows.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+CARD_WINDOWS = {"1h": HOUR, "1d": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
+MERCHANT_WINDOWS = {"1d": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
+HISTORY_SPAN = timedelta(days=30)
+CHANNEL_CODES = {"": 0, "pos": 1, "ecom": 2, "atm": 3}
+
+FEATURES: list[str] = [
+    "amount",
+    *[f"card_count_{w}" for w in CARD_WINDOWS],
+    *[f"card_sum_{w}" for w in CARD_WINDOWS],
+    *[f"card_avg_{w}" for w in CARD_WINDOWS],
+    "amount_vs_card_avg_30d",
+    "seconds_since_card_prev",
+    "card_distinct_merchants_1d",
+    *[f"merchant_count_{w}" for w in MERCHANT_WINDOWS],
+    *[f"merchant_fraud_count_{w}" for w in MERCHANT_WINDOWS],
+    *[f"merchant_fraud_share_{w}" for w in MERCHANT_WINDOWS],
+    "hour_of_day",
+    "is_night",
+    "is_weekend",
+    "channel",
+]
+FEATURE_INDEX = {name: i for i, name in enumerate(FEATURES)}
+MISSING = math.nan
+
+
+def label_delay_seconds() -> float:
+    return settings.FRAUD_LABEL_DELAY_DAYS * DAY
+
+
+@dataclass(frozen=True)
+class TxFacts:
+    """What a transaction itself tells: the inputs to features besides history."""
+
+    at: datetime
+    amount: float
+    merchant_id: str
+    channel: str = ""
+
+
+@dataclass
+class CardHistory:
+    """A card's earlier transactions, sorted by time (seconds since the epoch)."""
+
+    times: list[float] = field(default_factory=list)
+    amounts: list[float] = field(default_factory=list)
+    merchants: list[str] = field(default_factory=list)
+
+    def add(self, *, at: float, amount: float, merchant_id: str) -> None:
+        """Insert one transaction, keeping time order (new ones nearly always go last)."""
+        i = len(self.times)
+        while i and self.times[i - 1] > at:
+            i -= 1
+        self.times.insert(i, at)
+        self.amounts.insert(i, amount)
+        self.merchants.insert(i, merchant_id)
+
+
+MerchantCounts = dict[str, float]
+
+
+def merchant_windows(at: float) -> dict[str, tuple[float, float]]:
+    """Time ranges [start, end) of the merchant's count and delayed-label windows, keyed by feature."""
+    delay = label_delay_seconds()
+    ranges = {f"merchant_count_{w}": (at - span, at) for w, span in MERCHANT_WINDOWS.items()}
+    ranges |= {f"delayed_count_{w}": (at - delay - span, at - delay) for w, span in MERCHANT_WINDOWS.items()}
+    return ranges
+
+
+def merchant_counts_from_times(
+    *, times: Sequence[float], fraud_times: Sequence[float], at: float
+) -> MerchantCounts:
+    """Merchant counts from sorted arrays of all and of fraud-labeled transaction times (training)."""
+    counts: MerchantCounts = {}
+    for name, (start, end) in merchant_windows(at).items():
+        counts[name] = float(bisect_left(times, end) - bisect_left(times, start))
+        if name.startswith("delayed_count_"):
+            w = name.removeprefix("delayed_count_")
+            counts[f"merchant_fraud_count_{w}"] = float(
+                bisect_left(fraud_times, end) - bisect_left(fraud_times, start)
+            )
+    return counts
+
+
+def feature_vector(tx: TxFacts, *, card: CardHistory, merchant: MerchantCounts) -> list[float]:
+    """The model's input row for `tx`, in FEATURES order."""
+    at = tx.at.timestamp()
+    end = bisect_left(card.times, at)  # strictly before this transaction
+    row = [tx.amount]
+    counts, sums, avgs = [], [], []
+    for span in CARD_WINDOWS.values():
+        start = bisect_left(card.times, at - span, 0, end)
+        n = end - start
+        total = math.fsum(card.amounts[start:end])  # exactly rounded: independent of summation order
+        counts.append(float(n))
+        sums.append(total)
+        avgs.append(total / n if n else MISSING)
+    row += counts + sums + avgs
+    avg_30d = avgs[-1]
+    row.append(tx.amount / avg_30d if counts[-1] and avg_30d > 0 else MISSING)
+    row.append(at - card.times[end - 1] if end else MISSING)
+    day_start = bisect_left(card.times, at - DAY, 0, end)
+    row.append(float(len(set(card.merchants[day_start:end]))))
+    row += [merchant[f"merchant_count_{w}"] for w in MERCHANT_WINDOWS]
+    row += [merchant[f"merchant_fraud_count_{w}"] for w in MERCHANT_WINDOWS]
+    for w in MERCHANT_WINDOWS:
+        labeled = merchant[f"delayed_count_{w}"]
+        row.append(merchant[f"merchant_fraud_count_{w}"] / labeled if labeled else 0.0)
+    utc = tx.at.astimezone(UTC)
+    row += [float(utc.hour), float(utc.hour < 6), float(utc.weekday() >= 5), float(CHANNEL_CODES[tx.channel])]
+    return row
+
+
+def describe(name: str, value: float) -> str:
+    """A reason in words, with its value, for analysts."""
+    if value != value:  # NaN: no history
+        return {
+            "amount_vs_card_avg_30d": "first transaction of this card in 30 days",
+            "seconds_since_card_prev": "no earlier transaction of this card in 30 days",
+        }.get(name, f"{name.replace('_', ' ')}: no history")
+    if name == "amount":
+        return f"amount is {value:,.2f}"
+    if name == "amount_vs_card_avg_30d":
+        return f"amount is {value:.1f}× this card's 30-day average"
+    if name == "seconds_since_card_prev":
+        return f"{_duration(value)} since this card's previous transaction"
+    if name == "card_distinct_merchants_1d":
+        return f"card used at {value:.0f} merchants in the last day"
+    if name.startswith("card_count_"):
+        return f"{value:.0f} transactions on this card in the last {name.rsplit('_', 1)[1]}"
+    if name.startswith("card_sum_"):
+        return f"{value:,.2f} spent on this card in the last {name.rsplit('_', 1)[1]}"
+    if name.startswith("card_avg_"):
+        return f"card's average amount over {name.rsplit('_', 1)[1]} is {value:,.2f}"
+    if name.startswith("merchant_count_"):
+        return f"{value:.0f} transactions at this merchant in the last {name.rsplit('_', 1)[1]}"
+    if name.startswith("merchant_fraud_count_"):
+        return f"merchant had {value:.0f} confirmed frauds in the {name.rsplit('_', 1)[1]} before the label delay"
+    if name.startswith("merchant_fraud_share_"):
+        return f"{value:.0%} of this merchant's labeled transactions ({name.rsplit('_', 1)[1]}) were fraud"
+    if name == "hour_of_day":
+        return f"made at {value:02.0f}:00 UTC"
+    if name == "is_night":
+        return "made at night" if value else "made during the day"
+    if name == "is_weekend":
+        return "made on a weekend" if value else "made on a weekday"
+    if name == "channel":
+        labels = {v: k for k, v in CHANNEL_CODES.items()}
+        return f"channel {labels.get(int(value)) or 'not given'}"
+    return f"{name} = {value:g}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * HOUR:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * DAY:
+        return f"{seconds / HOUR:.1f} h"
+    return f"{seconds / DAY:.1f} days"

@@ -1,0 +1,242 @@
+"""The ingest pipeline: validated transactions → features → score → one database transaction → broadcast.
+
+`ingest()` is the one entry point for the API (single and batch alike). The database work of a whole
+request happens in one thread hop and one `transaction.atomic()`; the broadcast happens only after the
+commit, and a channel layer that is down never costs the caller its stored row.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+
+from dashboards import broadcast
+from scoring.classifier import Scored, Scorer, active_model
+from scoring.features import (
+    FEATURES,
+    HISTORY_SPAN,
+    CardHistory,
+    MerchantCounts,
+    TxFacts,
+    feature_vector,
+    merchant_windows,
+)
+from scoring.models import Case, CaseEvent, Decision, ListEntry, ListKind, Transaction
+from scoring.schemas import TransactionIn
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One item's answer: the stored result and whether this request created it."""
+
+    result: dict[str, Any]
+    created: bool
+
+
+async def ingest(items: list[TransactionIn]) -> list[Outcome]:
+    """Score and store `items` (one request), then broadcast the new ones to the dashboards."""
+    outcomes, events = await database_sync_to_async(store)(items)
+    await broadcast.transactions(events)
+    return outcomes
+
+
+def store(items: list[TransactionIn]) -> tuple[list[Outcome], list[dict[str, Any]]]:
+    """Score and store the items that are new; answer the others with what is stored."""
+    scorer = active_model.get()
+    ids = [item.external_id for item in items]
+    for _attempt in range(MAX_ATTEMPTS):
+        stored = {
+            tx.external_id: tx
+            for tx in Transaction.objects.filter(external_id__in=ids).select_related("case")
+        }
+        new = list({i.external_id: i for i in reversed(items) if i.external_id not in stored}.values())[::-1]
+        if not new:
+            return [Outcome(stored[i].result(), created=False) for i in ids], []
+        try:
+            created = _score_and_save(new, scorer=scorer)
+            break
+        except IntegrityError:
+            # A concurrent request stored some of these external_ids first: answer with theirs.
+            log.info("external_id conflict while storing a batch; retrying with the stored rows")
+    else:
+        raise IntegrityError("could not store the batch after repeated external_id conflicts")
+    by_id = stored | {tx.external_id: tx for tx in created}
+    fresh = {tx.external_id for tx in created}
+    outcomes, events, seen = [], [], set()
+    for ext in ids:
+        tx = by_id[ext]
+        is_new = ext in fresh and ext not in seen
+        seen.add(ext)
+        outcomes.append(Outcome(tx.result(), created=is_new))
+        if is_new:
+            events.append(tx.event(case_id=tx.result()["case_id"]))
+    events.sort(key=lambda e: e["id"])
+    return outcomes, events
+
+
+def _score_and_save(items: list[TransactionIn], *, scorer: Scorer) -> list[Transaction]:
+    rows = feature_rows(items)
+    scored = apply_lists(items, scorer.score(rows))
+    txs = [
+        _transaction(item, row=row, scored=s, version=scorer.version)
+        for item, row, s in zip(items, rows, scored, strict=True)
+    ]
+    with transaction.atomic():
+        Transaction.objects.bulk_create(txs)
+        flagged = [tx for tx in txs if tx.decision != Decision.APPROVE]
+        cases = Case.objects.bulk_create([Case(transaction=tx) for tx in flagged])
+        CaseEvent.objects.bulk_create([CaseEvent(case=c, action="opened") for c in cases])
+    for tx in txs:
+        tx._state.fields_cache.setdefault("case", None)  # approved: no case, and no query to find out
+    return txs
+
+
+def _transaction(item: TransactionIn, *, row: list[float], scored: Scored, version: str) -> Transaction:
+    return Transaction(
+        external_id=item.external_id,
+        card_id=item.card_id,
+        merchant_id=item.merchant_id,
+        amount=item.amount,
+        currency=item.currency,
+        timestamp=item.timestamp,
+        country=item.country or "",
+        channel=item.channel or "",
+        mcc=item.mcc or "",
+        score=scored.score,
+        decision=scored.decision,
+        reasons=scored.reasons,
+        features=_json_row(row),
+        model_version=version,
+    )
+
+
+def _json_row(row: list[float]) -> dict[str, float | None]:
+    return {name: (None if v != v else v) for name, v in zip(FEATURES, row, strict=True)}
+
+
+# --- features from the stored history ------------------------------------------------------------
+
+
+def feature_rows(items: list[TransactionIn]) -> list[list[float]]:
+    """Feature rows for new items, each as of its own timestamp; earlier items of the batch count too."""
+    cards = card_histories(items)
+    rows = []
+    merchants: dict[tuple[str, datetime], MerchantCounts] = {}
+    for item in items:
+        key = (item.merchant_id, item.timestamp)
+        if key not in merchants:
+            merchants[key] = merchant_counts(item.merchant_id, at=item.timestamp, batch=items)
+        facts = TxFacts(
+            at=item.timestamp,
+            amount=float(item.amount),
+            merchant_id=item.merchant_id,
+            channel=item.channel or "",
+        )
+        rows.append(feature_vector(facts, card=cards[item.card_id], merchant=merchants[key]))
+    return rows
+
+
+def card_histories(items: list[TransactionIn]) -> dict[str, CardHistory]:
+    """The 30-day history of every card in `items`, from one query, plus the batch's own items."""
+    start = min(i.timestamp for i in items) - HISTORY_SPAN
+    end = max(i.timestamp for i in items)
+    histories: dict[str, CardHistory] = defaultdict(CardHistory)
+    stored = (
+        Transaction.objects.filter(
+            card_id__in={i.card_id for i in items}, timestamp__gte=start, timestamp__lt=end
+        )
+        .order_by("timestamp", "id")
+        .values_list("card_id", "timestamp", "amount", "merchant_id")
+    )
+    for card_id, at, amount, merchant_id in stored:
+        histories[card_id].add(at=at.timestamp(), amount=float(amount), merchant_id=merchant_id)
+    if len(items) > 1:
+        for item in items:
+            histories[item.card_id].add(
+                at=item.timestamp.timestamp(), amount=float(item.amount), merchant_id=item.merchant_id
+            )
+    return histories
+
+
+def merchant_counts(merchant_id: str, *, at: datetime, batch: list[TransactionIn]) -> MerchantCounts:
+    """The merchant's windowed counts as of `at`, from one aggregate query (plus the batch's items)."""
+    windows = merchant_windows(at.timestamp())
+    bounds = {name: (_dt(start), _dt(end)) for name, (start, end) in windows.items()}
+    aggregates = {}
+    for name, (start, end) in bounds.items():
+        in_window = Q(timestamp__gte=start, timestamp__lt=end)
+        aggregates[name] = Count("id", filter=in_window)
+        if name.startswith("delayed_count_"):
+            fraud_name = name.replace("delayed_count_", "merchant_fraud_count_")
+            aggregates[fraud_name] = Count("id", filter=in_window & Q(is_fraud=True))
+    earliest = min(start for start, _ in bounds.values())
+    counts = Transaction.objects.filter(
+        merchant_id=merchant_id, timestamp__gte=earliest, timestamp__lt=at
+    ).aggregate(**aggregates)
+    result = {name: float(value) for name, value in counts.items()}
+    if len(batch) > 1:
+        for other in batch:
+            if other.merchant_id == merchant_id:
+                for name, (start, end) in bounds.items():
+                    result[name] += float(start <= other.timestamp < end)
+    return result
+
+
+def _dt(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+# --- allow and block lists ------------------------------------------------------------------------
+
+
+class _Lists:
+    """Allow/block entries held in memory, reloaded every few seconds: no query per request."""
+
+    ttl = 5.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], ListEntry] = {}
+        self._loaded = 0.0
+
+    def entries(self) -> dict[tuple[str, str], ListEntry]:
+        if time.monotonic() - self._loaded >= self.ttl:
+            with self._lock:
+                self._entries = {(e.entity, e.value): e for e in ListEntry.objects.in_force()}
+                self._loaded = time.monotonic()
+        return self._entries
+
+    def reset(self) -> None:
+        self._loaded = 0.0
+
+
+lists = _Lists()
+
+
+def apply_lists(items: list[TransactionIn], scored: list[Scored]) -> list[Scored]:
+    """Force `block` or `approve` for listed cards and merchants; the list entry becomes the first reason."""
+    entries = lists.entries()
+    if not entries:
+        return scored
+    out = []
+    for item, s in zip(items, scored, strict=True):
+        entry = entries.get(("card", item.card_id)) or entries.get(("merchant", item.merchant_id))
+        if entry is None:
+            out.append(s)
+            continue
+        decision = Decision.BLOCK if entry.kind == ListKind.BLOCK else Decision.APPROVE
+        reason = {"feature": f"{entry.kind}_list_{entry.entity}", "contribution": 0.0}
+        out.append(Scored(score=s.score, decision=decision, reasons=[reason, *s.reasons[:2]]))
+    return out

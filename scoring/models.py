@@ -1,0 +1,311 @@
+"""What the service stores: transactions with their scores, review cases, model versions and API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+
+class Decision(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REVIEW = "review", "Review"
+    BLOCK = "block", "Block"
+
+
+class Channel(models.TextChoices):
+    POS = "pos", "Point of sale"
+    ECOM = "ecom", "E-commerce"
+    ATM = "atm", "ATM"
+
+
+def hash_key(raw_key: str) -> str:
+    """SHA-256 of an API key: keys are long random tokens, so a fast hash is enough."""
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+    def check_key(self, raw_key: str) -> ApiKey | None:
+        """The active key matching `raw_key`, or None."""
+        if not raw_key:
+            return None
+        return self.active().filter(key_hash=hash_key(raw_key)).first()
+
+
+class ApiKey(models.Model):
+    """A caller's credential; only its hash is stored, the key itself is shown once."""
+
+    name = models.CharField(max_length=100)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False, help_text="First characters, to tell keys apart")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def issue(cls, *, name: str) -> tuple[ApiKey, str]:
+        """Create a key; returns the row and the raw key, which is never stored."""
+        raw = "fk_" + secrets.token_urlsafe(32)
+        key = cls.objects.create(name=name, key_hash=hash_key(raw), prefix=raw[:10])
+        return key, raw
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class ModelVersionQuerySet(models.QuerySet):
+    def active(self) -> ModelVersion | None:
+        return self.filter(is_active=True).order_by("-activated_at", "-id").first()
+
+
+class ModelVersion(models.Model):
+    """A trained XGBoost model (XGBoost's own UBJSON format, stored in the row so every process sees it)."""
+
+    version = models.CharField(max_length=80, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    artifact = models.BinaryField(help_text="XGBoost Booster saved as UBJSON")
+    features = models.JSONField(help_text="Feature names, in the order the model expects")
+    params = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    data_range = models.JSONField(default=dict, blank=True)
+    review_threshold = models.FloatField(default=0.5)
+    block_threshold = models.FloatField(default=0.9)
+    is_active = models.BooleanField(default=False)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ModelVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(review_threshold__lte=models.F("block_threshold")),
+                name="review_threshold_not_above_block",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.version + (" (active)" if self.is_active else "")
+
+    def activate(self) -> None:
+        """Make this the one active version; every server process picks it up within seconds."""
+        with transaction.atomic():
+            ModelVersion.objects.filter(is_active=True).exclude(pk=self.pk).update(is_active=False)
+            self.is_active = True
+            self.activated_at = timezone.now()
+            self.save(update_fields=["is_active", "activated_at"])
+
+
+class TransactionQuerySet(models.QuerySet):
+    def after_id(self, after_id: int, *, limit: int) -> list[Transaction]:
+        """The newest `limit` transactions with id > after_id, in id order (dashboard resume)."""
+        rows = list(self.filter(id__gt=after_id).order_by("-id")[:limit])
+        rows.reverse()
+        return rows
+
+    def newest(self, limit: int) -> TransactionQuerySet:
+        return self.order_by("-id")[:limit]
+
+
+class Transaction(models.Model):
+    """One scored payment as received; the score and reasons are those given to the caller."""
+
+    external_id = models.CharField(max_length=64, unique=True)
+    card_id = models.CharField(max_length=64)
+    merchant_id = models.CharField(max_length=64)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    timestamp = models.DateTimeField(help_text="Event time, as sent by the caller")
+    country = models.CharField(max_length=2, blank=True, default="")
+    channel = models.CharField(max_length=4, choices=Channel.choices, blank=True, default="")
+    mcc = models.CharField(max_length=4, blank=True, default="")
+
+    score = models.FloatField()
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    reasons = models.JSONField(default=list)
+    features = models.JSONField(default=dict, help_text="Feature values the model saw")
+    model_version = models.CharField(max_length=80)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    # Ground truth, when known: from a resolved case, the payment side's labels or imported history.
+    is_fraud = models.BooleanField(null=True, blank=True)
+    labeled_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TransactionQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["card_id", "timestamp"], name="tx_card_time"),
+            models.Index(fields=["merchant_id", "timestamp"], name="tx_merchant_time"),
+            models.Index(fields=["timestamp"], name="tx_time"),
+            models.Index(fields=["decision", "-id"], name="tx_decision_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} {self.amount} {self.currency} → {self.decision}"
+
+    def result(self) -> dict[str, Any]:
+        """The API's answer for this transaction (201/200 bodies and GET)."""
+        case = getattr(self, "case", None)
+        return {
+            "id": self.id,
+            "external_id": self.external_id,
+            "score": self.score,
+            "decision": self.decision,
+            "reasons": self.reasons,
+            "model_version": self.model_version,
+            "case_id": case.id if case else None,
+        }
+
+    def event(self, *, case_id: int | None) -> dict[str, Any]:
+        """The dashboard's view of this transaction, as pushed over the socket."""
+        return {
+            "id": self.id,
+            "external_id": self.external_id,
+            "card_id": self.card_id,
+            "merchant_id": self.merchant_id,
+            "amount": str(self.amount),
+            "currency": self.currency,
+            "timestamp": _iso(self.timestamp),
+            "score": self.score,
+            "decision": self.decision,
+            "reasons": self.reasons,
+            "case_id": case_id,
+        }
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+class CaseStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    FRAUD = "fraud", "Confirmed fraud"
+    LEGITIMATE = "legitimate", "Legitimate"
+
+
+class CaseQuerySet(models.QuerySet):
+    def open(self) -> CaseQuerySet:
+        return self.filter(status=CaseStatus.OPEN)
+
+    def queue(self) -> CaseQuerySet:
+        """Open cases, riskiest first."""
+        return self.open().select_related("transaction", "assignee").order_by("-transaction__score", "id")
+
+
+class Case(models.Model):
+    """A flagged transaction waiting for, or holding, an analyst's verdict."""
+
+    transaction = models.OneToOneField(Transaction, on_delete=models.CASCADE, related_name="case")
+    status = models.CharField(max_length=12, choices=CaseStatus.choices, default=CaseStatus.OPEN)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.TextField(blank=True, default="")
+    opened_at = models.DateTimeField(default=timezone.now)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CaseQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "-opened_at"], name="case_status_opened")]
+
+    def __str__(self) -> str:
+        return f"Case {self.id} ({self.get_status_display()})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == CaseStatus.OPEN
+
+    def event(self) -> dict[str, Any]:
+        """The dashboard's view of this case, as pushed in `case` messages."""
+        tx = self.transaction
+        return {
+            "id": self.id,
+            "status": self.status,
+            "assignee": self.assignee.get_username() if self.assignee else None,
+            "note": self.note,
+            "resolved_by": self.resolved_by.get_username() if self.resolved_by else None,
+            "resolved_at": _iso(self.resolved_at) if self.resolved_at else None,
+            "transaction": tx.event(case_id=self.id),
+        }
+
+
+class CaseEvent(models.Model):
+    """The audit trail: who did what to a case, and when."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=20)
+    note = models.TextField(blank=True, default="")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class ListKind(models.TextChoices):
+    ALLOW = "allow", "Allow (always approve)"
+    BLOCK = "block", "Block (always block)"
+
+
+class ListEntity(models.TextChoices):
+    CARD = "card", "Card"
+    MERCHANT = "merchant", "Merchant"
+
+
+class ListEntryQuerySet(models.QuerySet):
+    def in_force(self) -> ListEntryQuerySet:
+        now = timezone.now()
+        return self.filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
+
+
+class ListEntry(models.Model):
+    """A card or merchant that is always approved or always blocked, whatever the score."""
+
+    kind = models.CharField(max_length=5, choices=ListKind.choices)
+    entity = models.CharField(max_length=8, choices=ListEntity.choices)
+    value = models.CharField(max_length=64, help_text="The card_id or merchant_id")
+    reason = models.CharField(max_length=200)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ListEntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "allow/block list entry"
+        verbose_name_plural = "allow/block list"
+        constraints = [models.UniqueConstraint(fields=["entity", "value"], name="one_list_entry_per_entity")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.entity} {self.value}"

@@ -1,0 +1,96 @@
+"""The API's typed request and response bodies: they validate input and generate the OpenAPI document."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+MAX_FUTURE = timedelta(minutes=5)
+MAX_BATCH = 1000
+
+Id64 = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class TransactionIn(BaseModel):
+    """One transaction as a payment system sends it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    external_id: Id64 = Field(description="The caller's id; the idempotency key")
+    card_id: Id64 = Field(description="The paying card or customer")
+    merchant_id: Id64 = Field(description="Merchant or terminal")
+    amount: Annotated[Decimal, Field(gt=0, le=1_000_000_000, decimal_places=2, allow_inf_nan=False)] = Field(
+        description="> 0, at most 2 decimals, at most 1,000,000,000 (number or decimal string)"
+    )
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(
+        description="ISO 4217, e.g. EUR"
+    )
+    timestamp: AwareDatetime = Field(description="Event time, ISO 8601 with a timezone")
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = None
+    channel: Literal["pos", "ecom", "atm"] | None = None
+    mcc: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")] | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def not_in_the_future(cls, value: datetime) -> datetime:
+        if value > datetime.now(UTC) + MAX_FUTURE:
+            raise ValueError("is more than 5 minutes in the future")
+        return value
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    transactions: list[TransactionIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class Reason(BaseModel):
+    feature: str
+    contribution: float
+
+
+class TransactionResult(BaseModel):
+    """The answer for one transaction (201, 200 and GET bodies)."""
+
+    id: int
+    external_id: str
+    score: float = Field(ge=0, le=1)
+    decision: Literal["approve", "review", "block"]
+    reasons: list[Reason]
+    model_version: str
+    case_id: int | None
+
+
+class BatchResult(BaseModel):
+    results: list[TransactionResult]
+
+
+class LabelIn(BaseModel):
+    """A chargeback or a confirmation from the payment side."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: Id64
+    is_fraud: bool
+    reported_at: AwareDatetime | None = None
+
+
+class LabelResult(BaseModel):
+    external_id: str
+    is_fraud: bool
+    labeled_at: datetime
+
+
+class Error(BaseModel):
+    error: str
+    fields: dict[str, list[str]] | None = None
+    items: dict[str, dict[str, list[str]]] | None = None
+
+
+class Health(BaseModel):
+    database: str
+    channel_layer: str
+    model_version: str | None
