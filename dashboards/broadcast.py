@@ -51,7 +51,7 @@ async def _send(message: dict[str, Any]) -> None:
         return
     try:
         await asyncio.wait_for(layer.group_send(DASHBOARD_GROUP, message), settings.BROADCAST_TIMEOUT_SECONDS)
-    except Exception as exc:  # noqa: BLE001 - a broadcast failure must never fail the stored request
+    except Exception as exc:
         log.warning(
             "broadcast of %s failed (%s: %s); dashboards will resume from the database",
             message["type"],
@@ -67,7 +67,7 @@ async def layer_ok() -> bool:
     client = redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
     try:
         return bool(await client.ping())
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     finally:
         await client.aclose()

@@ -24,7 +24,6 @@ from scoring.schemas import (
     BatchIn,
     BatchResult,
     Error,
-    Health,
     LabelIn,
     LabelResult,
     TransactionIn,

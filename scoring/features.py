@@ -155,7 +155,8 @@ def describe(name: str, value: float) -> str:
     if name.startswith("merchant_count_"):
         return f"{value:.0f} transactions at this merchant in the last {name.rsplit('_', 1)[1]}"
     if name.startswith("merchant_fraud_count_"):
-        return f"merchant had {value:.0f} confirmed frauds in the {name.rsplit('_', 1)[1]} before the label delay"
+        window = name.rsplit("_", 1)[1]
+        return f"merchant had {value:.0f} confirmed frauds in the {window} before the label delay"
     if name.startswith("merchant_fraud_share_"):
         return f"{value:.0%} of this merchant's labeled transactions ({name.rsplit('_', 1)[1]}) were fraud"
     if name == "hour_of_day":

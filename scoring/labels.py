@@ -1,4 +1,4 @@
-"""Ground truth after the fact: chargebacks and confirmations from the payment side, and analysts' verdicts."""
+"""Ground truth after the fact: chargebacks and confirmations from the payment side."""
 
 from __future__ import annotations
 
