@@ -7,4 +7,11 @@ from dashboards import views
 app_name = "dashboards"
 urlpatterns = [
     path("", views.live, name="live"),
+    path("cases/", views.queue, name="queue"),
+    path("cases/top/", views.open_cases_panel, name="open_cases"),
+    path("cases/<int:case_id>/", views.case_detail, name="case"),
+    path("cases/<int:case_id>/row", views.case_row, name="case_row"),
+    path("cases/<int:case_id>/claim", views.claim, name="claim"),
+    path("cases/<int:case_id>/release", views.release, name="release"),
+    path("cases/<int:case_id>/resolve", views.resolve, name="resolve"),
 ]

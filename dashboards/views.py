@@ -1,10 +1,268 @@
+"""The analysts' pages: the live feed, the review queue and one case, plus the htmx case actions."""
+
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.db.models import Count, Q
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render, resolve_url
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
+
+from dashboards.forms import ResolveForm
+from dashboards.stats import LiveStats, open_cases, recent_stats
+from scoring import cases
+from scoring.features import FEATURES, describe
+from scoring.models import Case, Decision, ModelVersion, Transaction
+
+FEED_ROWS = 50
+PANEL_CASES = 10
+QUEUE_CASES = 200
+CARD_HISTORY = 20
+CASE_ROW = "dashboards/queue.html#case-row"
 
 
-@login_required
-def live(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboards/live.html", {})
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+View = Callable[..., HttpResponse]
+
+
+def analyst_required(view: View) -> View:
+    """Any logged-in user; anonymous pages go to the login page, anonymous htmx calls and POSTs get 403."""
+
+    @wraps(view)
+    def wrapper(request: HtmxHttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.user.is_authenticated:
+            return view(request, *args, **kwargs)
+        if not request.htmx and request.method == "GET":
+            return redirect_to_login(request.get_full_path())
+        response = render(request, "403.html", {"exception": "Your session has ended."}, status=403)
+        if request.htmx:
+            # htmx follows HX-Redirect even on a 403: the analyst lands on the login page, not a broken row.
+            back = request.htmx.current_url_abs_path or "/"
+            response["HX-Redirect"] = redirect_to_login(back).url
+        return response
+
+    return wrapper
+
+
+# --- pages -------------------------------------------------------------------------------------
+
+
+@require_GET
+@analyst_required
+def live(request: HtmxHttpRequest) -> HttpResponse:
+    """The newest transactions and the figures; live.js keeps both current over the socket."""
+    rows = Transaction.objects.select_related("case__assignee").newest(FEED_ROWS)
+    labels = reason_labels()
+    stats = LiveStats()
+    stats.seed(recent_stats())
+    figures = stats.snapshot() | {"open_cases": open_cases()}
+    context = {
+        "items": [feed_item(tx, labels=labels) for tx in rows],
+        "figures": figures,
+        "feed_config": feed_config(),
+        "panel_cases": Case.objects.queue()[:PANEL_CASES],
+        "open_count": figures["open_cases"],
+    }
+    return render(request, "dashboards/live.html", context)
+
+
+@require_GET
+@analyst_required
+def open_cases_panel(request: HtmxHttpRequest) -> HttpResponse:
+    """The live page's top open cases, re-fetched by live.js when a case changes."""
+    context = {"panel_cases": Case.objects.queue()[:PANEL_CASES], "open_count": open_cases()}
+    return render(request, "dashboards/live.html#open-cases", context)
+
+
+@require_GET
+@analyst_required
+def queue(request: HtmxHttpRequest) -> HttpResponse:
+    """Open cases, riskiest first."""
+    open_queue = Case.objects.queue()
+    context = {"cases": open_queue[:QUEUE_CASES], "open_count": open_queue.count(), "limit": QUEUE_CASES}
+    return render(request, "dashboards/queue.html", context)
+
+
+@require_GET
+@analyst_required
+def case_detail(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
+    """One case: the transaction, why it was flagged, the card's and merchant's history, the audit trail."""
+    case = get_object_or_404(Case.objects.select_related("transaction", "assignee", "resolved_by"), pk=case_id)
+    tx = case.transaction
+    history = (
+        Transaction.objects.filter(card_id=tx.card_id)
+        .select_related("case__assignee")
+        .order_by("-timestamp", "-id")[:CARD_HISTORY]
+    )
+    labels = reason_labels()
+    context = {
+        "case": case,
+        "tx": tx,
+        "reasons": reasons_in_words(tx),
+        "history": [feed_item(row, labels=labels) for row in history],
+        "merchant": merchant_figures(tx.merchant_id, now=timezone.now()),
+        "events": case.events.select_related("actor"),
+        "feed_config": feed_config(),
+    }
+    return render(request, "dashboards/case.html", context)
+
+
+@require_GET
+@analyst_required
+def case_row(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
+    """One case's row as the current analyst sees it (queue.js swaps it in when the case changes)."""
+    case = get_object_or_404(Case.objects.select_related("transaction", "assignee", "resolved_by"), pk=case_id)
+    return render(request, CASE_ROW, {"case": case})
+
+
+# --- case actions ------------------------------------------------------------------------------
+
+
+@require_POST
+@analyst_required
+def claim(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
+    return _act(request, case_id, lambda: cases.claim(case_id, user=request.user))
+
+
+@require_POST
+@analyst_required
+def release(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
+    return _act(request, case_id, lambda: cases.release(case_id, user=request.user))
+
+
+@require_POST
+@analyst_required
+def resolve(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
+    form = ResolveForm(request.POST)
+    if not form.is_valid():
+        message = "; ".join(error for errors in form.errors.values() for error in errors)
+        return _answer(request, case_id, error=message, status=422)
+    is_fraud = form.cleaned_data["verdict"] == "fraud"
+    note = form.cleaned_data["note"]
+    return _act(request, case_id, lambda: cases.resolve(case_id, user=request.user, is_fraud=is_fraud, note=note))
+
+
+def _act(request: HtmxHttpRequest, case_id: int, action: Callable[[], Case]) -> HttpResponse:
+    try:
+        action()
+    except Case.DoesNotExist:
+        raise Http404("No such case") from None
+    except cases.CaseConflict as conflict:
+        return _answer(request, case_id, error=str(conflict), status=409)
+    return _answer(request, case_id)
+
+
+def _answer(request: HtmxHttpRequest, case_id: int, *, error: str = "", status: int = 200) -> HttpResponse:
+    """htmx gets the re-rendered row (with the refusal in it); a plain form post goes back where it came from."""
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        return HttpResponseRedirect(_back(request))
+    case = get_object_or_404(Case.objects.select_related("transaction", "assignee", "resolved_by"), pk=case_id)
+    return render(request, CASE_ROW, {"case": case, "error": error}, status=status)
+
+
+def _back(request: HttpRequest) -> str:
+    referer = request.headers.get("referer", "")
+    safe = url_has_allowed_host_and_scheme(
+        referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return referer if safe and referer else resolve_url("dashboards:queue")
+
+
+# --- what the pages show -----------------------------------------------------------------------
+
+
+def feed_item(tx: Transaction, *, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """A transaction as the feed shows it: the pushed event (so server and live rows match) plus labels."""
+    case = getattr(tx, "case", None)
+    labels = labels if labels is not None else reason_labels()
+    pushing = [r["feature"] for r in tx.reasons if "_list_" in r["feature"] or r.get("contribution", 0) > 0]
+    return tx.event(case_id=case.id if case else None) | {
+        "reason_text": " · ".join(labels.get(name, name.replace("_", " ")) for name in pushing[:2]),
+        "case_state": case_state(case),
+    }
+
+
+def case_state(case: Case | None) -> str:
+    """A case in two words for the feed (live.js says the same for pushed changes)."""
+    if case is None:
+        return ""
+    if not case.is_open:
+        return case.status
+    return f"claimed by {case.assignee.get_username()}" if case.assignee else "unclaimed"
+
+
+def feed_config() -> dict[str, Any]:
+    """What live.js needs besides the socket: short reason labels, thresholds, the case URL pattern."""
+    thresholds = (
+        ModelVersion.objects.filter(is_active=True).values("review_threshold", "block_threshold").first()
+        or {"review_threshold": 0.5, "block_threshold": 0.9}
+    )
+    return {
+        "reason_labels": reason_labels(),
+        "review_threshold": thresholds["review_threshold"],
+        "block_threshold": thresholds["block_threshold"],
+        "case_url": reverse("dashboards:case", args=[0]),
+        "case_row_url": reverse("dashboards:case_row", args=[0]),
+        "open_cases_url": reverse("dashboards:open_cases"),
+        "max_rows": 200,
+    }
+
+
+def reason_labels() -> dict[str, str]:
+    """Short names of the model's features for the feed's reason chips."""
+    labels = {name: name.replace("_", " ").replace(" avg ", " average ") for name in FEATURES}
+    for kind in ("allow", "block"):
+        for entity in ("card", "merchant"):
+            labels[f"{kind}_list_{entity}"] = f"{entity} on {kind} list"
+    return labels
+
+
+def reasons_in_words(tx: Transaction) -> list[dict[str, Any]]:
+    """The transaction's reasons as sentences with the values the model saw, strongest first."""
+    words = []
+    for reason in tx.reasons:
+        name = reason.get("feature", "")
+        contribution = float(reason.get("contribution") or 0.0)
+        kind, is_list, entity = name.partition("_list_")
+        if is_list:
+            text = f"{entity} is on the {kind} list"
+        elif name in tx.features:
+            value = tx.features[name]
+            text = describe(name, float("nan") if value is None else float(value))
+        else:
+            text = name.replace("_", " ")
+        words.append({"feature": name, "text": text, "contribution": contribution, "is_list": bool(is_list)})
+    biggest = max((abs(w["contribution"]) for w in words), default=0.0) or 1.0
+    for w in words:
+        w["width"] = round(100 * abs(w["contribution"]) / biggest)
+    return words
+
+
+def merchant_figures(merchant_id: str, *, now: datetime) -> dict[str, Any]:
+    """The merchant's activity by event time: last 24 h and 7 days, flagged share, confirmed frauds."""
+    day, week = now - timedelta(days=1), now - timedelta(days=7)
+    flagged = ~Q(decision=Decision.APPROVE)
+    figures = Transaction.objects.filter(merchant_id=merchant_id).aggregate(
+        count_24h=Count("id", filter=Q(timestamp__gte=day)),
+        count_7d=Count("id", filter=Q(timestamp__gte=week)),
+        flagged_7d=Count("id", filter=Q(timestamp__gte=week) & flagged),
+        frauds=Count("id", filter=Q(is_fraud=True)),
+        total=Count("id"),
+    )
+    figures["flagged_share_7d"] = figures["flagged_7d"] / figures["count_7d"] if figures["count_7d"] else None
+    return figures

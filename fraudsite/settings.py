@@ -106,7 +106,9 @@ TEMPLATES = [
 ]
 
 # --- database -------------------------------------------------------------------------------
-DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+VAR_DIR = BASE_DIR / "var"  # local state of the embedded defaults (SQLite files); git-ignored
+VAR_DIR.mkdir(exist_ok=True)
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
 _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # CONN_MAX_AGE > 0 leaks connections under ASGI (a new thread per request); the pool reuses them.
@@ -118,6 +120,9 @@ elif _db["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # A file, not shared-cache memory: concurrent writers then wait for the lock instead of failing,
+    # and end-to-end tests can point a real server process at the same database.
+    _db["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.renderers import BaseRenderer
 from ninja.security import HttpBearer
@@ -67,52 +67,52 @@ REFUSALS = {400: Error, 401: Error, 413: Error, 422: Error, 503: Error}
     "/transactions",
     response={201: TransactionResult, 200: TransactionResult, **REFUSALS},
     summary="Score and store one transaction",
-    exclude_none=True,
+    exclude_unset=True,
 )
-async def create_transaction(request: HttpRequest, payload: TransactionIn) -> tuple[int, dict[str, Any]]:
+async def create_transaction(request: HttpRequest, payload: TransactionIn) -> Status:
     """201 with the new result, or 200 with the stored one when the external_id is known."""
     (outcome,) = await ingest([payload])
-    return (201 if outcome.created else 200), outcome.result
+    return Status(201 if outcome.created else 200, outcome.result)
 
 
 @api.post(
     "/transactions/batch",
     response={201: BatchResult, **REFUSALS},
     summary="Score and store 1 to 1,000 transactions",
-    exclude_none=True,
+    exclude_unset=True,
 )
-async def create_batch(request: HttpRequest, payload: BatchIn) -> tuple[int, dict[str, Any]]:
+async def create_batch(request: HttpRequest, payload: BatchIn) -> Status:
     """All or nothing on validation; known external_ids come back as stored."""
     outcomes = await ingest(payload.transactions)
-    return 201, {"results": [o.result for o in outcomes]}
+    return Status(201, {"results": [o.result for o in outcomes]})
 
 
 @api.get(
     "/transactions/{tx_id}",
     response={200: TransactionResult, 401: Error, 404: Error},
     summary="A stored result",
-    exclude_none=True,
+    exclude_unset=True,
 )
-async def get_transaction(request: HttpRequest, tx_id: int) -> tuple[int, dict[str, Any]]:
+async def get_transaction(request: HttpRequest, tx_id: int) -> Status:
     tx = await Transaction.objects.select_related("case").filter(pk=tx_id).afirst()
     if tx is None:
-        return 404, {"error": f"no transaction with id {tx_id}"}
-    return 200, tx.result()
+        return Status(404, {"error": f"no transaction with id {tx_id}"})
+    return Status(200, tx.result())
 
 
 @api.post(
     "/labels",
     response={200: LabelResult, 401: Error, 404: Error, 422: Error},
     summary="Record a chargeback or a confirmation",
-    exclude_none=True,
+    exclude_unset=True,
 )
-async def create_label(request: HttpRequest, payload: LabelIn) -> tuple[int, dict[str, Any]]:
+async def create_label(request: HttpRequest, payload: LabelIn) -> Status:
     tx = await database_sync_to_async(labels.record)(
         external_id=payload.external_id, is_fraud=payload.is_fraud, reported_at=payload.reported_at
     )
     if tx is None:
-        return 404, {"error": f"no transaction with external_id {payload.external_id!r}"}
-    return 200, {"external_id": tx.external_id, "is_fraud": tx.is_fraud, "labeled_at": tx.labeled_at}
+        return Status(404, {"error": f"no transaction with external_id {payload.external_id!r}"})
+    return Status(200, {"external_id": tx.external_id, "is_fraud": tx.is_fraud, "labeled_at": tx.labeled_at})
 
 
 async def healthz(request: HttpRequest) -> HttpResponse:

@@ -16,7 +16,7 @@ class CaseConflict(Exception):
 
 def _locked(case_id: int) -> Case:
     # select_for_update: two analysts clicking at once are serialised, the second sees the first's change.
-    return Case.objects.select_for_update().select_related("transaction", "assignee").get(pk=case_id)
+    return Case.objects.select_for_update(of=("self",)).select_related("transaction", "assignee").get(pk=case_id)
 
 
 def _changed(case: Case, *, actor: AbstractBaseUser, action: str, note: str = "") -> Case:

@@ -1,0 +1,247 @@
+"""The Django admin: analysts work review cases here; staff also manage models, lists and API keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+
+from scoring import cases
+from scoring.classifier import active_model
+from scoring.features import describe
+from scoring.models import ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
+
+SCORE_BANDS = {
+    "lt50": ("below 0.5", 0.0, 0.5),
+    "50-90": ("0.5 – 0.9", 0.5, 0.9),
+    "ge90": ("0.9 and above", 0.9, 1.01),
+}
+
+
+class ScoreBandFilter(admin.SimpleListFilter):
+    title = "score band"
+    parameter_name = "score_band"
+    field = "score"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(key, label) for key, (label, _, _) in SCORE_BANDS.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() not in SCORE_BANDS:
+            return queryset
+        _, low, high = SCORE_BANDS[self.value()]
+        return queryset.filter(**{f"{self.field}__gte": low, f"{self.field}__lt": high})
+
+
+class CaseScoreBandFilter(ScoreBandFilter):
+    field = "transaction__score"
+
+
+def decision_badge(decision: str) -> str:
+    colors = {"approve": "#1a7f37", "review": "#b35900", "block": "#c62828"}
+    return format_html('<b style="color:{}">{}</b>', colors.get(decision, "#333"), decision)
+
+
+class CaseEventInline(admin.TabularInline):
+    model = CaseEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ["at", "actor", "action", "note"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Case)
+class CaseAdmin(admin.ModelAdmin):
+    list_display = ["id", "status", "score", "decision", "amount", "card", "merchant", "assignee", "opened_at"]
+    list_filter = ["status", "transaction__decision", CaseScoreBandFilter, "opened_at"]
+    search_fields = ["transaction__card_id", "transaction__merchant_id", "transaction__external_id"]
+    list_select_related = ["transaction", "assignee"]
+    ordering = ["-transaction__score"]
+    readonly_fields = ["transaction_link", "reasons_in_words", "status", "resolved_by", "resolved_at", "opened_at"]
+    fields = ["transaction_link", "reasons_in_words", "status", "assignee", "note", "opened_at", "resolved_by",
+              "resolved_at"]
+    inlines = [CaseEventInline]
+    actions = ["confirm_fraud", "mark_legitimate"]
+
+    @admin.display(ordering="transaction__score")
+    def score(self, case: Case) -> str:
+        return f"{case.transaction.score:.3f}"
+
+    @admin.display(ordering="transaction__decision")
+    def decision(self, case: Case) -> str:
+        return decision_badge(case.transaction.decision)
+
+    @admin.display(ordering="transaction__amount")
+    def amount(self, case: Case) -> str:
+        return f"{case.transaction.amount:,} {case.transaction.currency}"
+
+    @admin.display(ordering="transaction__card_id")
+    def card(self, case: Case) -> str:
+        return case.transaction.card_id
+
+    @admin.display(ordering="transaction__merchant_id")
+    def merchant(self, case: Case) -> str:
+        return case.transaction.merchant_id
+
+    @admin.display(description="transaction")
+    def transaction_link(self, case: Case) -> str:
+        tx = case.transaction
+        return format_html('<a href="../../../transaction/{}/change/">{}</a> — {} {} at {}', tx.id,
+                           tx.external_id, tx.amount, tx.currency, tx.timestamp)
+
+    @admin.display(description="reasons")
+    def reasons_in_words(self, case: Case) -> str:
+        return "; ".join(reason_words(case.transaction))
+
+    @admin.action(description="Confirm fraud (resolve selected cases)")
+    def confirm_fraud(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._resolve(request, queryset, is_fraud=True)
+
+    @admin.action(description="Mark legitimate (resolve selected cases)")
+    def mark_legitimate(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._resolve(request, queryset, is_fraud=False)
+
+    def _resolve(self, request: HttpRequest, queryset: QuerySet, *, is_fraud: bool) -> None:
+        done, refused = 0, []
+        for case_id in queryset.values_list("id", flat=True):
+            try:
+                cases.resolve(case_id, user=request.user, is_fraud=is_fraud, note="resolved in the admin")
+                done += 1
+            except cases.CaseConflict as exc:
+                refused.append(str(exc))
+        if done:
+            self.message_user(request, f"{done} case(s) resolved.", messages.SUCCESS)
+        for reason in refused:
+            self.message_user(request, reason, messages.WARNING)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # cases are opened by scoring, never by hand
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+
+def reason_words(tx: Transaction) -> list[str]:
+    """The transaction's top reasons in plain words, with their values."""
+    words = []
+    for reason in tx.reasons:
+        name = reason["feature"]
+        if name.endswith(("_list_card", "_list_merchant")):
+            kind, _, entity = name.partition("_list_")
+            words.append(f"{entity} is on the {kind} list")
+            continue
+        value = tx.features.get(name)
+        words.append(describe(name, float("nan") if value is None else float(value)))
+    return words
+
+
+@admin.register(Transaction)
+class TransactionAdmin(admin.ModelAdmin):
+    list_display = ["id", "external_id", "timestamp", "card_id", "merchant_id", "amount", "currency", "score",
+                    "decision_colored", "is_fraud"]
+    list_filter = ["decision", ScoreBandFilter, "is_fraud", "channel", "currency"]
+    search_fields = ["external_id", "card_id", "merchant_id"]
+    date_hierarchy = "timestamp"
+    show_full_result_count = False  # COUNT(*) over millions of rows on every page is slow
+
+    @admin.display(description="decision", ordering="decision")
+    def decision_colored(self, tx: Transaction) -> str:
+        return decision_badge(tx.decision)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # what was scored and answered is a record, not an editable row
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["version", "is_active", "activated_at", "auc", "average_precision", "review_threshold",
+                    "block_threshold", "created_at"]
+    list_filter = ["is_active"]
+    readonly_fields = ["version", "created_at", "features", "params", "metrics", "data_range", "is_active",
+                       "activated_at"]
+    exclude = ["artifact"]
+    actions = ["activate"]
+
+    @admin.display(description="AUC")
+    def auc(self, mv: ModelVersion) -> str:
+        return _metric(mv, "auc_roc")
+
+    @admin.display(description="avg precision")
+    def average_precision(self, mv: ModelVersion) -> str:
+        return _metric(mv, "average_precision")
+
+    @admin.action(description="Activate the selected version (every server switches within seconds)")
+    def activate(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
+            return
+        mv = queryset.get()
+        mv.activate()
+        active_model.reset()
+        self.message_user(request, f"{mv.version} is now active.", messages.SUCCESS)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # versions come from `manage.py train_model`
+
+
+def _metric(mv: ModelVersion, key: str) -> str:
+    value = mv.metrics.get(key)
+    return f"{value:.3f}" if isinstance(value, int | float) else "–"
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "created_at", "revoked_at", "is_active"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix"]
+    fields = ["name", "prefix", "created_at", "revoked_at"]
+    readonly_fields = ["prefix", "created_at"]
+    actions = ["revoke"]
+
+    @admin.display(boolean=True, description="active")
+    def is_active(self, key: ApiKey) -> bool:
+        return key.is_active
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        key, raw = ApiKey.issue(name=obj.name)
+        obj.pk, obj.key_hash, obj.prefix, obj.created_at = key.pk, key.key_hash, key.prefix, key.created_at
+        self.message_user(request, f"New API key for {key.name} (shown once, store it now): {raw}",
+                          messages.WARNING)
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)
+
+
+@admin.register(ListEntry)
+class ListEntryAdmin(admin.ModelAdmin):
+    list_display = ["kind", "entity", "value", "reason", "created_by", "created_at", "expires_at"]
+    list_filter = ["kind", "entity"]
+    search_fields = ["value", "reason"]
+    readonly_fields = ["created_by", "created_at"]
+
+    def save_model(self, request: HttpRequest, obj: ListEntry, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+admin.site.site_header = "Fraud scoring"
+admin.site.site_title = "Fraud scoring admin"
+admin.site.index_title = "Review and configuration"

@@ -1,0 +1,222 @@
+"""The dashboard socket: who may connect, what is pushed, and resume after a reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+
+import orjson
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
+
+from dashboards import broadcast
+from fraudsite.asgi import application
+from scoring.models import Case, Transaction
+from tests.conftest import tx_body
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+@asynccontextmanager
+async def socket(user=None, *, origin: tuple[bytes, bytes] = ORIGIN):
+    """A dashboard socket through the full ASGI stack (origin check, auth), logged in as `user`."""
+    communicator = WebsocketCommunicator(application, "/ws/dashboard/", headers=[origin, (b"host", b"127.0.0.1")])
+    if user is not None:
+        communicator.scope["user"] = user  # what the session middleware would find
+    try:
+        yield communicator
+    finally:
+        await communicator.disconnect()
+
+
+async def next_of_type(communicator: WebsocketCommunicator, kind: str, timeout: float = 3.0) -> dict:
+    """The next message of a type, skipping the others (stats arrive every second)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        message = orjson.loads(await communicator.receive_from(timeout=max(remaining, 0.01)))
+        if message["type"] == kind:
+            return message
+
+
+async def drain(communicator: WebsocketCommunicator, seconds: float) -> list[dict]:
+    """Every message that arrives within `seconds` (a receive timeout would cancel the consumer)."""
+    messages = []
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        if await communicator.receive_nothing(timeout=0.05):
+            continue
+        messages.append(orjson.loads(await communicator.receive_from()))
+    return messages
+
+
+@pytest.fixture
+def analyst_user(db):
+    return get_user_model().objects.create_user("watcher", password="pw-watcher-1")
+
+
+async def test_anonymous_socket_is_closed(db):
+    communicator = WebsocketCommunicator(application, "/ws/dashboard/", headers=[ORIGIN, (b"host", b"127.0.0.1")])
+    communicator.scope["user"] = AnonymousUser()
+
+    connected, code = await communicator.connect()
+
+    assert not connected
+    await communicator.disconnect()
+
+
+async def test_socket_without_a_session_is_closed(db):
+    communicator = WebsocketCommunicator(application, "/ws/dashboard/", headers=[ORIGIN, (b"host", b"127.0.0.1")])
+
+    connected, _ = await communicator.connect()
+
+    assert not connected
+    await communicator.disconnect()
+
+
+async def test_socket_from_a_foreign_origin_is_refused(analyst_user):
+    async with socket(analyst_user, origin=(b"origin", b"http://evil.example")) as communicator:
+        connected, _ = await communicator.connect()
+
+        assert not connected
+
+
+async def test_logged_in_analyst_receives_a_posted_transaction(api, model_version, analyst_user):
+    async with socket(analyst_user) as communicator:
+        connected, _ = await communicator.connect()
+        assert connected
+
+        created = (await api.post("/api/v1/transactions", tx_body(external_id="live-1"))).json()
+        message = await next_of_type(communicator, "transactions")
+
+    (item,) = message["items"]
+    assert item["id"] == created["id"]
+    assert item["external_id"] == "live-1"
+    assert item["decision"] == created["decision"]
+    assert item["reasons"] == created["reasons"]
+    assert set(item) == {"id", "external_id", "card_id", "merchant_id", "amount", "currency", "timestamp", "score",
+                         "decision", "reasons", "case_id"}
+
+
+async def test_a_retried_transaction_is_not_broadcast_twice(api, model_version, analyst_user):
+    async with socket(analyst_user) as communicator:
+        await communicator.connect()
+        await api.post("/api/v1/transactions", tx_body(external_id="once"))
+        await api.post("/api/v1/transactions", tx_body(external_id="once"))
+        later = await drain(communicator, 0.6)
+
+    pushed = [i["external_id"] for m in later if m["type"] == "transactions" for i in m["items"]]
+    assert pushed == ["once"]
+
+
+async def test_a_batch_arrives_in_id_order_each_once(api, model_version, analyst_user):
+    items = [tx_body(external_id=f"b-{i}") for i in range(30)]
+    async with socket(analyst_user) as communicator:
+        await communicator.connect()
+        await api.post("/api/v1/transactions/batch", {"transactions": items})
+        received: list[dict] = []
+        while len(received) < 30:
+            received += (await next_of_type(communicator, "transactions"))["items"]
+
+    ids = [i["id"] for i in received]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 30
+
+
+async def test_resume_replays_what_was_missed_in_id_order(api, model_version, analyst_user):
+    first = (await api.post("/api/v1/transactions", tx_body(external_id="seen"))).json()
+    for i in range(3):
+        await api.post("/api/v1/transactions", tx_body(external_id=f"missed-{i}"))
+
+    async with socket(analyst_user) as communicator:
+        await communicator.connect()
+        await communicator.send_json_to({"type": "resume", "after_id": first["id"]})
+        message = await next_of_type(communicator, "transactions")
+
+    assert [i["external_id"] for i in message["items"]] == ["missed-0", "missed-1", "missed-2"]
+    assert message["replay"] is True
+
+
+async def test_resume_is_bounded_to_the_newest_500(model_version, analyst_user):
+    await database_sync_to_async(_store_plain_rows)(520)
+
+    async with socket(analyst_user) as communicator:
+        await communicator.connect()
+        await communicator.send_json_to({"type": "resume", "after_id": 0})
+        message = await next_of_type(communicator, "transactions")
+
+    ids = [i["id"] for i in message["items"]]
+    assert len(ids) == 500
+    assert ids == sorted(ids)
+    assert ids[-1] == await Transaction.objects.order_by("-id").values_list("id", flat=True).afirst()
+
+
+def _store_plain_rows(n: int) -> None:
+    from django.utils import timezone
+
+    Transaction.objects.bulk_create(
+        Transaction(external_id=f"p-{i}", card_id="c", merchant_id="m", amount="1.00", currency="EUR",
+                    timestamp=timezone.now(), score=0.1, decision="approve", model_version="t")
+        for i in range(n)
+    )
+
+
+async def test_stats_arrive_every_second_with_the_live_figures(api, model_version, analyst_user):
+    async with socket(analyst_user) as communicator:
+        await communicator.connect()
+        await api.post("/api/v1/transactions", tx_body(external_id="s-1", amount="9000.00"))
+        stats = await next_of_type(communicator, "stats", timeout=3)
+
+    assert stats["count_15m"] == 1
+    assert stats["blocked_count"] + (stats["flagged_share"] > 0) >= 1
+    assert len(stats["histogram"]) == 10
+    assert len(stats["volume"]) == 15
+    assert stats["open_cases"] == 1
+
+
+async def test_case_changes_reach_every_dashboard(api, model_version, analyst_user, lead):
+    from scoring import cases
+
+    created = (await api.post("/api/v1/transactions", tx_body(external_id="c-1", amount="9000.00"))).json()
+    async with socket(analyst_user) as one, socket(lead) as two:
+        await one.connect()
+        await two.connect()
+        await database_sync_to_async(cases.claim)(created["case_id"], user=analyst_user)
+        seen_by_one = await next_of_type(one, "case")
+        seen_by_two = await next_of_type(two, "case")
+
+    assert seen_by_one["id"] == seen_by_two["id"] == created["case_id"]
+    assert seen_by_two["assignee"] == "watcher"
+    assert seen_by_two["status"] == "open"
+
+
+async def test_ingest_still_answers_201_and_stores_when_the_channel_layer_is_down(api, model_version, monkeypatch):
+    class BrokenLayer:
+        async def group_send(self, group, message):
+            raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(broadcast, "get_channel_layer", lambda: BrokenLayer())
+
+    response = await api.post("/api/v1/transactions", tx_body(external_id="stored-anyway", amount="9000.00"))
+
+    assert response.status_code == 201
+    assert await Transaction.objects.filter(external_id="stored-anyway").aexists()
+    assert await Case.objects.filter(transaction__external_id="stored-anyway").aexists()
+
+
+async def test_a_hanging_channel_layer_does_not_hold_ingest(api, model_version, monkeypatch, settings):
+    settings.BROADCAST_TIMEOUT_SECONDS = 0.2
+
+    class HangingLayer:
+        async def group_send(self, group, message):
+            await asyncio.sleep(60)
+
+    monkeypatch.setattr(broadcast, "get_channel_layer", lambda: HangingLayer())
+
+    response = await asyncio.wait_for(api.post("/api/v1/transactions", tx_body()), timeout=5)
+
+    assert response.status_code == 201

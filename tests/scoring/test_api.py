@@ -1,0 +1,342 @@
+"""The ingest API as API.md words it: answers, refusals, idempotency, nothing stored on refusal."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from django.test import AsyncClient
+from django.utils import timezone
+
+from scoring.models import ApiKey, Case, Transaction
+from tests.conftest import tx_body
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def count() -> int:
+    return await Transaction.objects.acount()
+
+
+async def test_ingest_scores_stores_and_answers_201(api, model_version):
+    response = await api.post("/api/v1/transactions", tx_body())
+
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"id", "external_id", "score", "decision", "reasons", "model_version", "case_id"}
+    assert 0 <= body["score"] <= 1
+    assert body["decision"] in {"approve", "review", "block"}
+    assert len(body["reasons"]) == 3
+    assert all(set(r) == {"feature", "contribution"} for r in body["reasons"])
+    contributions = [r["contribution"] for r in body["reasons"]]
+    assert contributions == sorted(contributions, reverse=True)
+    assert body["model_version"] == model_version.version
+    stored = await Transaction.objects.aget(pk=body["id"])
+    assert stored.external_id == "ext-1"
+    assert stored.score == body["score"]
+
+
+async def test_flagged_transaction_opens_a_case_and_approved_does_not(api, model_version):
+    # The tiny test model flags amounts far above the card's average.
+    low = await api.post("/api/v1/transactions", tx_body(external_id="t-low", amount="10.00"))
+    high = await api.post(
+        "/api/v1/transactions",
+        tx_body(external_id="t-high", amount="9000.00", timestamp=(timezone.now()).isoformat()),
+    )
+
+    assert low.json()["decision"] == "approve"
+    assert low.json()["case_id"] is None
+    assert high.json()["decision"] in {"review", "block"}
+    case = await Case.objects.select_related("transaction").aget(pk=high.json()["case_id"])
+    assert case.transaction.external_id == "t-high"
+    assert case.status == "open"
+
+
+async def test_same_external_id_again_returns_200_with_the_stored_result(api, model_version):
+    first = await api.post("/api/v1/transactions", tx_body())
+    again = await api.post("/api/v1/transactions", tx_body(amount="999.99"))
+
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again.json() == first.json()
+    assert await count() == 1
+
+
+async def test_concurrent_retries_of_one_transaction_store_one_row(api, model_version):
+    responses = await asyncio.gather(*[api.post("/api/v1/transactions", tx_body()) for _ in range(8)])
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) == 1
+    assert statuses.count(200) == 7
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert await count() == 1
+
+
+async def test_get_returns_the_stored_result(api, model_version):
+    created = (await api.post("/api/v1/transactions", tx_body())).json()
+
+    response = await api.get(f"/api/v1/transactions/{created['id']}")
+
+    assert response.status_code == 200
+    assert response.json() == created
+
+
+async def test_get_of_an_unknown_id_is_404(api, model_version):
+    response = await api.get("/api/v1/transactions/999999")
+
+    assert response.status_code == 404
+    assert "error" in response.json()
+
+
+# --- authentication ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer not-a-key"}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer "}],
+    ids=["missing", "unknown", "wrong-scheme", "empty"],
+)
+async def test_ingest_without_a_valid_key_is_401_and_stores_nothing(api, model_version, headers):
+    response = await api.post("/api/v1/transactions", tx_body(), headers=headers)
+
+    assert response.status_code == 401
+    assert "error" in response.json()
+    assert await count() == 0
+
+
+async def test_revoked_key_is_refused(api, api_key, model_version):
+    await ApiKey.objects.aupdate(revoked_at=timezone.now())
+
+    response = await api.post("/api/v1/transactions", tx_body())
+
+    assert response.status_code == 401
+    assert await count() == 0
+
+
+async def test_bad_key_is_refused_before_the_body_is_looked_at(api, model_version):
+    response = await api.post("/api/v1/transactions", "{not json", headers={"Authorization": "Bearer nope"})
+
+    assert response.status_code == 401
+
+
+async def test_only_the_hash_of_a_key_is_stored(api_key):
+    stored = await ApiKey.objects.aget()
+
+    assert api_key not in (stored.key_hash, stored.prefix, stored.name)
+    assert len(stored.key_hash) == 64
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+INVALID_FIELDS = [
+    ("external_id", ""),
+    ("external_id", "x" * 65),
+    ("external_id", 123),
+    ("card_id", ""),
+    ("card_id", "c" * 65),
+    ("merchant_id", ""),
+    ("merchant_id", None),
+    ("amount", 0),
+    ("amount", "-5.00"),
+    ("amount", "1.001"),
+    ("amount", 1_000_000_000.01),
+    ("amount", "abc"),
+    ("amount", "NaN"),
+    ("amount", True),
+    ("currency", "eur"),
+    ("currency", "EURO"),
+    ("currency", None),
+    ("timestamp", "2026-11-23T10:00:00"),
+    ("timestamp", "yesterday"),
+    ("timestamp", "future"),
+    ("country", "nld"),
+    ("country", "nl"),
+    ("channel", "phone"),
+    ("mcc", "54111"),
+    ("mcc", "54a1"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), INVALID_FIELDS, ids=[f"{f}={v!r}"[:40] for f, v in INVALID_FIELDS])
+async def test_each_invalid_field_is_422_naming_the_field_and_nothing_is_stored(api, model_version, field, value):
+    if value == "future":
+        value = (datetime.now(UTC) + timedelta(minutes=6)).isoformat()
+    body = tx_body()
+    if value is None:
+        del body[field]
+    else:
+        body[field] = value
+
+    response = await api.post("/api/v1/transactions", body)
+
+    assert response.status_code == 422
+    assert field in response.json()["fields"]
+    assert response.json()["error"]
+    assert await count() == 0
+
+
+async def test_unknown_field_is_refused(api, model_version):
+    response = await api.post("/api/v1/transactions", tx_body(risk="low"))
+
+    assert response.status_code == 422
+    assert response.json()["fields"] == {"risk": ["is not a known field"]}
+
+
+async def test_timestamp_a_few_minutes_ahead_and_in_the_past_are_accepted(api, model_version):
+    soon = (datetime.now(UTC) + timedelta(minutes=4)).isoformat()
+    past = "2024-01-05T08:30:00+02:00"
+
+    ahead = await api.post("/api/v1/transactions", tx_body(external_id="soon", timestamp=soon))
+    backfill = await api.post("/api/v1/transactions", tx_body(external_id="past", timestamp=past))
+
+    assert ahead.status_code == 201
+    assert backfill.status_code == 201
+
+
+async def test_amount_as_number_and_as_decimal_string_are_both_accepted(api, model_version):
+    as_number = await api.post("/api/v1/transactions", tx_body(external_id="n", amount=12.5))
+    as_string = await api.post("/api/v1/transactions", tx_body(external_id="s", amount="12.50"))
+
+    assert (as_number.status_code, as_string.status_code) == (201, 201)
+    stored = {t.external_id: t.amount async for t in Transaction.objects.all()}
+    assert stored["n"] == stored["s"]
+
+
+@pytest.mark.parametrize("body", ["{not json", "", "[1, 2", b"\xff\xfe"], ids=["broken", "empty", "truncated", "binary"])
+async def test_body_that_is_not_json_is_400(api, model_version, body):
+    response = await api.post("/api/v1/transactions", body)
+
+    assert response.status_code in (400, 422) if body == "" else response.status_code == 400
+    assert "error" in response.json()
+    assert await count() == 0
+
+
+async def test_json_that_is_not_an_object_is_refused(api, model_version):
+    response = await api.post("/api/v1/transactions", "[1, 2]")
+
+    assert response.status_code in (400, 422)
+    assert await count() == 0
+
+
+async def test_body_over_the_limit_is_413(api, model_version, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = {"transactions": [tx_body(external_id=f"big-{i}") for i in range(20)]}
+
+    response = await api.post("/api/v1/transactions/batch", body)
+
+    assert response.status_code == 413
+    assert "error" in response.json()
+    assert await count() == 0
+
+
+# --- batch ---------------------------------------------------------------------------------------
+
+
+async def test_batch_answers_one_result_per_item_in_order(api, model_version):
+    items = [tx_body(external_id=f"b-{i}", card_id=f"card-{i % 3}") for i in range(10)]
+
+    response = await api.post("/api/v1/transactions/batch", {"transactions": items})
+
+    assert response.status_code == 201
+    results = response.json()["results"]
+    assert [r["external_id"] for r in results] == [f"b-{i}" for i in range(10)]
+    assert await count() == 10
+
+
+async def test_batch_with_one_invalid_item_is_422_naming_the_item_and_stores_nothing(api, model_version):
+    items = [tx_body(external_id=f"b-{i}") for i in range(10)]
+    items[7]["amount"] = "-1"
+
+    response = await api.post("/api/v1/transactions/batch", {"transactions": items})
+
+    assert response.status_code == 422
+    assert list(response.json()["items"]) == ["7"]
+    assert "amount" in response.json()["items"]["7"]
+    assert await count() == 0
+
+
+async def test_batch_returns_known_items_as_stored_without_storing_them_again(api, model_version):
+    first = (await api.post("/api/v1/transactions", tx_body(external_id="known"))).json()
+    items = [tx_body(external_id="new-1"), tx_body(external_id="known", amount="1.00"), tx_body(external_id="new-2")]
+
+    response = await api.post("/api/v1/transactions/batch", {"transactions": items})
+
+    assert response.status_code == 201
+    assert response.json()["results"][1] == first
+    assert await count() == 3
+
+
+async def test_batch_repeating_an_external_id_stores_it_once(api, model_version):
+    items = [tx_body(external_id="twice"), tx_body(external_id="twice")]
+
+    response = await api.post("/api/v1/transactions/batch", {"transactions": items})
+
+    assert response.status_code == 201
+    a, b = response.json()["results"]
+    assert a == b
+    assert await count() == 1
+
+
+@pytest.mark.parametrize("size", [0, 1001])
+async def test_batch_size_outside_1_to_1000_is_422(api, model_version, size, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000_000
+    items = [tx_body(external_id=f"s-{i}") for i in range(size)]
+
+    response = await api.post("/api/v1/transactions/batch", {"transactions": items})
+
+    assert response.status_code == 422
+    assert await count() == 0
+
+
+async def test_ingest_without_an_active_model_is_503_saying_what_to_do(api):
+    response = await api.post("/api/v1/transactions", tx_body())
+
+    assert response.status_code == 503
+    assert "train_model" in response.json()["error"]
+    assert await count() == 0
+
+
+# --- health and docs -----------------------------------------------------------------------------
+
+
+async def test_healthz_names_the_model_and_components(model_version):
+    response = await AsyncClient().get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"database": "ok", "channel_layer": "ok", "model_version": model_version.version}
+
+
+async def test_healthz_is_503_naming_the_channel_layer_when_it_is_down(model_version, monkeypatch):
+    from scoring import api as api_module
+
+    async def down() -> bool:
+        return False
+
+    monkeypatch.setattr(api_module, "layer_ok", down)
+
+    response = await AsyncClient().get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["channel_layer"] == "down"
+
+
+async def test_openapi_document_describes_the_endpoints():
+    response = await AsyncClient().get("/api/v1/openapi.json")
+
+    assert response.status_code == 200
+    paths = orjson.loads(response.content)["paths"]
+    assert {"/api/v1/transactions", "/api/v1/transactions/batch", "/api/v1/transactions/{tx_id}"} <= set(paths)
+    schema = orjson.loads(response.content)["components"]["schemas"]["TransactionIn"]
+    assert schema["additionalProperties"] is False
+
+
+async def test_docs_page_is_served_without_a_cdn():
+    response = await AsyncClient().get("/api/v1/docs")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger" in html.lower()
+    assert "cdn." not in html
+    assert "unpkg" not in html
