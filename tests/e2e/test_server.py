@@ -1,0 +1,88 @@
+"""A real daphne process and real WebSocket clients: a POSTed transaction arrives on the dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+
+import orjson
+import pytest
+import websockets
+from django.conf import settings
+
+from tests.conftest import tx_body
+from tests.e2e.conftest import free_port, server_process
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def post(base: str, path: str, body: dict, key: str) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        base + path, data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+async def wait_for_transaction(ws, external_id: str, timeout: float = 10) -> dict:
+    async with asyncio.timeout(timeout):
+        async for raw in ws:
+            message = orjson.loads(raw)
+            if message["type"] == "transactions":
+                for item in message["items"]:
+                    if item["external_id"] == external_id:
+                        return item
+    raise AssertionError("socket closed before the transaction arrived")
+
+
+def ws_url(base: str) -> str:
+    return base.replace("http://", "ws://") + "/ws/dashboard/"
+
+
+async def test_posted_transaction_arrives_on_a_real_dashboard_socket(daphne_server, api_key, session_cookie):
+    headers = {"Origin": daphne_server, "Cookie": session_cookie}
+    async with websockets.connect(ws_url(daphne_server), additional_headers=headers) as ws:
+        status, body = await asyncio.to_thread(post, daphne_server, "/api/v1/transactions",
+                                               tx_body(external_id="e2e-1"), api_key)
+        item = await wait_for_transaction(ws, "e2e-1")
+
+    assert status == 201
+    assert item["id"] == body["id"]
+    assert item["score"] == body["score"]
+
+
+async def test_real_server_refuses_an_anonymous_socket(daphne_server):
+    with pytest.raises(websockets.exceptions.InvalidStatus):
+        async with websockets.connect(ws_url(daphne_server), additional_headers={"Origin": daphne_server}):
+            pass
+
+
+async def test_reconnecting_socket_resumes_what_it_missed(daphne_server, api_key, session_cookie):
+    headers = {"Origin": daphne_server, "Cookie": session_cookie}
+    _, seen = await asyncio.to_thread(post, daphne_server, "/api/v1/transactions", tx_body(external_id="r-0"), api_key)
+    for i in (1, 2):  # sent while no dashboard is connected
+        await asyncio.to_thread(post, daphne_server, "/api/v1/transactions", tx_body(external_id=f"r-{i}"), api_key)
+
+    async with websockets.connect(ws_url(daphne_server), additional_headers=headers) as ws:
+        await ws.send(orjson.dumps({"type": "resume", "after_id": seen["id"]}).decode())
+        replayed = await wait_for_transaction(ws, "r-2")
+
+    assert replayed["external_id"] == "r-2"
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="sharing groups across processes needs Redis (REDIS_URL)")
+async def test_two_processes_share_the_dashboard_group_through_redis(daphne_server, api_key, session_cookie, tmp_path):
+    headers = {"Origin": daphne_server, "Cookie": session_cookie}
+    with server_process(port=free_port(), log_path=tmp_path / "second.log") as second:
+        async with websockets.connect(ws_url(daphne_server), additional_headers=headers) as ws:
+            status, _ = await asyncio.to_thread(post, second, "/api/v1/transactions",
+                                                tx_body(external_id="cross-1"), api_key)
+            item = await wait_for_transaction(ws, "cross-1")
+
+    assert status == 201
+    assert item["external_id"] == "cross-1"
