@@ -181,16 +181,12 @@ def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 @api.exception_handler(AuthenticationError)
 def unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return _error(
-        request, 401, {"error": "missing, unknown or revoked API key: send Authorization: Bearer <key>"}
-    )
+    return _error(request, 401, {"error": "missing, unknown or revoked API key: send Authorization: Bearer <key>"})
 
 
 @api.exception_handler(RequestDataTooBig)
 def too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
-    return _error(
-        request, 413, {"error": "body is larger than the limit; send at most 1,000 transactions a batch"}
-    )
+    return _error(request, 413, {"error": "body is larger than the limit; send at most 1,000 transactions a batch"})
 
 
 @api.exception_handler(NoActiveModel)

@@ -63,7 +63,7 @@ async def test_anonymous_socket_is_closed(db):
     communicator = WebsocketCommunicator(application, "/ws/dashboard/", headers=[ORIGIN, (b"host", b"127.0.0.1")])
     communicator.scope["user"] = AnonymousUser()
 
-    connected, code = await communicator.connect()
+    connected, _ = await communicator.connect()
 
     assert not connected
     await communicator.disconnect()
@@ -98,8 +98,19 @@ async def test_logged_in_analyst_receives_a_posted_transaction(api, model_versio
     assert item["external_id"] == "live-1"
     assert item["decision"] == created["decision"]
     assert item["reasons"] == created["reasons"]
-    assert set(item) == {"id", "external_id", "card_id", "merchant_id", "amount", "currency", "timestamp", "score",
-                         "decision", "reasons", "case_id"}
+    assert set(item) == {
+        "id",
+        "external_id",
+        "card_id",
+        "merchant_id",
+        "amount",
+        "currency",
+        "timestamp",
+        "score",
+        "decision",
+        "reasons",
+        "case_id",
+    }
 
 
 async def test_a_retried_transaction_is_not_broadcast_twice(api, model_version, analyst_user):
@@ -159,8 +170,17 @@ def _store_plain_rows(n: int) -> None:
     from django.utils import timezone
 
     Transaction.objects.bulk_create(
-        Transaction(external_id=f"p-{i}", card_id="c", merchant_id="m", amount="1.00", currency="EUR",
-                    timestamp=timezone.now(), score=0.1, decision="approve", model_version="t")
+        Transaction(
+            external_id=f"p-{i}",
+            card_id="c",
+            merchant_id="m",
+            amount="1.00",
+            currency="EUR",
+            timestamp=timezone.now(),
+            score=0.1,
+            decision="approve",
+            model_version="t",
+        )
         for i in range(n)
     )
 

@@ -204,7 +204,9 @@ async def test_amount_as_number_and_as_decimal_string_are_both_accepted(api, mod
     assert stored["n"] == stored["s"]
 
 
-@pytest.mark.parametrize("body", ["{not json", "", "[1, 2", b"\xff\xfe"], ids=["broken", "empty", "truncated", "binary"])
+@pytest.mark.parametrize(
+    "body", ["{not json", "", "[1, 2", b"\xff\xfe"], ids=["broken", "empty", "truncated", "binary"]
+)
 async def test_body_that_is_not_json_is_400(api, model_version, body):
     response = await api.post("/api/v1/transactions", body)
 

@@ -1,0 +1,52 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+RATE ?= 5
+PYTHON ?= python3
+
+.PHONY: install demo serve test lint browser bench evaluate clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@echo "== setting up $(VENV) (first run: about a minute)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+demo: install
+	@$(PY) manage.py migrate --noinput -v 0
+	@$(PY) manage.py demo --port $(PORT) --rate $(RATE)
+
+serve: install
+	@$(PY) manage.py migrate --noinput -v 0
+	@$(VENV)/bin/daphne -v 0 -b 127.0.0.1 -p $(PORT) fraudsite.asgi:application
+
+lint: install
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(PY) manage.py makemigrations --check --dry-run
+
+# Debian's chromium for the browser tests (Playwright drives it; it never downloads a browser).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "== installing Debian's chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: install browser lint
+	@echo "== tests on $${DATABASE_URL:-SQLite (embedded)} / $${REDIS_URL:-in-memory channel layer}"
+	@$(VENV)/bin/pytest
+
+bench: install
+	@bash bench/run.sh
+
+evaluate: install
+	@$(PY) manage.py migrate --noinput -v 0
+	@$(PY) manage.py evaluate
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

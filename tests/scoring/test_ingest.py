@@ -1,0 +1,176 @@
+"""The ingest pipeline: event-time features from stored history, lists, reproducible scores."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from scoring import ingest
+from scoring.features import FEATURE_INDEX
+from scoring.models import ListEntry, Transaction
+from scoring.schemas import TransactionIn
+from tests.conftest import tx_body
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # a Monday, midday
+
+
+def item(**overrides) -> TransactionIn:
+    return TransactionIn(**tx_body(**{"timestamp": T0.isoformat(), **overrides}))
+
+
+def stored(
+    external_id: str,
+    *,
+    at: datetime,
+    amount: str = "10.00",
+    card: str = "card-1",
+    merchant: str = "merch-1",
+    is_fraud: bool | None = None,
+) -> Transaction:
+    return Transaction.objects.create(
+        external_id=external_id,
+        card_id=card,
+        merchant_id=merchant,
+        amount=Decimal(amount),
+        currency="EUR",
+        timestamp=at,
+        score=0.1,
+        decision="approve",
+        model_version="history",
+        is_fraud=is_fraud,
+    )
+
+
+def features_of(tx: TransactionIn) -> dict[str, float]:
+    (row,) = ingest.feature_rows([tx])
+    return {name: row[i] for name, i in FEATURE_INDEX.items()}
+
+
+def test_card_windows_count_only_earlier_transactions_inside_each_window():
+    stored("h-30m", at=T0 - timedelta(minutes=30), amount="20.00")
+    stored("h-5h", at=T0 - timedelta(hours=5), amount="40.00")
+    stored("h-3d", at=T0 - timedelta(days=3), amount="60.00")
+    stored("h-40d", at=T0 - timedelta(days=40), amount="999.00")  # outside every window
+    stored("h-later", at=T0 + timedelta(minutes=1), amount="500.00")  # after: never seen
+    stored("h-same", at=T0, amount="700.00")  # same instant: not strictly before
+    stored("other-card", at=T0 - timedelta(minutes=5), card="card-2")
+
+    f = features_of(item(amount="120.00"))
+
+    assert (f["card_count_1h"], f["card_count_1d"], f["card_count_7d"], f["card_count_30d"]) == (1, 2, 3, 3)
+    assert f["card_sum_1d"] == 60.0
+    assert f["card_avg_30d"] == 40.0
+    assert f["amount_vs_card_avg_30d"] == 3.0
+    assert f["seconds_since_card_prev"] == 30 * 60
+    assert f["card_distinct_merchants_1d"] == 1
+
+
+def test_first_transaction_of_a_card_has_missing_history_features():
+    f = features_of(item())
+
+    assert f["card_count_30d"] == 0
+    assert math.isnan(f["card_avg_30d"])
+    assert math.isnan(f["amount_vs_card_avg_30d"])
+    assert math.isnan(f["seconds_since_card_prev"])
+
+
+def test_merchant_counts_and_delayed_fraud_share(settings):
+    settings.FRAUD_LABEL_DELAY_DAYS = 7
+    stored("m-1h", at=T0 - timedelta(hours=1), card="a")
+    stored("m-2d", at=T0 - timedelta(days=2), card="b")
+    stored("m-fraud-recent", at=T0 - timedelta(days=3), card="c", is_fraud=True)  # label too recent to use
+    stored("m-fraud-old", at=T0 - timedelta(days=10), card="d", is_fraud=True)
+    stored("m-legit-old", at=T0 - timedelta(days=9), card="e", is_fraud=False)
+
+    f = features_of(item(card_id="new-card"))
+
+    assert (f["merchant_count_1d"], f["merchant_count_7d"], f["merchant_count_30d"]) == (1, 3, 5)
+    assert f["merchant_fraud_count_7d"] == 1  # only the one older than the label delay
+    assert f["merchant_fraud_share_7d"] == 0.5
+    assert f["merchant_fraud_count_1d"] == 0
+
+
+def test_time_of_day_and_week_features_use_utc():
+    saturday_night = datetime(2026, 11, 7, 23, 30, tzinfo=UTC).astimezone()
+    f = features_of(item(timestamp="2026-11-08T01:30:00+02:00"))
+
+    assert saturday_night.weekday() in (5, 6)
+    assert f["hour_of_day"] == 23
+    assert f["is_night"] == 0
+    assert f["is_weekend"] == 1
+
+
+def test_later_items_of_a_batch_see_the_earlier_ones():
+    first = item(external_id="b-1", timestamp=T0.isoformat(), amount="10.00")
+    second = item(external_id="b-2", timestamp=(T0 + timedelta(minutes=1)).isoformat(), amount="30.00")
+
+    rows = ingest.feature_rows([second, first])
+
+    assert rows[0][FEATURE_INDEX["card_count_1h"]] == 1
+    assert rows[0][FEATURE_INDEX["merchant_count_1d"]] == 1
+    assert rows[1][FEATURE_INDEX["card_count_1h"]] == 0
+
+
+def test_scoring_is_reproducible_for_the_same_model_and_history(model_version):
+    stored("prior", at=T0 - timedelta(hours=2), amount="15.00")
+    tx = item(amount="250.00")
+
+    (first,), _ = ingest.store([tx])
+    Transaction.objects.filter(external_id=tx.external_id).delete()
+    (second,), _ = ingest.store([tx])
+
+    assert first.result["score"] == second.result["score"]
+    assert first.result["reasons"] == second.result["reasons"]
+    assert first.result["decision"] == second.result["decision"]
+
+
+def test_block_list_forces_block_and_names_itself_as_the_reason(model_version):
+    ListEntry.objects.create(kind="block", entity="card", value="card-bad", reason="stolen")
+
+    (outcome,), _ = ingest.store([item(card_id="card-bad", amount="5.00")])
+
+    assert outcome.result["decision"] == "block"
+    assert outcome.result["reasons"][0]["feature"] == "block_list_card"
+    assert outcome.result["case_id"] is not None
+
+
+def test_allow_list_forces_approve(model_version):
+    ListEntry.objects.create(kind="allow", entity="merchant", value="merch-vip", reason="known good")
+
+    (outcome,), _ = ingest.store([item(merchant_id="merch-vip", amount="9000.00")])
+
+    assert outcome.result["decision"] == "approve"
+    assert outcome.result["case_id"] is None
+
+
+def test_expired_list_entry_is_ignored(model_version):
+    ListEntry.objects.create(
+        kind="block", entity="card", value="card-1", reason="old", expires_at=datetime.now(UTC) - timedelta(days=1)
+    )
+
+    (outcome,), _ = ingest.store([item(amount="5.00")])
+
+    assert outcome.result["decision"] == "approve"
+
+
+def test_thresholds_come_from_the_active_model_version(model_version):
+    model_version.review_threshold = 0.0
+    model_version.block_threshold = 0.0
+    model_version.save()
+
+    (outcome,), _ = ingest.store([item(amount="5.00")])
+
+    assert outcome.result["decision"] == "block"
+
+
+def test_stored_transaction_keeps_the_features_the_model_saw(model_version):
+    (outcome,), _ = ingest.store([item(amount="77.00")])
+
+    tx = Transaction.objects.get(pk=outcome.result["id"])
+    assert tx.features["amount"] == 77.0
+    assert tx.features["amount_vs_card_avg_30d"] is None
