@@ -1,0 +1,146 @@
+"""The admin: analysts resolve cases there; only leads manage models, lists and API keys."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from scoring.models import ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
+
+pytestmark = pytest.mark.django_db
+
+
+def flagged_case(external_id: str = "tx-1", *, score: float = 0.95) -> Case:
+    tx = Transaction.objects.create(
+        external_id=external_id, card_id="card-9", merchant_id="merch-9", amount=Decimal("500.00"),
+        currency="EUR", timestamp=timezone.now(), score=score, decision="block", model_version="t",
+        reasons=[{"feature": "amount", "contribution": 1.2}], features={"amount": 500.0},
+    )
+    return Case.objects.create(transaction=tx)
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def run_action(client: Client, action: str, case: Case):
+    return client.post("/admin/scoring/case/", {"action": action, "_selected_action": [case.pk]}, follow=True)
+
+
+def test_confirm_fraud_action_resolves_the_case_and_labels_the_transaction(analyst):
+    case = flagged_case()
+
+    response = run_action(logged_in(analyst), "confirm_fraud", case)
+
+    assert response.status_code == 200
+    case.refresh_from_db()
+    assert case.status == "fraud"
+    assert case.resolved_by == analyst
+    assert case.resolved_at is not None
+    assert case.transaction.is_fraud is True
+    assert CaseEvent.objects.filter(case=case, action="fraud", actor=analyst).exists()
+
+
+def test_mark_legitimate_action_labels_the_transaction_legitimate(analyst):
+    case = flagged_case()
+
+    run_action(logged_in(analyst), "mark_legitimate", case)
+
+    case.refresh_from_db()
+    assert case.status == "legitimate"
+    assert case.transaction.is_fraud is False
+
+
+def test_resolving_an_already_resolved_case_is_refused_with_a_message(analyst):
+    case = flagged_case()
+    client = logged_in(analyst)
+    run_action(client, "confirm_fraud", case)
+
+    response = run_action(client, "mark_legitimate", case)
+
+    case.refresh_from_db()
+    assert case.status == "fraud"
+    assert b"already resolved" in response.content
+
+
+def test_case_list_filters_by_status_decision_and_score_band_and_searches_by_card(analyst):
+    high = flagged_case("tx-high", score=0.97)
+    low = flagged_case("tx-low", score=0.6)
+    client = logged_in(analyst)
+
+    by_band = client.get("/admin/scoring/case/", {"score_band": "ge90", "status__exact": "open"})
+    by_search = client.get("/admin/scoring/case/", {"q": "tx-low"})
+
+    assert by_band.status_code == 200
+    assert list(by_band.context["cl"].result_list) == [high]
+    assert list(by_search.context["cl"].result_list) == [low]
+
+
+def test_transactions_are_read_only_in_the_admin(analyst, lead):
+    case = flagged_case()
+    url = f"/admin/scoring/transaction/{case.transaction.pk}/change/"
+
+    for user in (analyst, lead):
+        response = logged_in(user).post(url, {"score": "0.01", "decision": "approve"})
+        assert response.status_code == 403
+    case.transaction.refresh_from_db()
+    assert case.transaction.score == 0.95
+
+
+def test_analyst_cannot_reach_models_keys_or_lists_in_the_admin(analyst):
+    client = logged_in(analyst)
+
+    for path in ("/admin/scoring/modelversion/", "/admin/scoring/apikey/", "/admin/scoring/listentry/",
+                 "/admin/scoring/apikey/add/", "/admin/scoring/listentry/add/"):
+        assert client.get(path).status_code == 403, path
+
+
+def test_analyst_cannot_create_an_api_key_or_list_entry_by_posting(analyst):
+    client = logged_in(analyst)
+
+    client.post("/admin/scoring/apikey/add/", {"name": "sneaky"})
+    client.post("/admin/scoring/listentry/add/", {"kind": "allow", "entity": "card", "value": "c", "reason": "x"})
+
+    assert not ApiKey.objects.exists()
+    assert not ListEntry.objects.exists()
+
+
+def test_lead_creates_an_api_key_in_the_admin_and_sees_it_once(lead):
+    response = logged_in(lead).post("/admin/scoring/apikey/add/", {"name": "acquirer-eu"}, follow=True)
+
+    key = ApiKey.objects.get(name="acquirer-eu")
+    shown = [str(m) for m in response.context["messages"]]
+    raw = next(m.rsplit(": ", 1)[1] for m in shown if "shown once" in m)
+    assert ApiKey.objects.check_key(raw) == key
+
+
+def test_lead_revokes_an_api_key_in_the_admin(lead, api_key):
+    key = ApiKey.objects.get()
+
+    logged_in(lead).post("/admin/scoring/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
+
+    assert ApiKey.objects.check_key(api_key) is None
+
+
+def test_lead_activates_a_model_version_in_the_admin(lead, model_version, tiny_artifact):
+    other = ModelVersion.objects.create(version="v-next", artifact=tiny_artifact, features=model_version.features)
+
+    logged_in(lead).post("/admin/scoring/modelversion/", {"action": "activate", "_selected_action": [other.pk]})
+
+    assert ModelVersion.objects.active() == other
+    model_version.refresh_from_db()
+    assert model_version.is_active is False
+
+
+def test_lead_adds_a_block_list_entry_recording_the_author(lead):
+    logged_in(lead).post(
+        "/admin/scoring/listentry/add/", {"kind": "block", "entity": "card", "value": "card-x", "reason": "stolen"}
+    )
+
+    entry = ListEntry.objects.get()
+    assert entry.created_by == lead
