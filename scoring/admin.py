@@ -64,8 +64,16 @@ class CaseAdmin(admin.ModelAdmin):
     list_select_related = ["transaction", "assignee"]
     ordering = ["-transaction__score"]
     readonly_fields = ["transaction_link", "reasons_in_words", "status", "resolved_by", "resolved_at", "opened_at"]
-    fields = ["transaction_link", "reasons_in_words", "status", "assignee", "note", "opened_at", "resolved_by",
-              "resolved_at"]
+    fields = [
+        "transaction_link",
+        "reasons_in_words",
+        "status",
+        "assignee",
+        "note",
+        "opened_at",
+        "resolved_by",
+        "resolved_at",
+    ]
     inlines = [CaseEventInline]
     actions = ["confirm_fraud", "mark_legitimate"]
 
@@ -92,8 +100,14 @@ class CaseAdmin(admin.ModelAdmin):
     @admin.display(description="transaction")
     def transaction_link(self, case: Case) -> str:
         tx = case.transaction
-        return format_html('<a href="../../../transaction/{}/change/">{}</a> — {} {} at {}', tx.id,
-                           tx.external_id, tx.amount, tx.currency, tx.timestamp)
+        return format_html(
+            '<a href="../../../transaction/{}/change/">{}</a> — {} {} at {}',
+            tx.id,
+            tx.external_id,
+            tx.amount,
+            tx.currency,
+            tx.timestamp,
+        )
 
     @admin.display(description="reasons")
     def reasons_in_words(self, case: Case) -> str:
@@ -143,8 +157,18 @@ def reason_words(tx: Transaction) -> list[str]:
 
 @admin.register(Transaction)
 class TransactionAdmin(admin.ModelAdmin):
-    list_display = ["id", "external_id", "timestamp", "card_id", "merchant_id", "amount", "currency", "score",
-                    "decision_colored", "is_fraud"]
+    list_display = [
+        "id",
+        "external_id",
+        "timestamp",
+        "card_id",
+        "merchant_id",
+        "amount",
+        "currency",
+        "score",
+        "decision_colored",
+        "is_fraud",
+    ]
     list_filter = ["decision", ScoreBandFilter, "is_fraud", "channel", "currency"]
     search_fields = ["external_id", "card_id", "merchant_id"]
     date_hierarchy = "timestamp"
@@ -166,11 +190,27 @@ class TransactionAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["version", "is_active", "activated_at", "auc", "average_precision", "review_threshold",
-                    "block_threshold", "created_at"]
+    list_display = [
+        "version",
+        "is_active",
+        "activated_at",
+        "auc",
+        "average_precision",
+        "review_threshold",
+        "block_threshold",
+        "created_at",
+    ]
     list_filter = ["is_active"]
-    readonly_fields = ["version", "created_at", "features", "params", "metrics", "data_range", "is_active",
-                       "activated_at"]
+    readonly_fields = [
+        "version",
+        "created_at",
+        "features",
+        "params",
+        "metrics",
+        "data_range",
+        "is_active",
+        "activated_at",
+    ]
     exclude = ["artifact"]
     actions = ["activate"]
 
@@ -188,7 +228,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
             return
         mv = queryset.get()
-        mv.activate()
+        try:
+            mv.activate()
+        except ValueError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
         active_model.reset()
         self.message_user(request, f"{mv.version} is now active.", messages.SUCCESS)
 
@@ -220,8 +264,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return
         key, raw = ApiKey.issue(name=obj.name)
         obj.pk, obj.key_hash, obj.prefix, obj.created_at = key.pk, key.key_hash, key.prefix, key.created_at
-        self.message_user(request, f"New API key for {key.name} (shown once, store it now): {raw}",
-                          messages.WARNING)
+        self.message_user(request, f"New API key for {key.name} (shown once, store it now): {raw}", messages.WARNING)
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:

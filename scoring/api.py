@@ -17,7 +17,7 @@ from ninja.security import HttpBearer
 
 from dashboards.broadcast import layer_ok
 from scoring import labels
-from scoring.classifier import NoActiveModel
+from scoring.classifier import FeatureMismatch, NoActiveModel
 from scoring.ingest import ingest
 from scoring.models import ApiKey, ModelVersion, Transaction
 from scoring.schemas import (
@@ -189,8 +189,9 @@ def too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
     return _error(request, 413, {"error": "body is larger than the limit; send at most 1,000 transactions a batch"})
 
 
+@api.exception_handler(FeatureMismatch)
 @api.exception_handler(NoActiveModel)
-def no_model(request: HttpRequest, exc: NoActiveModel) -> HttpResponse:
+def no_model(request: HttpRequest, exc: Exception) -> HttpResponse:
     return _error(request, 503, {"error": str(exc)})
 
 

@@ -94,9 +94,7 @@ class ModelVersion(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model"
-            ),
+            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model"),
             models.CheckConstraint(
                 condition=models.Q(review_threshold__lte=models.F("block_threshold")),
                 name="review_threshold_not_above_block",
@@ -108,6 +106,13 @@ class ModelVersion(models.Model):
 
     def activate(self) -> None:
         """Make this the one active version; every server process picks it up within seconds."""
+        from scoring.features import FEATURES
+
+        if list(self.features) != FEATURES:
+            raise ValueError(
+                f"model {self.version} expects features that this code does not compute "
+                f"(trained on {len(self.features)}, the code has {len(FEATURES)}); train a new model"
+            )
         with transaction.atomic():
             ModelVersion.objects.filter(is_active=True).exclude(pk=self.pk).update(is_active=False)
             self.is_active = True
@@ -257,9 +262,7 @@ class CaseEvent(models.Model):
     """The audit trail: who did what to a case, and when."""
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     action = models.CharField(max_length=20)
     note = models.TextField(blank=True, default="")
     at = models.DateTimeField(default=timezone.now)

@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 def post(base: str, path: str, body: dict, key: str) -> tuple[int, dict]:
     request = urllib.request.Request(
-        base + path, data=json.dumps(body).encode(), method="POST",
+        base + path,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
     )
     try:
@@ -47,8 +49,9 @@ def ws_url(base: str) -> str:
 async def test_posted_transaction_arrives_on_a_real_dashboard_socket(daphne_server, api_key, session_cookie):
     headers = {"Origin": daphne_server, "Cookie": session_cookie}
     async with websockets.connect(ws_url(daphne_server), additional_headers=headers) as ws:
-        status, body = await asyncio.to_thread(post, daphne_server, "/api/v1/transactions",
-                                               tx_body(external_id="e2e-1"), api_key)
+        status, body = await asyncio.to_thread(
+            post, daphne_server, "/api/v1/transactions", tx_body(external_id="e2e-1"), api_key
+        )
         item = await wait_for_transaction(ws, "e2e-1")
 
     assert status == 201
@@ -80,8 +83,9 @@ async def test_two_processes_share_the_dashboard_group_through_redis(daphne_serv
     headers = {"Origin": daphne_server, "Cookie": session_cookie}
     with server_process(port=free_port(), log_path=tmp_path / "second.log") as second:
         async with websockets.connect(ws_url(daphne_server), additional_headers=headers) as ws:
-            status, _ = await asyncio.to_thread(post, second, "/api/v1/transactions",
-                                                tx_body(external_id="cross-1"), api_key)
+            status, _ = await asyncio.to_thread(
+                post, second, "/api/v1/transactions", tx_body(external_id="cross-1"), api_key
+            )
             item = await wait_for_transaction(ws, "cross-1")
 
     assert status == 201

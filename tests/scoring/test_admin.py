@@ -15,9 +15,17 @@ pytestmark = pytest.mark.django_db
 
 def flagged_case(external_id: str = "tx-1", *, score: float = 0.95) -> Case:
     tx = Transaction.objects.create(
-        external_id=external_id, card_id="card-9", merchant_id="merch-9", amount=Decimal("500.00"),
-        currency="EUR", timestamp=timezone.now(), score=score, decision="block", model_version="t",
-        reasons=[{"feature": "amount", "contribution": 1.2}], features={"amount": 500.0},
+        external_id=external_id,
+        card_id="card-9",
+        merchant_id="merch-9",
+        amount=Decimal("500.00"),
+        currency="EUR",
+        timestamp=timezone.now(),
+        score=score,
+        decision="block",
+        model_version="t",
+        reasons=[{"feature": "amount", "contribution": 1.2}],
+        features={"amount": 500.0},
     )
     return Case.objects.create(transaction=tx)
 
@@ -95,8 +103,13 @@ def test_transactions_are_read_only_in_the_admin(analyst, lead):
 def test_analyst_cannot_reach_models_keys_or_lists_in_the_admin(analyst):
     client = logged_in(analyst)
 
-    for path in ("/admin/scoring/modelversion/", "/admin/scoring/apikey/", "/admin/scoring/listentry/",
-                 "/admin/scoring/apikey/add/", "/admin/scoring/listentry/add/"):
+    for path in (
+        "/admin/scoring/modelversion/",
+        "/admin/scoring/apikey/",
+        "/admin/scoring/listentry/",
+        "/admin/scoring/apikey/add/",
+        "/admin/scoring/listentry/add/",
+    ):
         assert client.get(path).status_code == 403, path
 
 
@@ -144,3 +157,14 @@ def test_lead_adds_a_block_list_entry_recording_the_author(lead):
 
     entry = ListEntry.objects.get()
     assert entry.created_by == lead
+
+
+def test_activating_a_model_whose_features_do_not_match_the_code_is_refused(lead, model_version, tiny_artifact):
+    stale = ModelVersion.objects.create(version="v-stale", artifact=tiny_artifact, features=["amount"])
+
+    response = logged_in(lead).post(
+        "/admin/scoring/modelversion/", {"action": "activate", "_selected_action": [stale.pk]}, follow=True
+    )
+
+    assert ModelVersion.objects.active() == model_version
+    assert any("train a new model" in str(m) for m in response.context["messages"])

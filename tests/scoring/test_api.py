@@ -342,3 +342,31 @@ async def test_docs_page_is_served_without_a_cdn():
     assert "swagger" in html.lower()
     assert "cdn." not in html
     assert "unpkg" not in html
+
+
+async def test_a_model_trained_on_other_features_is_refused_with_a_clear_error(api, model_version):
+    from scoring.models import ModelVersion
+
+    await ModelVersion.objects.filter(pk=model_version.pk).aupdate(features=["amount", "something_else"])
+
+    response = await api.post("/api/v1/transactions", tx_body())
+
+    assert response.status_code == 503
+    assert "train" in response.json()["error"]
+    assert await count() == 0
+
+
+async def test_database_outage_is_503_and_stores_nothing(api, model_version, monkeypatch):
+    from django.db import OperationalError
+
+    from scoring import ingest
+
+    def down(items):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(ingest, "store", down)
+
+    response = await api.post("/api/v1/transactions", tx_body())
+
+    assert response.status_code == 503
+    assert "retry" in response.json()["error"]

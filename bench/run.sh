@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# `make bench`: throughput and latency of the real service on PostgreSQL + Redis, and (when ../shared/bench
+# is present) of the FastAPI yardstick on the same machine in the same run, printed as one table.
+#
+# The server is pinned to CPU 0 and the load tools to CPU 1 (when taskset works), as in ../shared/bench.
+# Env: DUR (10 s per phase), PORT (8100), SERVERS ("daphne"; add "uvicorn"), E2E_RATE (200), E2E_CLIENTS (20),
+#      BATCH (100), BATCH_CONC (4), PEER (1: also run the yardstick), OUT (bench/results/<time>).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY="$ROOT/.venv/bin/python"
+SHARED="${SHARED:-$ROOT/../shared/bench}"
+DUR="${DUR:-10}"
+PORT="${PORT:-8100}"
+SERVERS="${SERVERS:-daphne}"
+E2E_RATE="${E2E_RATE:-200}"
+E2E_CLIENTS="${E2E_CLIENTS:-20}"
+BATCH="${BATCH:-100}"
+BATCH_CONC="${BATCH_CONC:-4}"
+PEER="${PEER:-1}"
+OUT="${OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)}"
+DB=fraudsite_bench
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB" REDIS_URL="redis://127.0.0.1:6379/0"
+export CHANNEL_PREFIX="bench" OMP_NUM_THREADS=1 PYTHONHASHSEED=0
+mkdir -p "$OUT"
+: > "$OUT/results.jsonl"
+
+command -v wrk >/dev/null || { echo "== installing wrk (Debian package)"; apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+bin/ensure-services "$DB"
+PIN_SERVER=() PIN_LOAD=()
+if command -v taskset >/dev/null && taskset -c 0 true 2>/dev/null && taskset -c 1 true 2>/dev/null; then
+  PIN_SERVER=(taskset -c 0) PIN_LOAD=(taskset -c 1)
+else
+  echo "taskset unavailable: running unpinned" >&2
+fi
+
+echo "== fresh database $DB, starter model, API key and a dashboard login"
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+"$PY" manage.py migrate --noinput -v 0
+"$PY" manage.py train_model --activate > "$OUT/train.txt"
+grep -iE "auc|precision" "$OUT/train.txt" | head -4 | sed 's/^/   /' || true
+KEY=$("$PY" manage.py create_api_key bench 2>/dev/null | tail -1)
+"$PY" manage.py shell -c "
+from django.contrib.auth import get_user_model
+get_user_model().objects.create_user('bench', password='bench-pass-1')"
+
+BENCHLIB=()
+[[ -f $SHARED/benchlib.py ]] && BENCHLIB=("$PY" "$SHARED/benchlib.py")
+snap() { [[ ${#BENCHLIB[@]} -gt 0 ]] && "${BENCHLIB[@]}" snap --pid "$1" --pg-dsn "$DATABASE_URL" --pg-db "$DB" > "$2" || true; }
+
+phase() {  # phase SERVER_PID NAME CMD...
+  local pid="$1" name="$2"; shift 2
+  [[ ${#BENCHLIB[@]} -gt 0 ]] && "${BENCHLIB[@]}" idle "$pid" 60
+  echo "== $name"
+  snap "$pid" "$OUT/$name.before.json"
+  "$@" > "$OUT/$name.txt" 2>&1 || { echo "   $name failed:"; tail -5 "$OUT/$name.txt"; }
+  snap "$pid" "$OUT/$name.after.json"
+  grep -E "Requests/sec|Latency|BENCHJSON|missed|e2e" "$OUT/$name.txt" | grep -v '^BENCHJSON' | sed 's/^/   /' || true
+  if [[ ${#BENCHLIB[@]} -gt 0 ]]; then
+    "${BENCHLIB[@]}" phase "$name" "$OUT/$name.before.json" "$OUT/$name.after.json" "$OUT/$name.txt" >> "$OUT/results.jsonl"
+  fi
+}
+
+start_server() {  # start_server NAME -> sets SERVER_PID
+  case "$1" in
+    daphne) "${PIN_SERVER[@]}" "$ROOT/.venv/bin/daphne" -v 0 -b 127.0.0.1 -p "$PORT" fraudsite.asgi:application ;;
+    uvicorn) "${PIN_SERVER[@]}" "$ROOT/.venv/bin/uvicorn" fraudsite.asgi:application --host 127.0.0.1 --port "$PORT" \
+               --no-access-log --log-level warning ;;
+  esac > "$OUT/server-$1.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 120); do
+    curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "server died:"; cat "$OUT/server-$1.log"; exit 1; }
+    sleep 0.5
+  done
+  echo "server did not come up"; exit 1
+}
+
+BASE="http://127.0.0.1:$PORT"
+RUN="r$(date +%s)"
+for server in $SERVERS; do
+  start_server "$server"
+  trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
+  echo "== $server on $BASE (pid $SERVER_PID, pinned: ${PIN_SERVER[*]:-no}); results in $OUT"
+  "${PIN_LOAD[@]}" wrk -t1 -c16 -d3s -s "$SHARED/post.lua" "$BASE/api/v1/transactions" -- "$KEY" "${RUN}${server}w" \
+    > "$OUT/warmup-$server.txt" 2>&1 || true
+  phase "$SERVER_PID" "${server}_c16" "${PIN_LOAD[@]}" wrk -t1 -c16 -d"${DUR}s" --latency --timeout 30s \
+    -s "$SHARED/post.lua" "$BASE/api/v1/transactions" -- "$KEY" "${RUN}${server}c16"
+  phase "$SERVER_PID" "${server}_c64" "${PIN_LOAD[@]}" wrk -t1 -c64 -d"${DUR}s" --latency --timeout 30s \
+    -s "$SHARED/post.lua" "$BASE/api/v1/transactions" -- "$KEY" "${RUN}${server}c64"
+  phase "$SERVER_PID" "${server}_batch$BATCH" "${PIN_LOAD[@]}" wrk -t1 -c"$BATCH_CONC" -d"${DUR}s" --latency \
+    --timeout 60s -s "$SHARED/batch.lua" "$BASE/api/v1/transactions/batch" -- "$KEY" "$BATCH" "${RUN}${server}b"
+  phase "$SERVER_PID" "${server}_e2e_$E2E_RATE" "${PIN_LOAD[@]}" "$PY" "$SHARED/e2e_ws.py" \
+    --ws-url "ws://127.0.0.1:$PORT/ws/dashboard/" --origin "$BASE" --login-url "$BASE/accounts/login/" \
+    --login-user bench --login-pass bench-pass-1 --post-url "$BASE/api/v1/transactions" --key "$KEY" \
+    --clients "$E2E_CLIENTS" --rate "$E2E_RATE" --duration "$DUR" --run-id "${RUN}${server}e"
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  trap - EXIT
+done
+
+echo "== import_transactions: 200,000 simulated rows into PostgreSQL"
+"$PY" manage.py simulate_history --rows 200000 --out "$OUT/history.csv" > /dev/null
+/usr/bin/time -f "%e" -o "$OUT/import.time" "$PY" manage.py import_transactions "$OUT/history.csv" --source bench \
+  > "$OUT/import.txt"
+tail -2 "$OUT/import.txt" | sed 's/^/   /'
+rm -f "$OUT/history.csv"
+
+if [[ $PEER == 1 && -f $SHARED/run_peer.sh ]]; then
+  echo "== the FastAPI yardstick, same machine, same load (../shared/bench)"
+  bash "$SHARED/setup.sh" > "$OUT/peer-setup.txt" 2>&1 || { echo "   yardstick setup failed"; tail -5 "$OUT/peer-setup.txt"; }
+  OUT="$OUT/peer" DUR="$DUR" PHASES="c16 c64 batch" BATCH="$BATCH" BATCH_CONC="$BATCH_CONC" WAIT_QUIET=10 \
+    bash "$SHARED/run_peer.sh" > "$OUT/peer.txt" 2>&1 || { echo "   yardstick run failed"; tail -5 "$OUT/peer.txt"; }
+fi
+
+echo
+"$PY" bench/report.py "$OUT" | tee "$OUT/summary.txt"
