@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render, resolve_url
 from django.urls import reverse
@@ -21,13 +19,15 @@ from django_htmx.middleware import HtmxDetails
 from dashboards.forms import ResolveForm
 from dashboards.stats import LiveStats, open_cases, recent_stats
 from scoring import cases
-from scoring.features import FEATURES, describe
-from scoring.models import Case, Decision, ModelVersion, Transaction
+from scoring.features import FEATURES
+from scoring.models import Case, ModelVersion, Transaction
 
 FEED_ROWS = 50
 PANEL_CASES = 10
 QUEUE_CASES = 200
 CARD_HISTORY = 20
+FEED_MAX_ROWS = 200  # live.js drops the oldest rows past this
+DEFAULT_THRESHOLDS = {"review_threshold": 0.5, "block_threshold": 0.9}
 CASE_ROW = "dashboards/queue.html#case-row"
 
 
@@ -92,7 +92,12 @@ def open_cases_panel(request: HtmxHttpRequest) -> HttpResponse:
 def queue(request: HtmxHttpRequest) -> HttpResponse:
     """Open cases, riskiest first."""
     open_queue = Case.objects.queue()
-    context = {"cases": open_queue[:QUEUE_CASES], "open_count": open_queue.count(), "limit": QUEUE_CASES}
+    context = {
+        "cases": open_queue[:QUEUE_CASES],
+        "open_count": open_queue.count(),
+        "limit": QUEUE_CASES,
+        "queue_config": queue_config(),
+    }
     return render(request, "dashboards/queue.html", context)
 
 
@@ -100,7 +105,7 @@ def queue(request: HtmxHttpRequest) -> HttpResponse:
 @analyst_required
 def case_detail(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
     """One case: the transaction, why it was flagged, the card's and merchant's history, the audit trail."""
-    case = get_object_or_404(Case.objects.select_related("transaction", "assignee", "resolved_by"), pk=case_id)
+    case = _case_or_404(case_id)
     tx = case.transaction
     history = (
         Transaction.objects.filter(card_id=tx.card_id)
@@ -113,9 +118,10 @@ def case_detail(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
         "tx": tx,
         "reasons": reasons_in_words(tx),
         "history": [feed_item(row, labels=labels) for row in history],
-        "merchant": merchant_figures(tx.merchant_id, now=timezone.now()),
+        "merchant": Transaction.objects.merchant_figures(tx.merchant_id, now=timezone.now()),
         "events": case.events.select_related("actor"),
-        "feed_config": feed_config(),
+        "current_id": tx.id,
+        "queue_config": queue_config(),
     }
     return render(request, "dashboards/case.html", context)
 
@@ -124,8 +130,7 @@ def case_detail(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
 @analyst_required
 def case_row(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
     """One case's row as the current analyst sees it (queue.js swaps it in when the case changes)."""
-    case = get_object_or_404(Case.objects.select_related("transaction", "assignee", "resolved_by"), pk=case_id)
-    return render(request, CASE_ROW, {"case": case})
+    return render(request, CASE_ROW, {"case": _case_or_404(case_id)})
 
 
 # --- case actions ------------------------------------------------------------------------------
@@ -134,13 +139,13 @@ def case_row(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
 @require_POST
 @analyst_required
 def claim(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
-    return _act(request, case_id, lambda: cases.claim(case_id, user=request.user))
+    return _act(request, case_id=case_id, action=lambda: cases.claim(case_id, user=request.user))
 
 
 @require_POST
 @analyst_required
 def release(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
-    return _act(request, case_id, lambda: cases.release(case_id, user=request.user))
+    return _act(request, case_id=case_id, action=lambda: cases.release(case_id, user=request.user))
 
 
 @require_POST
@@ -149,30 +154,35 @@ def resolve(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
     form = ResolveForm(request.POST)
     if not form.is_valid():
         message = "; ".join(error for errors in form.errors.values() for error in errors)
-        return _answer(request, case_id, error=message, status=422)
+        return _answer(request, case_id=case_id, error=message, status=422)
     is_fraud = form.cleaned_data["verdict"] == "fraud"
     note = form.cleaned_data["note"]
-    return _act(request, case_id, lambda: cases.resolve(case_id, user=request.user, is_fraud=is_fraud, note=note))
+    return _act(
+        request, case_id=case_id, action=lambda: cases.resolve(case_id, user=request.user, is_fraud=is_fraud, note=note)
+    )
 
 
-def _act(request: HtmxHttpRequest, case_id: int, action: Callable[[], Case]) -> HttpResponse:
+def _act(request: HtmxHttpRequest, *, case_id: int, action: Callable[[], Case]) -> HttpResponse:
     try:
         action()
     except Case.DoesNotExist:
         raise Http404("No such case") from None
     except cases.CaseConflict as conflict:
-        return _answer(request, case_id, error=str(conflict), status=409)
-    return _answer(request, case_id)
+        return _answer(request, case_id=case_id, error=str(conflict), status=409)
+    return _answer(request, case_id=case_id)
 
 
-def _answer(request: HtmxHttpRequest, case_id: int, *, error: str = "", status: int = 200) -> HttpResponse:
+def _answer(request: HtmxHttpRequest, *, case_id: int, error: str = "", status: int = 200) -> HttpResponse:
     """htmx gets the re-rendered row (with the refusal in it); a plain form post goes back where it came from."""
     if not request.htmx:
         if error:
             messages.error(request, error)
         return HttpResponseRedirect(_back(request))
-    case = get_object_or_404(Case.objects.select_related("transaction", "assignee", "resolved_by"), pk=case_id)
-    return render(request, CASE_ROW, {"case": case, "error": error}, status=status)
+    return render(request, CASE_ROW, {"case": _case_or_404(case_id), "error": error}, status=status)
+
+
+def _case_or_404(case_id: int) -> Case:
+    return get_object_or_404(Case.objects.select_related("transaction", "assignee", "resolved_by"), pk=case_id)
 
 
 def _back(request: HttpRequest) -> str:
@@ -208,10 +218,9 @@ def case_state(case: Case | None) -> str:
 
 def feed_config() -> dict[str, Any]:
     """What live.js needs besides the socket: short reason labels, thresholds, the case URL pattern."""
-    thresholds = (
-        ModelVersion.objects.filter(is_active=True).values("review_threshold", "block_threshold").first()
-        or {"review_threshold": 0.5, "block_threshold": 0.9}
-    )
+    # Only the two numbers: the active row's artifact (the whole model) stays in the database.
+    active = ModelVersion.objects.filter(is_active=True).values("review_threshold", "block_threshold")
+    thresholds = active.first() or DEFAULT_THRESHOLDS
     return {
         "reason_labels": reason_labels(),
         "review_threshold": thresholds["review_threshold"],
@@ -219,8 +228,13 @@ def feed_config() -> dict[str, Any]:
         "case_url": reverse("dashboards:case", args=[0]),
         "case_row_url": reverse("dashboards:case_row", args=[0]),
         "open_cases_url": reverse("dashboards:open_cases"),
-        "max_rows": 200,
+        "max_rows": FEED_MAX_ROWS,
     }
+
+
+def queue_config() -> dict[str, Any]:
+    """What queue.js needs: where to fetch one case's row."""
+    return {"case_row_url": reverse("dashboards:case_row", args=[0]), "limit": QUEUE_CASES}
 
 
 def reason_labels() -> dict[str, str]:
@@ -233,36 +247,9 @@ def reason_labels() -> dict[str, str]:
 
 
 def reasons_in_words(tx: Transaction) -> list[dict[str, Any]]:
-    """The transaction's reasons as sentences with the values the model saw, strongest first."""
-    words = []
-    for reason in tx.reasons:
-        name = reason.get("feature", "")
-        contribution = float(reason.get("contribution") or 0.0)
-        kind, is_list, entity = name.partition("_list_")
-        if is_list:
-            text = f"{entity} is on the {kind} list"
-        elif name in tx.features:
-            value = tx.features[name]
-            text = describe(name, float("nan") if value is None else float(value))
-        else:
-            text = name.replace("_", " ")
-        words.append({"feature": name, "text": text, "contribution": contribution, "is_list": bool(is_list)})
+    """The reasons in words, each with a bar width relative to the strongest one."""
+    words = tx.reasons_in_words()
     biggest = max((abs(w["contribution"]) for w in words), default=0.0) or 1.0
     for w in words:
         w["width"] = round(100 * abs(w["contribution"]) / biggest)
     return words
-
-
-def merchant_figures(merchant_id: str, *, now: datetime) -> dict[str, Any]:
-    """The merchant's activity by event time: last 24 h and 7 days, flagged share, confirmed frauds."""
-    day, week = now - timedelta(days=1), now - timedelta(days=7)
-    flagged = ~Q(decision=Decision.APPROVE)
-    figures = Transaction.objects.filter(merchant_id=merchant_id).aggregate(
-        count_24h=Count("id", filter=Q(timestamp__gte=day)),
-        count_7d=Count("id", filter=Q(timestamp__gte=week)),
-        flagged_7d=Count("id", filter=Q(timestamp__gte=week) & flagged),
-        frauds=Count("id", filter=Q(is_fraud=True)),
-        total=Count("id"),
-    )
-    figures["flagged_share_7d"] = figures["flagged_7d"] / figures["count_7d"] if figures["count_7d"] else None
-    return figures

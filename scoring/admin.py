@@ -12,7 +12,6 @@ from django.utils.html import format_html
 
 from scoring import cases
 from scoring.classifier import active_model
-from scoring.features import describe
 from scoring.models import ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
 
 SCORE_BANDS = {
@@ -111,7 +110,7 @@ class CaseAdmin(admin.ModelAdmin):
 
     @admin.display(description="reasons")
     def reasons_in_words(self, case: Case) -> str:
-        return "; ".join(reason_words(case.transaction))
+        return "; ".join(w["text"] for w in case.transaction.reasons_in_words())
 
     @admin.action(description="Confirm fraud (resolve selected cases)")
     def confirm_fraud(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -139,20 +138,6 @@ class CaseAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.is_superuser
-
-
-def reason_words(tx: Transaction) -> list[str]:
-    """The transaction's top reasons in plain words, with their values."""
-    words = []
-    for reason in tx.reasons:
-        name = reason["feature"]
-        if name.endswith(("_list_card", "_list_merchant")):
-            kind, _, entity = name.partition("_list_")
-            words.append(f"{entity} is on the {kind} list")
-            continue
-        value = tx.features.get(name)
-        words.append(describe(name, float("nan") if value is None else float(value)))
-    return words
 
 
 @admin.register(Transaction)

@@ -145,7 +145,7 @@ def describe(name: str, value: float) -> str:
     if name == "seconds_since_card_prev":
         return f"{_duration(value)} since this card's previous transaction"
     if name == "card_distinct_merchants_1d":
-        return f"card used at {value:.0f} merchants in the last day"
+        return f"card used at {value:.0f} merchant{'s' if value != 1 else ''} in the last day"
     if name.startswith("card_count_"):
         return f"{value:.0f} transactions on this card in the last {name.rsplit('_', 1)[1]}"
     if name.startswith("card_sum_"):

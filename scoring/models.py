@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -130,6 +130,20 @@ class TransactionQuerySet(models.QuerySet):
     def newest(self, limit: int) -> TransactionQuerySet:
         return self.order_by("-id")[:limit]
 
+    def merchant_figures(self, merchant_id: str, *, now: datetime) -> dict[str, Any]:
+        """A merchant's activity by event time: last 24 h and 7 days, flagged share, confirmed frauds."""
+        day, week = now - timedelta(days=1), now - timedelta(days=7)
+        flagged = ~models.Q(decision=Decision.APPROVE)
+        figures = self.filter(merchant_id=merchant_id).aggregate(
+            count_24h=models.Count("id", filter=models.Q(timestamp__gte=day)),
+            count_7d=models.Count("id", filter=models.Q(timestamp__gte=week)),
+            flagged_7d=models.Count("id", filter=models.Q(timestamp__gte=week) & flagged),
+            frauds=models.Count("id", filter=models.Q(is_fraud=True)),
+            total=models.Count("id"),
+        )
+        figures["flagged_share_7d"] = figures["flagged_7d"] / figures["count_7d"] if figures["count_7d"] else None
+        return figures
+
 
 class Transaction(models.Model):
     """One scored payment as received; the score and reasons are those given to the caller."""
@@ -180,6 +194,25 @@ class Transaction(models.Model):
             "model_version": self.model_version,
             "case_id": case.id if case else None,
         }
+
+    def reasons_in_words(self) -> list[dict[str, Any]]:
+        """The reasons, in the model's order, as sentences with the values the model saw."""
+        from scoring.features import describe
+
+        words = []
+        for reason in self.reasons:
+            name = reason.get("feature", "")
+            kind, is_list, entity = name.partition("_list_")
+            if is_list:
+                text = f"{entity} is on the {kind} list"
+            elif name in self.features:
+                value = self.features[name]
+                text = describe(name, float("nan") if value is None else float(value))
+            else:
+                text = name.replace("_", " ")
+            contribution = float(reason.get("contribution") or 0.0)
+            words.append({"feature": name, "text": text, "contribution": contribution, "is_list": bool(is_list)})
+        return words
 
     def event(self, *, case_id: int | None) -> dict[str, Any]:
         """The dashboard's view of this transaction, as pushed over the socket."""

@@ -1,0 +1,276 @@
+/* The live page: pushed transactions into the feed, figures and charts, the open-cases panel. */
+(function () {
+  "use strict";
+
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function start() {
+    const desk = window.FraudDesk;
+    const config = JSON.parse(document.getElementById("feed-config").textContent);
+    const feed = document.getElementById("feed");
+    const template = document.getElementById("tx-row-template");
+    const filters = document.getElementById("feed-filters");
+    const minScore = document.getElementById("filter-min-score");
+    const maxRows = config.max_rows || 200;
+    const seen = new Set();
+    let maxId = 0;
+
+    for (const row of feed.querySelectorAll("tr.tx")) {
+      const id = Number(row.dataset.id);
+      seen.add(id);
+      maxId = Math.max(maxId, id);
+    }
+
+    // --- filters (client-side, for server rows and pushed rows alike) ---------------------------
+
+    function wanted() {
+      const decisions = new Set(
+        Array.from(filters.querySelectorAll('input[name="decision"]:checked')).map((box) => box.value),
+      );
+      const floor = Number.parseFloat(minScore.value);
+      return { decisions, floor: Number.isFinite(floor) ? floor : 0 };
+    }
+
+    function applyFilter(row, want) {
+      row.hidden = !(want.decisions.has(row.dataset.decision) && Number(row.dataset.score) >= want.floor);
+    }
+
+    function refreshCount() {
+      const total = feed.rows.length;
+      let shown = 0;
+      for (const row of feed.rows) if (!row.hidden) shown += 1;
+      document.getElementById("feed-count").textContent =
+        shown === total ? `${desk.number(total)} shown` : `${desk.number(shown)} of ${desk.number(total)} shown`;
+      const empty = document.getElementById("feed-empty");
+      empty.hidden = shown > 0;
+      for (const el of empty.querySelectorAll("[data-empty]")) {
+        el.hidden = (el.dataset.empty === "filtered") !== (total > 0);
+      }
+    }
+
+    function filterAll() {
+      const want = wanted();
+      for (const row of feed.rows) applyFilter(row, want);
+      refreshCount();
+    }
+
+    filters.addEventListener("input", filterAll);
+    filters.addEventListener("change", filterAll);
+    filters.addEventListener("submit", (event) => event.preventDefault());
+
+    // --- rows --------------------------------------------------------------------------------------
+
+    function caseState(event) {
+      if (event.status && event.status !== "open") return event.status;
+      return event.assignee ? `claimed by ${event.assignee}` : "unclaimed";
+    }
+
+    function reasonText(reasons) {
+      return (reasons || [])
+        .filter((r) => r.feature.includes("_list_") || r.contribution > 0)
+        .slice(0, 2)
+        .map((r) => config.reason_labels[r.feature] || r.feature.replaceAll("_", " "))
+        .join(" · ");
+    }
+
+    function fill(row, item) {
+      const field = (name) => row.querySelector(`[data-field="${name}"]`);
+      row.id = `tx-${item.id}`;
+      row.className = `tx tx-${item.decision}`;
+      row.dataset.id = item.id;
+      row.dataset.decision = item.decision;
+      row.dataset.score = item.score;
+      const time = field("timestamp");
+      time.setAttribute("datetime", item.timestamp);
+      desk.formatTime(time);
+      field("external_id").textContent = item.external_id;
+      field("card_id").textContent = item.card_id;
+      field("merchant_id").textContent = item.merchant_id;
+      const amount = field("amount");
+      amount.dataset.money = item.amount;
+      amount.dataset.currency = item.currency;
+      amount.textContent = desk.money(item.amount, item.currency);
+      field("score").textContent = Number(item.score).toFixed(3);
+      field("scorebar").style.width = `${Math.round(Number(item.score) * 100)}%`;
+      const badge = field("decision");
+      badge.className = `badge badge-${item.decision}`;
+      badge.textContent = item.decision.charAt(0).toUpperCase() + item.decision.slice(1);
+      field("reasons").textContent = reasonText(item.reasons);
+      const link = field("case");
+      link.hidden = !item.case_id;
+      if (item.case_id) {
+        link.href = config.case_url.replace("/0/", `/${item.case_id}/`);
+        link.textContent = `#${item.case_id}`;
+        field("case_state").textContent = "unclaimed";
+      }
+    }
+
+    /** Insert pushed items (newest first), once each, keeping the table at most `maxRows` long. */
+    function addItems(items) {
+      const fresh = items.filter((item) => !seen.has(item.id)).sort((a, b) => a.id - b.id).slice(-maxRows);
+      if (!fresh.length) return;
+      const want = wanted();
+      for (const item of fresh) {
+        seen.add(item.id);
+        maxId = Math.max(maxId, item.id);
+        const row = template.content.firstElementChild.cloneNode(true);
+        fill(row, item);
+        applyFilter(row, want);
+        row.classList.add("is-new");
+        let before = feed.firstElementChild;
+        while (before && Number(before.dataset.id) > item.id) before = before.nextElementSibling;
+        feed.insertBefore(row, before);
+      }
+      while (feed.rows.length > maxRows) {
+        const last = feed.lastElementChild;
+        seen.delete(Number(last.dataset.id));
+        last.remove();
+      }
+      refreshCount();
+    }
+
+    function updateCase(event) {
+      const tx = event.transaction || {};
+      const row = document.getElementById(`tx-${tx.id}`);
+      if (!row) return;
+      const state = row.querySelector('[data-field="case_state"]');
+      if (state) state.textContent = caseState(event);
+    }
+
+    // --- figures and charts ----------------------------------------------------------------------
+
+    function setNumber(id, value) {
+      const el = document.getElementById(id);
+      if (!el || value === undefined || value === null) return;
+      el.dataset.number = value;
+      el.textContent = desk.number(value, {
+        digits: Number(el.dataset.digits || 0),
+        style: el.dataset.style === "percent" ? "percent" : "decimal",
+      });
+    }
+
+    function updateFigures(stats) {
+      setNumber("stat-rate", stats.rate);
+      setNumber("stat-count", stats.count_15m);
+      setNumber("stat-flagged", stats.flagged_share);
+      setNumber("stat-blocked", stats.blocked_count);
+      setNumber("stat-blocked-amount", stats.blocked_amount);
+      setNumber("stat-open-cases", stats.open_cases);
+      if (Array.isArray(stats.histogram)) drawHistogram(stats.histogram);
+      if (Array.isArray(stats.volume)) drawVolume(stats.volume);
+    }
+
+    function el(name, attrs, parent) {
+      const node = document.createElementNS(SVG, name);
+      for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
+      if (parent) parent.appendChild(node);
+      return node;
+    }
+
+    function canvas(container, label) {
+      const svg = el("svg", { viewBox: "0 0 320 140", preserveAspectRatio: "none", class: "chart-svg" });
+      svg.setAttribute("aria-label", label);
+      svg.setAttribute("role", "img");
+      container.replaceChildren(svg);
+      return svg;
+    }
+
+    function niceMax(value) {
+      if (value <= 5) return 5;
+      const magnitude = 10 ** Math.floor(Math.log10(value));
+      for (const step of [1, 2, 2.5, 5, 10]) if (value <= step * magnitude) return step * magnitude;
+      return 10 * magnitude;
+    }
+
+    const PLOT = { left: 36, right: 312, top: 8, bottom: 118 };
+
+    function axes(svg, top) {
+      const mid = PLOT.top + (PLOT.bottom - PLOT.top) / 2;
+      for (const [y, value] of [[PLOT.top, top], [mid, top / 2], [PLOT.bottom, 0]]) {
+        el("line", { x1: PLOT.left, x2: PLOT.right, y1: y, y2: y, class: "grid" }, svg);
+        const text = el("text", { x: PLOT.left - 5, y: y + 3, class: "tick", "text-anchor": "end" }, svg);
+        text.textContent = desk.number(value);
+      }
+    }
+
+    function drawHistogram(bins) {
+      const container = document.getElementById("chart-histogram");
+      const total = bins.reduce((a, b) => a + b, 0);
+      const svg = canvas(container, `Score histogram of ${total} transactions`);
+      const top = niceMax(Math.max(...bins, 1));
+      axes(svg, top);
+      const width = (PLOT.right - PLOT.left) / bins.length;
+      bins.forEach((count, i) => {
+        const low = i / bins.length;
+        const high = (i + 1) / bins.length;
+        const kind = low >= config.block_threshold ? "block" : high > config.review_threshold ? "review" : "approve";
+        const h = ((PLOT.bottom - PLOT.top) * count) / top;
+        const bar = el("rect", {
+          x: PLOT.left + i * width + 2, y: PLOT.bottom - h, width: width - 4, height: Math.max(h, 0),
+          rx: 2, class: `bar bar-${kind}`,
+        }, svg);
+        el("title", {}, bar).textContent = `score ${low.toFixed(1)}–${high.toFixed(1)}: ${desk.number(count)}`;
+      });
+      for (const [x, label] of [[PLOT.left, "0"], [(PLOT.left + PLOT.right) / 2, "0.5"], [PLOT.right, "1"]]) {
+        el("text", { x, y: 134, class: "tick", "text-anchor": "middle" }, svg).textContent = label;
+      }
+    }
+
+    function drawVolume(minutes) {
+      const container = document.getElementById("chart-volume");
+      const counts = minutes.map((m) => m.count || 0);
+      const svg = canvas(container, `Transactions per minute, last ${minutes.length} minutes`);
+      const top = niceMax(Math.max(...counts, 1));
+      axes(svg, top);
+      const width = (PLOT.right - PLOT.left) / minutes.length;
+      const scale = (PLOT.bottom - PLOT.top) / top;
+      const now = Date.now();
+      const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+      minutes.forEach((m, i) => {
+        const x = PLOT.left + i * width + 2;
+        const all = (m.count || 0) * scale;
+        const flagged = (m.flagged || 0) * scale;
+        const group = el("g", {}, svg);
+        el("rect", { x, y: PLOT.bottom - all, width: width - 4, height: all, rx: 2, class: "bar bar-volume" }, group);
+        el("rect", { x, y: PLOT.bottom - flagged, width: width - 4, height: flagged, rx: 2, class: "bar bar-flagged" }, group);
+        const at = clock.format(new Date(now - (minutes.length - 1 - i) * 60000));
+        el("title", {}, group).textContent =
+          `${at}: ${desk.number(m.count || 0)} transactions, ${desk.number(m.flagged || 0)} flagged`;
+      });
+      const left = `−${minutes.length - 1} min`;
+      el("text", { x: PLOT.left, y: 134, class: "tick", "text-anchor": "start" }, svg).textContent = left;
+      el("text", { x: PLOT.right, y: 134, class: "tick", "text-anchor": "end" }, svg).textContent = "now";
+    }
+
+    // --- open cases panel: re-fetched (at most once a second) when cases change -------------------
+
+    let panelTimer = null;
+    function refreshPanel() {
+      if (panelTimer !== null || !window.htmx) return;
+      panelTimer = window.setTimeout(() => {
+        panelTimer = null;
+        window.htmx.ajax("GET", config.open_cases_url, { target: "#open-cases", swap: "outerHTML" });
+      }, 1000);
+    }
+
+    // --- the socket --------------------------------------------------------------------------------
+
+    function onMessage(message) {
+      if (message.type === "transactions" && Array.isArray(message.items)) {
+        addItems(message.items);
+        if (message.items.some((item) => item.case_id)) refreshPanel();
+      } else if (message.type === "stats") {
+        updateFigures(message);
+      } else if (message.type === "case") {
+        updateCase(message);
+        refreshPanel();
+      }
+    }
+
+    updateFigures(JSON.parse(document.getElementById("initial-stats").textContent));
+    filterAll();
+    desk.connect({ onMessage, resumeFrom: () => maxId });
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
+})();

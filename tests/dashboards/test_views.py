@@ -1,0 +1,519 @@
+"""The analyst pages: live feed, review queue, case page, and the htmx case actions."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth.models import User
+from django.template import loader
+from django.test import Client
+from django.utils import timezone
+
+from dashboards import broadcast
+from scoring.models import Case, CaseEvent, CaseStatus, Transaction
+
+pytestmark = pytest.mark.django_db
+HTMX = {"HTTP_HX_REQUEST": "true"}
+_numbers = itertools.count(1)
+
+
+def make_tx(**fields: Any) -> Transaction:
+    n = next(_numbers)
+    values: dict[str, Any] = {
+        "external_id": f"ext-{n}",
+        "card_id": "card-1",
+        "merchant_id": "shop-1",
+        "amount": Decimal("25.00"),
+        "currency": "EUR",
+        "timestamp": timezone.now(),
+        "score": 0.1,
+        "decision": "approve",
+        "reasons": [{"feature": "amount", "contribution": 0.2}],
+        "features": {"amount": 25.0},
+        "model_version": "test",
+    }
+    values.update(fields)
+    tx = Transaction(**values)
+    tx.save()
+    return tx
+
+
+def make_case(**fields: Any) -> Case:
+    tx = make_tx(**{"score": 0.95, "decision": "block", **fields})
+    return Case.objects.create(transaction=tx)
+
+
+@pytest.fixture
+def alice(django_user_model: type[User]) -> User:
+    return django_user_model.objects.create_user(username="alice")
+
+
+@pytest.fixture
+def bob(django_user_model: type[User]) -> User:
+    return django_user_model.objects.create_user(username="bob")
+
+
+@pytest.fixture
+def alice_client(alice: User) -> Client:
+    client = Client()
+    client.force_login(alice)
+    return client
+
+
+# --- live page ----------------------------------------------------------------------------------
+
+
+def test_live_page_requires_login(client: Client) -> None:
+    response = client.get("/")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/"
+
+
+def test_live_page_shows_the_newest_fifty_transactions(alice_client: Client) -> None:
+    txs = [make_tx() for _ in range(55)]
+
+    body = alice_client.get("/").content.decode()
+
+    assert f'id="tx-{txs[-1].id}"' in body
+    assert txs[-1].external_id in body
+    assert f'id="tx-{txs[5].id}"' in body
+    assert f'id="tx-{txs[4].id}"' not in body
+
+
+def test_live_page_rows_link_to_their_case(alice_client: Client) -> None:
+    case = make_case()
+
+    body = alice_client.get("/").content.decode()
+
+    assert f'href="/cases/{case.id}/"' in body
+
+
+def test_live_page_has_a_row_template_with_the_same_markup(alice_client: Client) -> None:
+    make_tx()
+
+    body = alice_client.get("/").content.decode()
+
+    template = body.split('<template id="tx-row-template">', 1)[1].split("</template>", 1)[0]
+    for field in ("timestamp", "external_id", "card_id", "merchant_id", "amount", "score", "decision", "case"):
+        assert f'data-field="{field}"' in template
+    assert 'id="feed"' in body
+
+
+def test_live_page_renders_the_figures_and_the_socket_config(alice_client: Client) -> None:
+    make_tx(decision="block", score=0.97, amount=Decimal("120.00"))
+    make_tx()
+
+    response = alice_client.get("/")
+
+    assert response.context["figures"]["count_15m"] == 2
+    assert response.context["figures"]["blocked_count"] == 1
+    body = response.content.decode()
+    assert 'id="figures"' in body
+    assert 'id="initial-stats"' in body
+    assert 'id="feed-config"' in body
+    assert "/static/django_htmx/htmx-2.min.js" in body
+
+
+def test_live_page_lists_open_cases_riskiest_first(alice_client: Client) -> None:
+    low = make_case(score=0.6, decision="review")
+    high = make_case(score=0.99)
+    resolved = make_case(score=0.999)
+    resolved.status = CaseStatus.FRAUD
+    resolved.save()
+
+    body = alice_client.get("/").content.decode()
+
+    assert body.index(f'id="open-case-{high.id}"') < body.index(f'id="open-case-{low.id}"')
+    assert f'id="open-case-{resolved.id}"' not in body
+
+
+def test_open_cases_panel_renders_alone_for_htmx(alice_client: Client) -> None:
+    case = make_case()
+
+    response = alice_client.get("/cases/top/", **HTMX)
+
+    body = response.content.decode()
+    assert body.lstrip().startswith('<section id="open-cases"')
+    assert f'id="open-case-{case.id}"' in body
+    assert "<html" not in body
+
+
+def test_live_page_says_when_there_is_nothing_yet(alice_client: Client) -> None:
+    body = alice_client.get("/").content.decode()
+
+    assert "No transactions yet" in body
+    assert "Queue is clear" in body
+
+
+# --- review queue -------------------------------------------------------------------------------
+
+
+def test_queue_lists_open_cases_riskiest_first(alice_client: Client) -> None:
+    low = make_case(score=0.55, decision="review")
+    high = make_case(score=0.98)
+
+    body = alice_client.get("/cases/").content.decode()
+
+    assert body.index(f'id="case-{high.id}"') < body.index(f'id="case-{low.id}"')
+
+
+def test_queue_leaves_out_resolved_cases(alice_client: Client) -> None:
+    case = make_case()
+    case.status = CaseStatus.LEGITIMATE
+    case.save()
+
+    body = alice_client.get("/cases/").content.decode()
+
+    assert f'id="case-{case.id}"' not in body
+    assert "Nothing to review" in body
+
+
+def test_queue_shows_who_claimed_a_case(alice_client: Client, bob: User) -> None:
+    claimed = make_case()
+    claimed.assignee = bob
+    claimed.save()
+    free = make_case()
+
+    response = alice_client.get("/cases/")
+
+    rows = _rows(response.content.decode())
+    assert "claimed by bob" in rows[claimed.id]
+    assert ">Claim<" not in rows[claimed.id]
+    assert "unclaimed" in rows[free.id]
+    assert ">Claim<" in rows[free.id]
+
+
+def test_queue_row_shows_amount_card_merchant_and_decision(alice_client: Client) -> None:
+    case = make_case(card_id="card-xyz", merchant_id="shop-abc", amount=Decimal("99.50"))
+
+    row = _rows(alice_client.get("/cases/").content.decode())[case.id]
+
+    assert "card-xyz" in row
+    assert "shop-abc" in row
+    assert "99.50" in row
+    assert "badge-block" in row
+
+
+# --- case actions ---------------------------------------------------------------------------------
+
+
+def test_claim_returns_the_updated_row(alice_client: Client) -> None:
+    case = make_case()
+
+    response = alice_client.post(f"/cases/{case.id}/claim", **HTMX)
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert body.lstrip().startswith(f'<article id="case-{case.id}"')
+    assert "claimed by alice (you)" in body
+    assert ">Release<" in body
+    case.refresh_from_db()
+    assert case.assignee.username == "alice"
+
+
+def test_claim_of_a_case_held_by_someone_else_is_refused(alice_client: Client, bob: User) -> None:
+    case = make_case()
+    case.assignee = bob
+    case.save()
+
+    response = alice_client.post(f"/cases/{case.id}/claim", **HTMX)
+
+    assert response.status_code == 409
+    body = response.content.decode()
+    assert f"case {case.id} is claimed by bob" in body
+    assert 'role="alert"' in body
+    case.refresh_from_db()
+    assert case.assignee == bob
+
+
+def test_release_gives_the_case_back(alice_client: Client, alice: User) -> None:
+    case = make_case()
+    case.assignee = alice
+    case.save()
+
+    response = alice_client.post(f"/cases/{case.id}/release", **HTMX)
+
+    assert response.status_code == 200
+    assert "unclaimed" in response.content.decode()
+    case.refresh_from_db()
+    assert case.assignee is None
+
+
+def test_resolve_labels_the_transaction(alice_client: Client) -> None:
+    case = make_case()
+
+    response = alice_client.post(f"/cases/{case.id}/resolve", {"verdict": "fraud", "note": "card reported"}, **HTMX)
+
+    assert response.status_code == 200
+    assert "Confirmed fraud" in response.content.decode()
+    case.refresh_from_db()
+    assert case.status == CaseStatus.FRAUD
+    assert case.note == "card reported"
+    assert case.transaction.is_fraud is True
+    assert case.transaction.labeled_at is not None
+
+
+def test_resolve_as_legitimate_labels_the_transaction_legitimate(alice_client: Client) -> None:
+    case = make_case()
+
+    alice_client.post(f"/cases/{case.id}/resolve", {"verdict": "legitimate"}, **HTMX)
+
+    case.refresh_from_db()
+    assert case.status == CaseStatus.LEGITIMATE
+    assert case.transaction.is_fraud is False
+
+
+def test_resolve_without_a_verdict_is_refused(alice_client: Client) -> None:
+    case = make_case()
+
+    response = alice_client.post(f"/cases/{case.id}/resolve", {"verdict": "maybe"}, **HTMX)
+
+    assert response.status_code == 422
+    assert "choose fraud or legitimate" in response.content.decode()
+    case.refresh_from_db()
+    assert case.is_open
+
+
+def test_resolve_of_a_resolved_case_is_refused(alice_client: Client) -> None:
+    case = make_case()
+    alice_client.post(f"/cases/{case.id}/resolve", {"verdict": "fraud"}, **HTMX)
+
+    response = alice_client.post(f"/cases/{case.id}/resolve", {"verdict": "legitimate"}, **HTMX)
+
+    assert response.status_code == 409
+    assert "already resolved" in response.content.decode()
+
+
+def test_plain_form_post_redirects_back(alice_client: Client) -> None:
+    case = make_case()
+
+    response = alice_client.post(f"/cases/{case.id}/claim", HTTP_REFERER=f"http://testserver/cases/{case.id}/")
+
+    assert response.status_code == 302
+    assert response["Location"] == f"http://testserver/cases/{case.id}/"
+
+
+def test_plain_form_post_without_a_safe_referer_goes_to_the_queue(alice_client: Client) -> None:
+    case = make_case()
+
+    response = alice_client.post(f"/cases/{case.id}/claim", HTTP_REFERER="https://evil.example/")
+
+    assert response["Location"] == "/cases/"
+
+
+def test_refused_plain_form_post_shows_the_reason_on_the_next_page(alice_client: Client, bob: User) -> None:
+    case = make_case()
+    case.assignee = bob
+    case.save()
+
+    response = alice_client.post(f"/cases/{case.id}/claim", follow=True)
+
+    assert f"case {case.id} is claimed by bob" in response.content.decode()
+
+
+def test_actions_on_an_unknown_case_are_not_found(alice_client: Client) -> None:
+    response = alice_client.post("/cases/999999/claim", **HTMX)
+
+    assert response.status_code == 404
+
+
+def test_actions_refuse_get(alice_client: Client) -> None:
+    case = make_case()
+
+    assert alice_client.get(f"/cases/{case.id}/claim").status_code == 405
+
+
+def test_claim_tells_every_dashboard_after_the_commit(
+    alice_client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    case = make_case()
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(broadcast.DASHBOARD_GROUP, channel)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        alice_client.post(f"/cases/{case.id}/claim", **HTMX)
+
+    message = async_to_sync(layer.receive)(channel)
+    async_to_sync(layer.group_discard)(broadcast.DASHBOARD_GROUP, channel)
+    assert message["type"] == broadcast.CASE_EVENT
+    assert message["case"]["id"] == case.id
+    assert message["case"]["assignee"] == "alice"
+
+
+def test_case_row_endpoint_renders_the_row_for_the_asking_analyst(alice_client: Client, bob: User) -> None:
+    case = make_case()
+    case.assignee = bob
+    case.save()
+
+    body = alice_client.get(f"/cases/{case.id}/row", **HTMX).content.decode()
+
+    assert body.lstrip().startswith(f'<article id="case-{case.id}"')
+    assert "claimed by bob" in body
+    assert ">Claim<" not in body
+    assert ">Fraud<" not in body
+
+
+# --- case page ----------------------------------------------------------------------------------
+
+
+def test_case_page_shows_reasons_in_words(alice_client: Client) -> None:
+    case = make_case(
+        reasons=[
+            {"feature": "amount_vs_card_avg_30d", "contribution": 1.84},
+            {"feature": "seconds_since_card_prev", "contribution": 0.4},
+            {"feature": "is_night", "contribution": -0.2},
+        ],
+        features={"amount_vs_card_avg_30d": 7.5, "seconds_since_card_prev": None, "is_night": 0.0},
+    )
+
+    body = alice_client.get(f"/cases/{case.id}/").content.decode()
+
+    assert "Amount is 7.5× this card&#x27;s 30-day average" in body
+    assert "No earlier transaction of this card in 30 days" in body
+    assert "Made during the day" in body
+    assert "+1.84 towards fraud" in body
+
+
+def test_case_page_says_list_reasons_in_words(alice_client: Client) -> None:
+    case = make_case(reasons=[{"feature": "block_list_card", "contribution": 0.0}])
+
+    body = alice_client.get(f"/cases/{case.id}/").content.decode()
+
+    assert "Card is on the block list" in body
+
+
+def test_case_page_shows_every_field_of_the_transaction(alice_client: Client) -> None:
+    case = make_case(country="DE", channel="ecom", mcc="5411", external_id="order-777")
+
+    body = alice_client.get(f"/cases/{case.id}/").content.decode()
+
+    for text in ("order-777", "DE", "E-commerce", "5411", "0.9500", "card-1", "shop-1"):
+        assert text in body
+
+
+def test_case_page_shows_the_cards_twenty_latest_transactions(alice_client: Client) -> None:
+    now = timezone.now()
+    older = [make_tx(card_id="card-9", timestamp=now - timedelta(minutes=30 - i)) for i in range(25)]
+    other = make_tx(card_id="card-other")
+    case = make_case(card_id="card-9", timestamp=now)
+
+    response = alice_client.get(f"/cases/{case.id}/")
+
+    shown = [item["id"] for item in response.context["history"]]
+    assert shown[0] == case.transaction.id
+    assert shown[1:] == [tx.id for tx in reversed(older)][:19]
+    assert other.id not in shown
+
+
+def test_case_page_shows_the_merchants_figures(alice_client: Client) -> None:
+    now = timezone.now()
+    make_tx(merchant_id="shop-7", timestamp=now - timedelta(hours=2))
+    make_tx(merchant_id="shop-7", timestamp=now - timedelta(days=3), decision="review", score=0.7)
+    make_tx(merchant_id="shop-7", timestamp=now - timedelta(days=30), is_fraud=True)
+    case = make_case(merchant_id="shop-7", timestamp=now)
+
+    merchant = alice_client.get(f"/cases/{case.id}/").context["merchant"]
+
+    assert merchant["count_24h"] == 2
+    assert merchant["count_7d"] == 3
+    assert merchant["flagged_share_7d"] == pytest.approx(2 / 3)
+    assert merchant["frauds"] == 1
+    assert merchant["total"] == 4
+
+
+def test_case_page_shows_the_audit_trail(alice_client: Client, bob: User) -> None:
+    case = make_case()
+    CaseEvent.objects.create(case=case, actor=None, action="opened")
+    CaseEvent.objects.create(case=case, actor=bob, action="claimed")
+    CaseEvent.objects.create(case=case, actor=bob, action="fraud", note="customer confirmed")
+
+    body = alice_client.get(f"/cases/{case.id}/").content.decode()
+
+    audit = body.split('id="audit"', 1)[1]
+    assert audit.index("opened the case") < audit.index("claimed the case") < audit.index("resolved it as")
+    assert "customer confirmed" in audit
+    assert "Scoring service" in audit
+
+
+def test_case_page_has_the_action_buttons(alice_client: Client) -> None:
+    case = make_case()
+
+    body = alice_client.get(f"/cases/{case.id}/").content.decode()
+
+    assert f'id="case-{case.id}"' in body
+    for label in (">Claim<", ">Fraud<", ">Legitimate<"):
+        assert label in body
+
+
+def test_unknown_case_page_is_not_found(alice_client: Client) -> None:
+    response = alice_client.get("/cases/424242/")
+
+    assert response.status_code == 404
+    assert "Nothing here" in response.content.decode()
+
+
+# --- layout and error pages ---------------------------------------------------------------------
+
+
+def test_login_page_renders_without_a_session(client: Client) -> None:
+    response = client.get("/accounts/login/?next=/cases/")
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'name="username"' in body
+    assert 'value="/cases/"' in body
+
+
+def test_login_takes_the_analyst_to_the_live_page(client: Client, alice: User, settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    alice.set_password("pw-alice-123")
+    alice.save()
+
+    response = client.post("/accounts/login/", {"username": "alice", "password": "pw-alice-123"})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+
+
+def test_logout_is_a_post_form_in_the_navigation(alice_client: Client) -> None:
+    body = alice_client.get("/").content.decode()
+
+    assert 'action="/accounts/logout/"' in body
+    assert alice_client.post("/accounts/logout/").status_code == 302
+    assert alice_client.get("/").status_code == 302
+
+
+def test_body_carries_the_csrf_token_for_htmx(alice_client: Client) -> None:
+    body = alice_client.get("/cases/").content.decode()
+
+    assert 'hx-headers=\'{"X-CSRFToken": "' in body
+
+
+def test_server_error_page_renders_without_context() -> None:
+    html = loader.get_template("500.html").render()
+
+    assert "Something went wrong" in html
+
+
+def test_unknown_page_uses_the_site_layout(alice_client: Client) -> None:
+    response = alice_client.get("/no-such-page/")
+
+    assert response.status_code == 404
+    assert "Review queue" in response.content.decode()
+
+
+def _rows(body: str) -> dict[int, str]:
+    """The queue's case rows by case id."""
+    rows = {}
+    for chunk in body.split('<article id="case-')[1:]:
+        case_id, _, rest = chunk.partition('"')
+        rows[int(case_id)] = rest.split("</article>", 1)[0]
+    return rows
