@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 
-from dashboards import broadcast
+from scoring.batcher import batcher_for_loop
 from scoring.classifier import Scored, Scorer, active_model
 from scoring.features import (
     FEATURES,
@@ -46,10 +45,11 @@ class Outcome:
 
 
 async def ingest(items: list[TransactionIn]) -> list[Outcome]:
-    """Score and store `items` (one request), then broadcast the new ones to the dashboards."""
-    outcomes, events = await database_sync_to_async(store)(items)
-    await broadcast.transactions(events)
-    return outcomes
+    """Score and store `items` (one request) with whatever else is queued; answers after the commit.
+
+    The new transactions are broadcast to the dashboards after the commit (see scoring/batcher.py).
+    """
+    return await batcher_for_loop(store).submit(items)
 
 
 def store(items: list[TransactionIn]) -> tuple[list[Outcome], list[dict[str, Any]]]:
@@ -57,10 +57,7 @@ def store(items: list[TransactionIn]) -> tuple[list[Outcome], list[dict[str, Any
     scorer = active_model.get()
     ids = [item.external_id for item in items]
     for _attempt in range(MAX_ATTEMPTS):
-        stored = {
-            tx.external_id: tx
-            for tx in Transaction.objects.filter(external_id__in=ids).select_related("case")
-        }
+        stored = {tx.external_id: tx for tx in Transaction.objects.filter(external_id__in=ids).select_related("case")}
         new = list({i.external_id: i for i in reversed(items) if i.external_id not in stored}.values())[::-1]
         if not new:
             return [Outcome(stored[i].result(), created=False) for i in ids], []
@@ -154,9 +151,7 @@ def card_histories(items: list[TransactionIn]) -> dict[str, CardHistory]:
     end = max(i.timestamp for i in items)
     histories: dict[str, CardHistory] = defaultdict(CardHistory)
     stored = (
-        Transaction.objects.filter(
-            card_id__in={i.card_id for i in items}, timestamp__gte=start, timestamp__lt=end
-        )
+        Transaction.objects.filter(card_id__in={i.card_id for i in items}, timestamp__gte=start, timestamp__lt=end)
         .order_by("timestamp", "id")
         .values_list("card_id", "timestamp", "amount", "merchant_id")
     )
@@ -182,9 +177,9 @@ def merchant_counts(merchant_id: str, *, at: datetime, batch: list[TransactionIn
             fraud_name = name.replace("delayed_count_", "merchant_fraud_count_")
             aggregates[fraud_name] = Count("id", filter=in_window & Q(is_fraud=True))
     earliest = min(start for start, _ in bounds.values())
-    counts = Transaction.objects.filter(
-        merchant_id=merchant_id, timestamp__gte=earliest, timestamp__lt=at
-    ).aggregate(**aggregates)
+    counts = Transaction.objects.filter(merchant_id=merchant_id, timestamp__gte=earliest, timestamp__lt=at).aggregate(
+        **aggregates
+    )
     result = {name: float(value) for name, value in counts.items()}
     if len(batch) > 1:
         for other in batch:

@@ -1,0 +1,95 @@
+"""Micro-batching: concurrent requests share one store call; one bad request never fails the others."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from scoring.batcher import MAX_ITEMS, MicroBatcher
+from tests.conftest import tx_body
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def items(*ids: str):
+    from scoring.schemas import TransactionIn
+
+    return [TransactionIn(**tx_body(external_id=i)) for i in ids]
+
+
+class RecordingStore:
+    """Stands in for ingest.store: records each call's external_ids, slowly enough for others to queue."""
+
+    def __init__(self, *, fail_on: str | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.fail_on = fail_on
+        self.release = threading.Event()
+
+    def __call__(self, batch):
+        ids = [i.external_id for i in batch]
+        self.calls.append(ids)
+        if len(self.calls) <= 2:
+            self.release.wait(2)  # hold both in-flight batches so that the next requests queue up
+        if self.fail_on in ids:
+            raise ValueError(f"cannot store {self.fail_on}")
+        return [f"stored {i}" for i in ids], []
+
+
+async def test_a_lone_request_is_stored_at_once():
+    store = RecordingStore()
+    store.release.set()  # nothing held: the request goes straight through
+
+    result = await asyncio.wait_for(MicroBatcher(store).submit(items("alone")), 1)
+
+    assert result == ["stored alone"]
+    assert store.calls == [["alone"]]
+
+
+async def test_requests_arriving_while_a_batch_is_in_flight_are_stored_together():
+    store = RecordingStore()
+    batcher = MicroBatcher(store)
+    first = asyncio.create_task(batcher.submit(items("a")))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(batcher.submit(items("b")))  # starts the second in-flight batch
+    await asyncio.sleep(0.05)
+    queued = [asyncio.create_task(batcher.submit(items(f"q{i}"))) for i in range(5)]
+    await asyncio.sleep(0.05)
+    store.release.set()
+
+    results = await asyncio.gather(first, second, *queued)
+
+    assert results[0] == ["stored a"]
+    assert [r[0] for r in results[2:]] == [f"stored q{i}" for i in range(5)]
+    assert ["q0", "q1", "q2", "q3", "q4"] in store.calls
+
+
+async def test_one_failing_request_does_not_fail_the_others_of_its_batch():
+    store = RecordingStore(fail_on="bad")
+    batcher = MicroBatcher(store)
+    blockers = [asyncio.create_task(batcher.submit(items(f"hold{i}"))) for i in range(2)]
+    await asyncio.sleep(0.05)
+    good = asyncio.create_task(batcher.submit(items("good")))
+    bad = asyncio.create_task(batcher.submit(items("bad")))
+    await asyncio.sleep(0.05)
+    store.release.set()
+
+    await asyncio.gather(*blockers)
+    assert await good == ["stored good"]
+    with pytest.raises(ValueError, match="cannot store bad"):
+        await bad
+
+
+async def test_a_batch_never_exceeds_the_item_bound():
+    store = RecordingStore()
+    batcher = MicroBatcher(store)
+    blockers = [asyncio.create_task(batcher.submit(items(f"hold{i}"))) for i in range(2)]
+    await asyncio.sleep(0.05)
+    many = [asyncio.create_task(batcher.submit(items(*[f"r{r}-{i}" for i in range(100)]))) for r in range(4)]
+    await asyncio.sleep(0.05)
+    store.release.set()
+
+    await asyncio.gather(*blockers, *many)
+
+    assert max(len(call) for call in store.calls) <= MAX_ITEMS
