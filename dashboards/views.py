@@ -212,7 +212,7 @@ def case_state(case: Case | None) -> str:
     if case is None:
         return ""
     if not case.is_open:
-        return case.status
+        return case.get_status_display().lower()
     return f"claimed by {case.assignee.get_username()}" if case.assignee else "unclaimed"
 
 

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from dashboards import broadcast
 from scoring.models import Case, CaseEvent, CaseStatus
+from scoring.roles import is_lead
 
 
 class CaseConflict(Exception):
@@ -39,12 +40,12 @@ def claim(case_id: int, *, user: AbstractBaseUser) -> Case:
 
 
 def release(case_id: int, *, user: AbstractBaseUser) -> Case:
-    """Give a claimed case back to the queue (its holder, or staff)."""
+    """Give a claimed case back to the queue (its holder, or a lead)."""
     with transaction.atomic():
         case = _locked(case_id)
         if case.assignee_id is None:
             return case
-        if case.assignee_id != user.pk and not user.is_staff:
+        if case.assignee_id != user.pk and not is_lead(user):
             raise CaseConflict(f"case {case_id} is claimed by {case.assignee.get_username()}")
         case.assignee = None
         case.save(update_fields=["assignee"])
@@ -57,7 +58,7 @@ def resolve(case_id: int, *, user: AbstractBaseUser, is_fraud: bool, note: str =
         case = _locked(case_id)
         if not case.is_open:
             raise CaseConflict(f"case {case_id} is already resolved")
-        if case.assignee_id not in (None, user.pk) and not user.is_staff:
+        if case.assignee_id not in (None, user.pk) and not is_lead(user):
             raise CaseConflict(f"case {case_id} is claimed by {case.assignee.get_username()}")
         now = timezone.now()
         case.status = CaseStatus.FRAUD if is_fraud else CaseStatus.LEGITIMATE

@@ -20,6 +20,14 @@ def ensure_roles(**_: Any) -> None:
     leads.permissions.set(scoring_perms)
 
 
+LEAD_PERMISSION = "scoring.change_modelversion"
+
+
+def is_lead(user: Any) -> bool:
+    """Leads (and superusers) may manage models, lists and keys, and take over another analyst's case."""
+    return bool(user.is_authenticated and user.has_perm(LEAD_PERMISSION))
+
+
 def make_analyst(user: Any) -> None:
     """Give a user the analyst role: the dashboard, and the case and transaction admins."""
     user.is_staff = True  # Django's "may log in to the admin"; what they may do there is the group's

@@ -1,15 +1,16 @@
-"""Who may do what in the analyst UI: anonymous users are kept out, every analyst works cases, staff see Admin."""
+"""Who may do what in the analyst UI: anonymous users are kept out, analysts work cases, leads take over."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.utils import timezone
 
 from scoring.models import Case, Transaction
+from scoring.roles import LEADS, ensure_roles, make_analyst
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/cases/?show=all"}
@@ -36,17 +37,28 @@ def case() -> Case:
 
 @pytest.fixture
 def analyst(django_user_model: type[User]) -> User:
-    return django_user_model.objects.create_user(username="alice")
+    """A real analyst: admin access (is_staff) for cases, but not a lead."""
+    ensure_roles()
+    user = django_user_model.objects.create_user(username="alice")
+    make_analyst(user)
+    return user
 
 
 @pytest.fixture
 def other_analyst(django_user_model: type[User]) -> User:
-    return django_user_model.objects.create_user(username="bob")
+    ensure_roles()
+    user = django_user_model.objects.create_user(username="bob")
+    make_analyst(user)
+    return user
 
 
 @pytest.fixture
 def supervisor(django_user_model: type[User]) -> User:
-    return django_user_model.objects.create_user(username="sam", is_staff=True)
+    """A lead: may take over cases that someone else holds."""
+    ensure_roles()
+    user = django_user_model.objects.create_user(username="sam", is_staff=True)
+    user.groups.add(Group.objects.get(name=LEADS))
+    return user
 
 
 def logged_in(user: User) -> Client:
@@ -96,11 +108,26 @@ def test_staff_see_the_admin_link(supervisor: User) -> None:
     assert 'href="/admin/"' in body
 
 
-def test_analysts_do_not_see_the_admin_link(analyst: User) -> None:
-    body = logged_in(analyst).get("/").content.decode()
+def test_analysts_admin_offers_cases_and_transactions_only(analyst: User) -> None:
+    body = logged_in(analyst).get("/admin/").content.decode()
+
+    assert "/admin/scoring/case/" in body
+    assert "/admin/scoring/transaction/" in body
+    for staff_only in (
+        "/admin/scoring/modelversion/",
+        "/admin/scoring/apikey/",
+        "/admin/scoring/listentry/",
+        "/admin/auth/user/",
+    ):
+        assert staff_only not in body
+
+
+def test_users_without_admin_access_do_not_see_the_admin_link(django_user_model: type[User]) -> None:
+    viewer = django_user_model.objects.create_user(username="viewer")
+
+    body = logged_in(viewer).get("/").content.decode()
 
     assert 'id="nav-admin"' not in body
-    assert 'href="/admin/"' not in body
 
 
 def test_navigation_names_the_logged_in_analyst(analyst: User) -> None:
@@ -141,7 +168,7 @@ def test_analyst_sees_no_buttons_on_a_case_held_by_someone_else(analyst: User, o
         assert label not in body
 
 
-def test_staff_can_release_a_case_held_by_someone_else(supervisor: User, other_analyst: User, case: Case) -> None:
+def test_lead_can_release_a_case_held_by_someone_else(supervisor: User, other_analyst: User, case: Case) -> None:
     case.assignee = other_analyst
     case.save()
     client = logged_in(supervisor)

@@ -60,8 +60,10 @@
 
     // --- rows --------------------------------------------------------------------------------------
 
+    const STATUS_WORDS = { fraud: "confirmed fraud", legitimate: "legitimate" };
+
     function caseState(event) {
-      if (event.status && event.status !== "open") return event.status;
+      if (event.status && event.status !== "open") return STATUS_WORDS[event.status] || event.status;
       return event.assignee ? `claimed by ${event.assignee}` : "unclaimed";
     }
 
@@ -189,7 +191,7 @@
       for (const [y, value] of [[PLOT.top, top], [mid, top / 2], [PLOT.bottom, 0]]) {
         el("line", { x1: PLOT.left, x2: PLOT.right, y1: y, y2: y, class: "grid" }, svg);
         const text = el("text", { x: PLOT.left - 5, y: y + 3, class: "tick", "text-anchor": "end" }, svg);
-        text.textContent = desk.number(value);
+        text.textContent = desk.number(value, { digits: Number.isInteger(value) ? 0 : 1 });
       }
     }
 
