@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from dashboards import broadcast
+from scoring import labels
 from scoring.models import Case, CaseEvent, CaseStatus
 from scoring.roles import is_lead
 
@@ -65,7 +66,5 @@ def resolve(case_id: int, *, user: AbstractBaseUser, is_fraud: bool, note: str =
         case.assignee = case.assignee or user
         case.resolved_by, case.resolved_at, case.note = user, now, note
         case.save(update_fields=["status", "assignee", "resolved_by", "resolved_at", "note"])
-        tx = case.transaction
-        tx.is_fraud, tx.labeled_at = is_fraud, now
-        tx.save(update_fields=["is_fraud", "labeled_at"])
+        labels.apply_label(case.transaction, is_fraud=is_fraud, at=now)
         return _changed(case, actor=user, action=case.status, note=note)

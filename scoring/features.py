@@ -77,6 +77,73 @@ class CardHistory:
 
 
 MerchantCounts = dict[str, float]
+MERCHANT_HOURS = {"1d": 24, "7d": 7 * 24, "30d": 30 * 24}
+MERCHANT_SPAN_HOURS = max(MERCHANT_HOURS.values())
+
+
+def epoch_hour(at: datetime | float) -> int:
+    """Hours since the epoch (UTC) of an instant: the merchant counts' bucket."""
+    seconds = at.timestamp() if isinstance(at, datetime) else at
+    return int(seconds // HOUR)
+
+
+def label_delay_hours() -> int:
+    return round(settings.FRAUD_LABEL_DELAY_DAYS * 24)
+
+
+@dataclass
+class MerchantBuckets:
+    """A merchant's transactions and confirmed frauds per hour, sorted by hour, with running totals.
+
+    The same structure is filled from the stored hourly counts when serving and from the history when
+    training, and read by the same function, so both compute the same numbers.
+    """
+
+    hours: list[int] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+    frauds: list[int] = field(default_factory=list)
+    _totals: tuple[list[int], list[int]] | None = field(default=None, repr=False)
+
+    def add(self, hour: int, *, count: int = 1, frauds: int = 0) -> None:
+        i = bisect_left(self.hours, hour)
+        if i < len(self.hours) and self.hours[i] == hour:
+            self.counts[i] += count
+            self.frauds[i] += frauds
+        else:
+            self.hours.insert(i, hour)
+            self.counts.insert(i, count)
+            self.frauds.insert(i, frauds)
+        self._totals = None
+
+    def between(self, start: int, end: int) -> tuple[int, int]:
+        """(transactions, frauds) in hours [start, end)."""
+        if self._totals is None:
+            self._totals = (_running(self.counts), _running(self.frauds))
+        lo, hi = bisect_left(self.hours, start), bisect_left(self.hours, end)
+        counts, frauds = self._totals
+        return counts[hi] - counts[lo], frauds[hi] - frauds[lo]
+
+
+def _running(values: list[int]) -> list[int]:
+    totals = [0]
+    for v in values:
+        totals.append(totals[-1] + v)
+    return totals
+
+
+def merchant_counts(buckets: MerchantBuckets, *, at: datetime) -> MerchantCounts:
+    """The merchant's counts as of `at`: whole hours before the transaction's own hour only.
+
+    Fraud counts and shares only look at hours older than the label delay, as a chargeback feed allows.
+    """
+    hour, delay = epoch_hour(at), label_delay_hours()
+    counts: MerchantCounts = {}
+    for w, span in MERCHANT_HOURS.items():
+        counts[f"merchant_count_{w}"] = float(buckets.between(hour - span, hour)[0])
+        total, frauds = buckets.between(hour - delay - span, hour - delay)
+        counts[f"delayed_count_{w}"] = float(total)
+        counts[f"merchant_fraud_count_{w}"] = float(frauds)
+    return counts
 
 
 def merchant_windows(at: float) -> dict[str, tuple[float, float]]:
@@ -87,18 +154,14 @@ def merchant_windows(at: float) -> dict[str, tuple[float, float]]:
     return ranges
 
 
-def merchant_counts_from_times(
-    *, times: Sequence[float], fraud_times: Sequence[float], at: float
-) -> MerchantCounts:
+def merchant_counts_from_times(*, times: Sequence[float], fraud_times: Sequence[float], at: float) -> MerchantCounts:
     """Merchant counts from sorted arrays of all and of fraud-labeled transaction times (training)."""
     counts: MerchantCounts = {}
     for name, (start, end) in merchant_windows(at).items():
         counts[name] = float(bisect_left(times, end) - bisect_left(times, start))
         if name.startswith("delayed_count_"):
             w = name.removeprefix("delayed_count_")
-            counts[f"merchant_fraud_count_{w}"] = float(
-                bisect_left(fraud_times, end) - bisect_left(fraud_times, start)
-            )
+            counts[f"merchant_fraud_count_{w}"] = float(bisect_left(fraud_times, end) - bisect_left(fraud_times, start))
     return counts
 
 

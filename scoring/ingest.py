@@ -12,23 +12,14 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
 
+from scoring import aggregates
 from scoring.batcher import batcher_for_loop
 from scoring.classifier import Scored, Scorer, active_model
-from scoring.features import (
-    FEATURES,
-    HISTORY_SPAN,
-    CardHistory,
-    MerchantCounts,
-    TxFacts,
-    feature_vector,
-    merchant_windows,
-)
+from scoring.features import FEATURES, HISTORY_SPAN, CardHistory, TxFacts, epoch_hour, feature_vector, merchant_counts
 from scoring.models import Case, CaseEvent, Decision, ListEntry, ListKind, Transaction
 from scoring.schemas import TransactionIn
 
@@ -92,6 +83,7 @@ def _score_and_save(items: list[TransactionIn], *, scorer: Scorer) -> list[Trans
     ]
     with transaction.atomic():
         Transaction.objects.bulk_create(txs)
+        aggregates.record((tx.merchant_id, tx.timestamp, None) for tx in txs)
         flagged = [tx for tx in txs if tx.decision != Decision.APPROVE]
         cases = Case.objects.bulk_create([Case(transaction=tx) for tx in flagged])
         CaseEvent.objects.bulk_create([CaseEvent(case=c, action="opened") for c in cases])
@@ -127,21 +119,23 @@ def _json_row(row: list[float]) -> dict[str, float | None]:
 
 
 def feature_rows(items: list[TransactionIn]) -> list[list[float]]:
-    """Feature rows for new items, each as of its own timestamp; earlier items of the batch count too."""
+    """Feature rows for new items, each as of its own timestamp; earlier items of the batch count too.
+
+    Two queries whatever the batch: the cards' 30-day rows and the merchants' hourly counts.
+    """
     cards = card_histories(items)
+    first, last = min(i.timestamp for i in items), max(i.timestamp for i in items)
+    merchants = aggregates.buckets_for({i.merchant_id for i in items}, first=first, last=last)
+    if len(items) > 1:  # the batch's own items count for later ones (only hours before theirs are read)
+        for item in items:
+            merchants[item.merchant_id].add(epoch_hour(item.timestamp))
     rows = []
-    merchants: dict[tuple[str, datetime], MerchantCounts] = {}
     for item in items:
-        key = (item.merchant_id, item.timestamp)
-        if key not in merchants:
-            merchants[key] = merchant_counts(item.merchant_id, at=item.timestamp, batch=items)
         facts = TxFacts(
-            at=item.timestamp,
-            amount=float(item.amount),
-            merchant_id=item.merchant_id,
-            channel=item.channel or "",
+            at=item.timestamp, amount=float(item.amount), merchant_id=item.merchant_id, channel=item.channel or ""
         )
-        rows.append(feature_vector(facts, card=cards[item.card_id], merchant=merchants[key]))
+        counts = merchant_counts(merchants[item.merchant_id], at=item.timestamp)
+        rows.append(feature_vector(facts, card=cards[item.card_id], merchant=counts))
     return rows
 
 
@@ -163,34 +157,6 @@ def card_histories(items: list[TransactionIn]) -> dict[str, CardHistory]:
                 at=item.timestamp.timestamp(), amount=float(item.amount), merchant_id=item.merchant_id
             )
     return histories
-
-
-def merchant_counts(merchant_id: str, *, at: datetime, batch: list[TransactionIn]) -> MerchantCounts:
-    """The merchant's windowed counts as of `at`, from one aggregate query (plus the batch's items)."""
-    windows = merchant_windows(at.timestamp())
-    bounds = {name: (_dt(start), _dt(end)) for name, (start, end) in windows.items()}
-    aggregates = {}
-    for name, (start, end) in bounds.items():
-        in_window = Q(timestamp__gte=start, timestamp__lt=end)
-        aggregates[name] = Count("id", filter=in_window)
-        if name.startswith("delayed_count_"):
-            fraud_name = name.replace("delayed_count_", "merchant_fraud_count_")
-            aggregates[fraud_name] = Count("id", filter=in_window & Q(is_fraud=True))
-    earliest = min(start for start, _ in bounds.values())
-    counts = Transaction.objects.filter(merchant_id=merchant_id, timestamp__gte=earliest, timestamp__lt=at).aggregate(
-        **aggregates
-    )
-    result = {name: float(value) for name, value in counts.items()}
-    if len(batch) > 1:
-        for other in batch:
-            if other.merchant_id == merchant_id:
-                for name, (start, end) in bounds.items():
-                    result[name] += float(start <= other.timestamp < end)
-    return result
-
-
-def _dt(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
 
 
 # --- allow and block lists ------------------------------------------------------------------------

@@ -1,11 +1,13 @@
-"""Ground truth after the fact: chargebacks and confirmations from the payment side."""
+"""Ground truth after the fact: chargebacks, confirmations from the payment side, analysts' verdicts."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from django.db import transaction
 from django.utils import timezone
 
+from scoring import aggregates
 from scoring.models import Transaction
 
 
@@ -15,7 +17,14 @@ def record(*, external_id: str, is_fraud: bool, reported_at: datetime | None = N
     if tx is None:
         return None
     if tx.is_fraud != is_fraud or tx.labeled_at is None:
-        tx.is_fraud = is_fraud
-        tx.labeled_at = reported_at or timezone.now()
-        tx.save(update_fields=["is_fraud", "labeled_at"])
+        apply_label(tx, is_fraud=is_fraud, at=reported_at or timezone.now())
     return tx
+
+
+def apply_label(tx: Transaction, *, is_fraud: bool, at: datetime) -> None:
+    """Store a label and move it into the merchant's hourly fraud count, in one database transaction."""
+    with transaction.atomic():
+        was = Transaction.objects.select_for_update().values_list("is_fraud", flat=True).get(pk=tx.pk)
+        tx.is_fraud, tx.labeled_at = is_fraud, at
+        tx.save(update_fields=["is_fraud", "labeled_at"])
+        aggregates.label_changed(merchant_id=tx.merchant_id, at=tx.timestamp, was=was, now=is_fraud)

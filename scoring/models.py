@@ -345,3 +345,23 @@ class ListEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.entity} {self.value}"
+
+
+class MerchantHour(models.Model):
+    """A merchant's transactions and confirmed frauds in one hour: the state its features are read from.
+
+    Kept up to date in the same database transaction as the rows it counts (scoring/aggregates.py), so
+    scoring reads a bounded number of rows per merchant, never its whole history, and every server
+    process sees the same figures.
+    """
+
+    merchant_id = models.CharField(max_length=64)
+    hour = models.BigIntegerField(help_text="Hours since the epoch (UTC)")
+    count = models.IntegerField(default=0)
+    fraud_count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["merchant_id", "hour"], name="one_row_per_merchant_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.merchant_id} @ hour {self.hour}: {self.count} ({self.fraud_count} fraud)"

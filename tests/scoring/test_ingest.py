@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from scoring import ingest
+from scoring import aggregates, ingest
 from scoring.features import FEATURE_INDEX
-from scoring.models import ListEntry, Transaction
+from scoring.models import ListEntry, MerchantHour, Transaction
 from scoring.schemas import TransactionIn
 from tests.conftest import tx_body
 
@@ -32,7 +32,7 @@ def stored(
     merchant: str = "merch-1",
     is_fraud: bool | None = None,
 ) -> Transaction:
-    return Transaction.objects.create(
+    tx = Transaction.objects.create(
         external_id=external_id,
         card_id=card,
         merchant_id=merchant,
@@ -44,6 +44,8 @@ def stored(
         model_version="history",
         is_fraud=is_fraud,
     )
+    aggregates.record([(merchant, at, is_fraud)])
+    return tx
 
 
 def features_of(tx: TransactionIn) -> dict[str, float]:
@@ -108,12 +110,34 @@ def test_time_of_day_and_week_features_use_utc():
 def test_later_items_of_a_batch_see_the_earlier_ones():
     first = item(external_id="b-1", timestamp=T0.isoformat(), amount="10.00")
     second = item(external_id="b-2", timestamp=(T0 + timedelta(minutes=1)).isoformat(), amount="30.00")
+    next_hour = item(external_id="b-3", timestamp=(T0 + timedelta(hours=1)).isoformat(), amount="30.00")
 
-    rows = ingest.feature_rows([second, first])
+    rows = ingest.feature_rows([second, first, next_hour])
 
     assert rows[0][FEATURE_INDEX["card_count_1h"]] == 1
-    assert rows[0][FEATURE_INDEX["merchant_count_1d"]] == 1
     assert rows[1][FEATURE_INDEX["card_count_1h"]] == 0
+    # merchant counts read whole hours before the transaction's own
+    assert rows[0][FEATURE_INDEX["merchant_count_1d"]] == 0
+    assert rows[2][FEATURE_INDEX["merchant_count_1d"]] == 2
+
+
+def test_stored_transactions_count_in_their_merchants_hours(model_version):
+    ingest.store([item(external_id="h-1"), item(external_id="h-2", card_id="card-2")])
+
+    (counts,) = MerchantHour.objects.values_list("merchant_id", "count", "fraud_count")
+    assert counts == ("merch-1", 2, 0)
+
+
+def test_a_fraud_label_moves_into_and_out_of_the_merchants_fraud_count(model_version):
+    from scoring import labels
+
+    ingest.store([item(external_id="l-1")])
+
+    labels.record(external_id="l-1", is_fraud=True)
+    labels.record(external_id="l-1", is_fraud=True)  # the same label again changes nothing
+    assert MerchantHour.objects.get().fraud_count == 1
+    labels.record(external_id="l-1", is_fraud=False)
+    assert MerchantHour.objects.get().fraud_count == 0
 
 
 def test_scoring_is_reproducible_for_the_same_model_and_history(model_version):

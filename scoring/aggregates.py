@@ -1,0 +1,63 @@
+"""Per-merchant hourly counts: read for features in one query per batch, written with the rows they count."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import connection
+
+from scoring.features import MERCHANT_SPAN_HOURS, MerchantBuckets, epoch_hour, label_delay_hours
+from scoring.models import MerchantHour
+
+_UPSERT = (
+    "INSERT INTO {table} (merchant_id, hour, count, fraud_count) VALUES {values} "
+    "ON CONFLICT (merchant_id, hour) DO UPDATE SET count = {table}.count + excluded.count, "
+    "fraud_count = {table}.fraud_count + excluded.fraud_count"
+)
+CHUNK = 500
+
+
+def buckets_for(merchant_ids: Iterable[str], *, first: datetime, last: datetime) -> dict[str, MerchantBuckets]:
+    """Every hour that features of transactions between `first` and `last` can look at, in one query."""
+    start = epoch_hour(first) - label_delay_hours() - MERCHANT_SPAN_HOURS
+    rows = (
+        MerchantHour.objects.filter(merchant_id__in=set(merchant_ids), hour__gte=start, hour__lt=epoch_hour(last))
+        .order_by("merchant_id", "hour")
+        .values_list("merchant_id", "hour", "count", "fraud_count")
+    )
+    buckets: dict[str, MerchantBuckets] = defaultdict(MerchantBuckets)
+    for merchant_id, hour, count, frauds in rows:
+        buckets[merchant_id].add(hour, count=count, frauds=frauds)
+    return buckets
+
+
+def record(rows: Iterable[tuple[str, datetime, bool | None]]) -> None:
+    """Count new transactions (merchant, timestamp, is_fraud) into their hours; call inside their transaction."""
+    counts: Counter[tuple[str, int]] = Counter()
+    frauds: Counter[tuple[str, int]] = Counter()
+    for merchant_id, at, is_fraud in rows:
+        key = (merchant_id, epoch_hour(at))
+        counts[key] += 1
+        frauds[key] += bool(is_fraud)
+    _upsert({key: (counts[key], frauds[key]) for key in counts})
+
+
+def label_changed(*, merchant_id: str, at: datetime, was: bool | None, now: bool | None) -> None:
+    """Move a transaction's fraud label in or out of its hour's fraud count."""
+    delta = int(now is True) - int(was is True)
+    if delta:
+        _upsert({(merchant_id, epoch_hour(at)): (0, delta)})
+
+
+def _upsert(deltas: dict[tuple[str, int], tuple[int, int]]) -> None:
+    # Sorted, so that concurrent writers lock the same rows in the same order (no deadlocks).
+    keys = sorted(deltas)
+    table = MerchantHour._meta.db_table
+    with connection.cursor() as cursor:
+        for i in range(0, len(keys), CHUNK):
+            chunk = keys[i : i + CHUNK]
+            values = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+            params = [p for key in chunk for p in (*key, *deltas[key])]
+            cursor.execute(_UPSERT.format(table=table, values=values), params)
