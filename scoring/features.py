@@ -1,17 +1,16 @@
 """Event-time features: one list and one function, used by training and by live scoring alike.
 
 Every feature of a transaction is computed as of its own timestamp from transactions strictly before
-it. Card features come from the card's recent history (a short list even for busy cards); merchant
-features are counts (from SQL when serving, from sorted arrays when training: integers agree exactly).
-Label-based merchant features only look at transactions older than FRAUD_LABEL_DELAY_DAYS, as a real
-chargeback feed allows.
+it. Card features come from the card's last 30 days of rows (a short list even for busy cards). Merchant
+features come from hourly counts (MerchantBuckets: stored per hour when serving, built from the history
+when training) and read whole hours before the transaction's own. Label-based merchant features only
+look at hours older than FRAUD_LABEL_DELAY_DAYS, as a real chargeback feed allows.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -143,25 +142,6 @@ def merchant_counts(buckets: MerchantBuckets, *, at: datetime) -> MerchantCounts
         total, frauds = buckets.between(hour - delay - span, hour - delay)
         counts[f"delayed_count_{w}"] = float(total)
         counts[f"merchant_fraud_count_{w}"] = float(frauds)
-    return counts
-
-
-def merchant_windows(at: float) -> dict[str, tuple[float, float]]:
-    """Time ranges [start, end) of the merchant's count and delayed-label windows, keyed by feature."""
-    delay = label_delay_seconds()
-    ranges = {f"merchant_count_{w}": (at - span, at) for w, span in MERCHANT_WINDOWS.items()}
-    ranges |= {f"delayed_count_{w}": (at - delay - span, at - delay) for w, span in MERCHANT_WINDOWS.items()}
-    return ranges
-
-
-def merchant_counts_from_times(*, times: Sequence[float], fraud_times: Sequence[float], at: float) -> MerchantCounts:
-    """Merchant counts from sorted arrays of all and of fraud-labeled transaction times (training)."""
-    counts: MerchantCounts = {}
-    for name, (start, end) in merchant_windows(at).items():
-        counts[name] = float(bisect_left(times, end) - bisect_left(times, start))
-        if name.startswith("delayed_count_"):
-            w = name.removeprefix("delayed_count_")
-            counts[f"merchant_fraud_count_{w}"] = float(bisect_left(fraud_times, end) - bisect_left(fraud_times, start))
     return counts
 
 

@@ -25,9 +25,7 @@ class TransactionIn(BaseModel):
     amount: Annotated[Decimal, Field(gt=0, le=1_000_000_000, decimal_places=2, allow_inf_nan=False)] = Field(
         description="> 0, at most 2 decimals, at most 1,000,000,000 (number or decimal string)"
     )
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(
-        description="ISO 4217, e.g. EUR"
-    )
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(description="ISO 4217, e.g. EUR")
     timestamp: AwareDatetime = Field(description="Event time, ISO 8601 with a timezone")
     country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = None
     channel: Literal["pos", "ecom", "atm"] | None = None

@@ -59,24 +59,35 @@ KIND_NAMES = list(KINDS)
 TESTING_KINDS = {"digital", "charity"}
 SPREE_KINDS = {"electronics", "travel", "marketplace", "atm", "clothing", "hotel"}
 
-# (t, seq, card, merchant, amount, is_fraud): seq keeps ties in a fixed order.
-Event = tuple[float, int, int, int, float, bool]
+PATTERNS = ("card_testing", "stolen_card", "compromised_merchant")
+# (t, seq, card, merchant, amount, fraud pattern or ""): seq keeps ties in a fixed order.
+Event = tuple[float, int, int, int, float, str]
 
 
 class Simulator:
     """Cards, merchants and a timeline of their transactions; the same seed gives the same traffic."""
 
     def __init__(
-        self, *, seed: int = 0, cards: int = 2000, merchants: int = 400, fraud_scale: float = 1.0, prefix: str = ""
+        self,
+        *,
+        seed: int = 0,
+        cards: int = 2000,
+        merchants: int = 400,
+        fraud_scale: float = 1.0,
+        prefix: str = "",
+        patterns: bool = False,
     ) -> None:
+        """`prefix` namespaces the ids; `patterns` adds each record's fraud pattern (or "") as `pattern`."""
         self.seed = seed
+        self.patterns = patterns
         self.fraud_scale = fraud_scale
         self.prefix = prefix
         self.rng = np.random.default_rng(seed)
         self._make_merchants(merchants)
         self._make_cards(cards)
         self._seq = 0
-        self._compromised: list[tuple[int, float]] = []  # (merchant, until)
+        self._compromised: list[tuple[int, float, float]] = []  # (merchant, from, until)
+        self._next_compromise: float | None = None
 
     # --- the population ----------------------------------------------------------------------------
 
@@ -98,12 +109,17 @@ class Simulator:
         self.m_atm = np.array([c == "atm" for c in self.m_channel])
         self._pools = {country: self._pool(country) for country in homes}
         self._by_kind = {name: np.flatnonzero(self.m_kind == i) for i, name in enumerate(KIND_NAMES)}
+        self._kind_pools: dict[frozenset[str], tuple[np.ndarray, np.ndarray]] = {}
         self._shops_abroad = [i for i, c in enumerate(self.m_country) if c in FOREIGN and self.m_channel[i] != "ecom"]
 
     def _pool(self, country: str) -> tuple[np.ndarray, np.ndarray]:
         """Merchants a card from `country` may use: local shops, and online shops anywhere."""
         idx = np.array(
-            [i for i, (c, ch) in enumerate(zip(self.m_country, self.m_channel, strict=True)) if c == country or ch == "ecom"]
+            [
+                i
+                for i, (c, ch) in enumerate(zip(self.m_country, self.m_channel, strict=True))
+                if c == country or ch == "ecom"
+            ]
         )
         weights = self.m_pop[idx] * np.where(np.array(self.m_channel)[idx] == "ecom", 0.2, 1.0)
         return idx, np.cumsum(weights) / weights.sum()
@@ -119,7 +135,11 @@ class Simulator:
         self.c_peak = rng.normal(14.0, 2.5, size=n)
         self.c_spread = rng.uniform(2.0, 4.0, size=n)
         self.c_explore = rng.uniform(0.03, 0.2, size=n)
-        self.c_fav = np.stack([self._draw(self.c_country[i], FAVOURITES) for i in range(n)])
+        self.c_fav = np.empty((n, FAVOURITES), dtype=np.int32)
+        countries = np.array(self.c_country)
+        for country in homes:
+            mine = np.flatnonzero(countries == country)
+            self.c_fav[mine] = self._draw(country, mine.size * FAVOURITES).reshape(mine.size, FAVOURITES)
 
     def _draw(self, country: str, size: int) -> np.ndarray:
         idx, cum = self._pools[country]
@@ -137,14 +157,20 @@ class Simulator:
                 yield self.record(event, number=n, at=datetime.fromtimestamp(event[0], UTC))
 
     def live(self) -> Iterator[dict[str, Any]]:
-        """Endless labeled transactions stamped with the current time as each is taken."""
-        token = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-        for n, event in enumerate(self._timeline(datetime.now(UTC).timestamp())):
-            yield self.record(event, number=n, at=datetime.now(UTC), token=f"live{token}-")
+        """Endless labeled transactions from now on, each stamped with the current time as it is taken.
+
+        The simulated clock advances as fast as they are taken: with about `cards` * 1.4 / 86,400
+        transactions a second it keeps pace with the real one, and hours of day and velocities look real.
+        """
+        now = datetime.now(UTC)
+        token = f"live{now:%Y%m%d%H%M%S}-"
+        for n, event in enumerate(self._timeline(now.timestamp())):
+            if event[0] >= now.timestamp():
+                yield self.record(event, number=n, at=datetime.now(UTC), token=token)
 
     def record(self, event: Event, *, number: int, at: datetime, token: str = "") -> dict[str, Any]:
         """One transaction in the API's shape, plus its label."""
-        _, _, card, merchant, amount, fraud = event
+        _, _, card, merchant, amount, pattern = event
         return {
             "external_id": f"{self.prefix}sim{self.seed}-{token}{number:09d}",
             "card_id": self.c_id[card],
@@ -155,13 +181,13 @@ class Simulator:
             "country": self.m_country[merchant],
             "channel": self.m_channel[merchant],
             "mcc": self.m_mcc[merchant],
-            "is_fraud": fraud,
-        }
+            "is_fraud": bool(pattern),
+        } | ({"pattern": pattern} if self.patterns else {})
 
     def _timeline(self, t0: float) -> Iterator[Event]:
         """Events from t0 on, day by day; an episode may run past midnight, so a heap orders them."""
         heap: list[Event] = []
-        day_start = float(math.floor(t0))
+        day_start = math.floor(t0 / DAY) * DAY  # days from midnight UTC: hours of day are real hours
         while True:
             day_end = day_start + DAY
             for event in self._day(day_start):
@@ -170,9 +196,9 @@ class Simulator:
                 yield heapq.heappop(heap)
             day_start = day_end
 
-    def _event(self, t: float, card: int, merchant: int, amount: float, fraud: bool) -> Event:
+    def _event(self, t: float, card: int, merchant: int, amount: float, pattern: str = "") -> Event:
         self._seq += 1
-        return (float(round(t)), self._seq, card, merchant, round(min(max(amount, 0.01), 999_999.0), 2), fraud)
+        return (float(round(t)), self._seq, card, merchant, round(min(max(amount, 0.01), 999_999.0), 2), pattern)
 
     def _day(self, start: float) -> list[Event]:
         events = self._legit(start)
@@ -201,9 +227,7 @@ class Simulator:
         amount = np.exp(self.c_mu[card] + self.m_logfactor[merchant] + noise)
         atm = self.m_atm[merchant]
         amount[atm] = np.maximum(20.0, np.round(amount[atm] / 20.0) * 20.0)
-        return [
-            self._event(t[i], int(card[i]), int(merchant[i]), float(amount[i]), False) for i in range(card.size)
-        ]
+        return [self._event(t[i], int(card[i]), int(merchant[i]), float(amount[i])) for i in range(card.size)]
 
     # --- fraud patterns ------------------------------------------------------------------------------
 
@@ -216,7 +240,7 @@ class Simulator:
         events = []
         for _ in range(int(rng.integers(4, 25))):
             amount = 1.0 if rng.random() < 0.3 else rng.uniform(0.5, 4.0)
-            events.append(self._event(t, card, merchant, amount, True))
+            events.append(self._event(t, card, merchant, amount, "card_testing"))
             t += rng.uniform(4, 90)
         if rng.random() < 0.3:  # the card works: cash it out an hour or so later
             events += self._spree_from(t + rng.uniform(1800, 3 * HOUR), card)
@@ -238,30 +262,43 @@ class Simulator:
             amount = math.exp(self.c_mu[card]) * rng.uniform(2.5, 12.0)
             if self.m_atm[merchant]:
                 amount = max(200.0, round(amount / 50.0) * 50.0)
-            events.append(self._event(t, card, merchant, amount, True))
+            events.append(self._event(t, card, merchant, amount, "stolen_card"))
             t += rng.exponential(40 * 60)
         return events
 
     def _merchant_compromise(self, day_start: float) -> list[Event]:
-        """A shop whose terminal is compromised: for some days, many cards see fraud there."""
+        """Shops whose terminal is compromised: for one to three weeks, many cards see fraud there.
+
+        The first starts within a week of the timeline's start, the next ones every two weeks or so.
+        """
         rng = self.rng
-        self._compromised = [(m, until) for m, until in self._compromised if until > day_start]
-        if rng.random() < self.fraud_scale / 14:
+        day_end = day_start + DAY
+        if self._next_compromise is None:
+            self._next_compromise = day_start + rng.uniform(0, 7) * DAY
+        while self._next_compromise < day_end:
             merchant = self._pick_kind({"grocery", "restaurant", "fuel", "clothing"})
-            self._compromised.append((merchant, day_start + rng.uniform(7, 21) * DAY))
+            begin = self._next_compromise
+            self._compromised.append((merchant, begin, begin + rng.uniform(7, 21) * DAY))
+            self._next_compromise += rng.exponential(14 / self.fraud_scale) * DAY
+        self._compromised = [c for c in self._compromised if c[2] > day_start]
         events = []
-        for merchant, _ in self._compromised:
+        for merchant, begin, until in self._compromised:
             for _ in range(rng.poisson(9 * self.fraud_scale)):
                 card = int(rng.integers(len(self.c_id)))
                 t = day_start + rng.uniform(7, 22) * HOUR
-                amount = math.exp(self.c_mu[card]) * rng.uniform(1.5, 5.0)
-                events.append(self._event(t, card, merchant, amount, True))
+                if begin <= t < until:
+                    amount = math.exp(self.c_mu[card]) * rng.uniform(1.5, 5.0)
+                    events.append(self._event(t, card, merchant, amount, "compromised_merchant"))
         return events
 
     def _pick_kind(self, kinds: set[str]) -> int:
-        idx = np.concatenate([self._by_kind[k] for k in sorted(kinds)])
-        weights = self.m_pop[idx]
-        return int(idx[self.rng.choice(idx.size, p=weights / weights.sum())])
+        key = frozenset(kinds)
+        if key not in self._kind_pools:
+            idx = np.concatenate([self._by_kind[k] for k in sorted(kinds)])
+            weights = self.m_pop[idx]
+            self._kind_pools[key] = (idx, np.cumsum(weights) / weights.sum())
+        idx, cum = self._kind_pools[key]
+        return int(idx[min(int(np.searchsorted(cum, self.rng.random())), idx.size - 1)])
 
     def _pick_foreign(self) -> int:
         shops = self._shops_abroad

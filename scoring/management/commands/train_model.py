@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import pandas as pd
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from scoring.simulation import Simulator
+from scoring.training import (
+    DEFAULT_DEPTH,
+    DEFAULT_TREES,
+    TrainingError,
+    TrainingResult,
+    labeled_frame,
+    records_frame,
+    save_model_version,
+    train,
+)
+
+MIN_LABELED = 1000
+DEFAULT_SIMULATED_DAYS = 35
+
+
+class Command(BaseCommand):
+    help = (
+        "Train a fraud model on the stored labeled history (or on simulated history when too little is "
+        "labeled), print its holdout metrics and store it as a new model version."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--since", type=_moment, help="Train on transactions from this date/time (UTC)")
+        parser.add_argument("--until", type=_moment, help="... up to this date/time (UTC, exclusive)")
+        parser.add_argument("--activate", action="store_true", help="Make the new version the active one")
+        parser.add_argument(
+            "--simulate-days",
+            type=int,
+            help=f"Train on this many days of simulated history (default when fewer than {MIN_LABELED:,} "
+            f"labeled rows are stored: {DEFAULT_SIMULATED_DAYS})",
+        )
+        parser.add_argument("--cards", type=int, default=2000, help="Cards in simulated history")
+        parser.add_argument("--seed", type=int, default=0, help="Seed of simulated history")
+        parser.add_argument("--trees", type=int, default=DEFAULT_TREES, help="Boosting rounds")
+        parser.add_argument("--depth", type=int, default=DEFAULT_DEPTH, help="Tree depth")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        frame, source = self.training_frame(options)
+        try:
+            result = train(frame, n_estimators=options["trees"], max_depth=options["depth"], progress=self.say)
+        except TrainingError as exc:
+            raise CommandError(str(exc)) from None
+        result = dataclasses.replace(result, data_range=result.data_range | {"source": source})
+        self.report(result)
+        mv = save_model_version(result, activate=options["activate"])
+        state = "active" if mv.is_active else "not active: activate it in the admin or pass --activate"
+        self.stdout.write(self.style.SUCCESS(f"stored model version {mv.version} ({state})"))
+
+    def training_frame(self, options: dict[str, Any]) -> tuple[pd.DataFrame, str]:
+        days = options["simulate_days"]
+        if days is None:
+            frame = labeled_frame(options["since"], options["until"])
+            labeled = int(frame["labeled"].sum())
+            frauds = int(frame.loc[frame["labeled"], "is_fraud"].sum())
+            if labeled >= MIN_LABELED and frauds:
+                self.say(f"training on {labeled:,} labeled stored transactions ({frauds:,} frauds)")
+                return frame, "stored"
+            self.say(
+                f"only {labeled:,} labeled stored transactions ({frauds:,} frauds): "
+                f"simulating {DEFAULT_SIMULATED_DAYS} days of labeled history instead"
+            )
+            days = DEFAULT_SIMULATED_DAYS
+        if days < 1:
+            raise CommandError("--simulate-days must be at least 1")
+        return self.simulated(days=days, cards=options["cards"], seed=options["seed"]), "simulated"
+
+    def simulated(self, *, days: int, cards: int, seed: int) -> pd.DataFrame:
+        end = timezone.now().replace(minute=0, second=0, microsecond=0)
+        sim = Simulator(seed=seed, cards=cards, merchants=max(5, cards // 5))
+        self.say(f"simulating {days} days of traffic on {cards:,} cards (seed {seed})")
+        frame = records_frame(sim.history(start=end - timedelta(days=days), end=end))
+        self.say(f"{len(frame):,} simulated transactions, {int(frame['is_fraud'].sum()):,} frauds")
+        return frame
+
+    def report(self, result: TrainingResult) -> None:
+        rows, when = result.rows, result.data_range
+        self.stdout.write(
+            f"\ntrained on {rows['train']:,} rows ({rows['train_fraud']:,} frauds) up to {when['train_end']}; "
+            f"holdout {rows['holdout']:,} rows ({rows['holdout_fraud']:,} frauds) from {when['holdout_start']}"
+        )
+        self.stdout.write(f"{'holdout metric':<24}{'value':>8}")
+        for name, value in result.metrics.items():
+            self.stdout.write(f"{name:<24}{'n/a' if value is None else f'{value:.3f}':>8}")
+        self.stdout.write("")
+
+    def say(self, message: str) -> None:
+        self.stdout.write(f"  {message}")
+
+
+def _moment(text: str) -> datetime:
+    """A date (midnight UTC) or an ISO date-time (UTC unless it names its zone)."""
+    moment = parse_datetime(text)
+    if moment is None:
+        day = parse_date(text)
+        if day is None:
+            raise argparse.ArgumentTypeError(f"not a date or ISO date-time: {text!r}")
+        moment = datetime.combine(day, time(0))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,101 @@
+"""Feature semantics shared by training and serving: strictly earlier rows, delayed labels, batches."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from scoring.features import (
+    FEATURE_INDEX,
+    CardHistory,
+    MerchantBuckets,
+    TxFacts,
+    epoch_hour,
+    feature_vector,
+    merchant_counts,
+)
+from scoring.history import store_history
+from scoring.ingest import feature_rows
+from scoring.schemas import TransactionIn
+from scoring.simulation import Simulator
+from scoring.training import history_features, labeled_frame, records_frame
+
+AT = datetime(2026, 1, 14, 12, tzinfo=UTC)
+
+
+def features(
+    at: datetime, *, card: CardHistory | None = None, merchant: MerchantBuckets | None = None, channel: str = ""
+) -> list[float]:
+    counts = merchant_counts(merchant or MerchantBuckets(), at=at)
+    facts = TxFacts(at=at, amount=20.0, merchant_id="m", channel=channel)
+    return feature_vector(facts, card=card or CardHistory(), merchant=counts)
+
+
+def test_a_card_without_history_has_no_average_and_no_previous_transaction():
+    row = features(AT)
+    assert math.isnan(row[FEATURE_INDEX["card_avg_30d"]])
+    assert math.isnan(row[FEATURE_INDEX["amount_vs_card_avg_30d"]])
+    assert math.isnan(row[FEATURE_INDEX["seconds_since_card_prev"]])
+    assert row[FEATURE_INDEX["card_count_30d"]] == 0.0
+
+
+def test_transactions_at_the_same_instant_do_not_see_each_other():
+    at = AT.timestamp()
+    card = CardHistory(times=[at - 60, at, at], amounts=[10.0, 99.0, 99.0], merchants=["a", "b", "c"])
+    row = features(AT, card=card)
+    assert row[FEATURE_INDEX["card_count_1h"]] == 1.0
+    assert row[FEATURE_INDEX["card_sum_1h"]] == 10.0
+
+
+def test_merchant_counts_see_whole_hours_before_the_transactions_own_hour():
+    hour = epoch_hour(AT)
+    merchant = MerchantBuckets()
+    merchant.add(hour - 1, count=2)
+    merchant.add(hour, count=5)  # the transaction's own hour: not complete yet, not counted
+    merchant.add(hour - 25, count=1)
+    row = features(AT, merchant=merchant)
+    assert row[FEATURE_INDEX["merchant_count_1d"]] == 2.0
+    assert row[FEATURE_INDEX["merchant_count_7d"]] == 3.0
+
+
+def test_merchant_fraud_counts_only_see_labels_older_than_the_delay(settings):
+    settings.FRAUD_LABEL_DELAY_DAYS = 7
+    hour = epoch_hour(AT)
+    merchant = MerchantBuckets()
+    merchant.add(hour - 10 * 24, count=1)
+    merchant.add(hour - 8 * 24, count=1, frauds=1)
+    merchant.add(hour - 24, count=1, frauds=1)  # a day ago: its chargeback may not have come yet
+    row = features(AT, merchant=merchant)
+    assert row[FEATURE_INDEX["merchant_fraud_count_30d"]] == 1.0
+    assert row[FEATURE_INDEX["merchant_fraud_share_30d"]] == 0.5
+    assert row[FEATURE_INDEX["merchant_count_30d"]] == 3.0
+
+
+def test_channel_and_time_of_day_are_encoded():
+    night = datetime(2026, 1, 17, 3, 30, tzinfo=UTC)  # a Saturday
+    row = features(night, channel="atm")
+    assert [row[FEATURE_INDEX[n]] for n in ("hour_of_day", "is_night", "is_weekend", "channel")] == [3, 1, 1, 3]
+
+
+@pytest.mark.django_db
+def test_a_batch_scored_online_sees_the_same_features_as_training_on_the_stored_batch():
+    end = timezone.now().replace(microsecond=0) - timedelta(hours=1)
+    records = list(
+        Simulator(seed=8, cards=40, merchants=8, fraud_scale=3).history(start=end - timedelta(days=10), end=end)
+    )
+    stored, batch = records[:-40], records[-40:]
+    store_history([(_item(r), r["is_fraud"]) for r in stored], source="t")
+
+    online = np.array(feature_rows([_item(r) for r in batch]))
+
+    offline = history_features(records_frame(records))[-40:]
+    np.testing.assert_array_equal(online, offline)
+    np.testing.assert_array_equal(history_features(labeled_frame()), history_features(records_frame(stored)))
+
+
+def _item(record: dict) -> TransactionIn:
+    return TransactionIn.model_validate({k: v for k, v in record.items() if k != "is_fraud"})
