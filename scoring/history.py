@@ -266,6 +266,8 @@ def _copy_then_insert(
 ) -> list[tuple[str, datetime, bool | None]]:
     """PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT (3 times executemany's speed)."""
     columns = _columns(names)
+    # Dropped first as well: inside an outer transaction (tests, `evaluate`) ON COMMIT has not fired yet.
+    cursor.execute("DROP TABLE IF EXISTS history_import")
     cursor.execute(f"CREATE TEMP TABLE history_import ON COMMIT DROP AS SELECT {columns} FROM {_table()} WITH NO DATA")
     with cursor.cursor.copy(f"COPY history_import ({columns}) FROM STDIN") as copy:
         for row in values:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.template import loader
@@ -334,15 +335,23 @@ def test_claim_tells_every_dashboard_after_the_commit(
     alice_client: Client, django_capture_on_commit_callbacks: Any
 ) -> None:
     case = make_case()
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(broadcast.DASHBOARD_GROUP, channel)
 
-    with django_capture_on_commit_callbacks(execute=True):
-        alice_client.post(f"/cases/{case.id}/claim", **HTMX)
+    def claim() -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            alice_client.post(f"/cases/{case.id}/claim", **HTMX)
 
-    message = async_to_sync(layer.receive)(channel)
-    async_to_sync(layer.group_discard)(broadcast.DASHBOARD_GROUP, channel)
+    async def claim_while_listening() -> dict[str, Any]:
+        # One event loop for the listener: the Redis pub/sub layer's channels belong to the loop they were made in.
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(broadcast.DASHBOARD_GROUP, channel)
+        try:
+            await sync_to_async(claim)()
+            return await asyncio.wait_for(layer.receive(channel), 5)
+        finally:
+            await layer.group_discard(broadcast.DASHBOARD_GROUP, channel)
+
+    message = async_to_sync(claim_while_listening)()
     assert message["type"] == broadcast.CASE_EVENT
     assert message["case"]["id"] == case.id
     assert message["case"]["assignee"] == "alice"
