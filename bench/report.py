@@ -58,7 +58,7 @@ def main(out: Path) -> None:
     imported = out / "import.txt"
     if imported.exists():
         seconds = float((out / "import.time").read_text().split()[-1])
-        match = re.search(r"stored[:= ]+([\d,]+)", imported.read_text())
+        match = re.search(r"([\d,]+) stored", imported.read_text())
         if match:
             n = int(match.group(1).replace(",", ""))
             print(

@@ -98,8 +98,8 @@ for server in $SERVERS; do
   trap - EXIT
 done
 
-echo "== import_transactions: 200,000 simulated rows into PostgreSQL"
-"$PY" manage.py simulate_history --rows 200000 --out "$OUT/history.csv" > /dev/null
+echo "== import_transactions: ~200,000 simulated rows into PostgreSQL"
+"$PY" manage.py simulate --write-csv "$OUT/history.csv" --days 30 --cards 4500 > /dev/null
 /usr/bin/time -f "%e" -o "$OUT/import.time" "$PY" manage.py import_transactions "$OUT/history.csv" --source bench \
   > "$OUT/import.txt"
 tail -2 "$OUT/import.txt" | sed 's/^/   /'

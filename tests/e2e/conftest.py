@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,23 +36,24 @@ def test_database_url() -> str:
 
 
 @contextmanager
-def server_process(*, port: int, log_path: Path) -> Iterator[str]:
+def server_process(*, port: int, log_path: Path, env: dict[str, str] | None = None) -> Iterator[str]:
     """Start `daphne fraudsite.asgi:application` on `port`; yield its base URL; stop it afterwards."""
-    env = {
+    server_env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
         "MODEL_REFRESH_SECONDS": "0.5",
         "PYTHONUNBUFFERED": "1",
     }
     if settings.REDIS_URL:
-        env["REDIS_URL"] = settings.REDIS_URL
-        env["CHANNEL_PREFIX"] = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+        server_env["REDIS_URL"] = settings.REDIS_URL
+        server_env["CHANNEL_PREFIX"] = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    server_env.update(env or {})
     daphne = Path(sys.executable).with_name("daphne")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [str(daphne), "-b", "127.0.0.1", "-p", str(port), "fraudsite.asgi:application"],
             cwd=ROOT,
-            env=env,
+            env=server_env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -62,8 +64,10 @@ def server_process(*, port: int, log_path: Path) -> Iterator[str]:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
             try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=1):
+                with urllib.request.urlopen(f"{base}/healthz", timeout=3):
                     break
+            except urllib.error.HTTPError:  # answering, though something it depends on is down
+                break
             except OSError:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"server did not answer in 30 s:\n{log_path.read_text()}") from None

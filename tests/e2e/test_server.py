@@ -90,3 +90,57 @@ async def test_two_processes_share_the_dashboard_group_through_redis(daphne_serv
 
     assert status == 201
     assert item["external_id"] == "cross-1"
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_a_redis_outage_never_loses_a_transaction(transactional_db, model_version, api_key, tmp_path):
+    from scoring.models import Transaction
+
+    dead_redis = {"REDIS_URL": "redis://127.0.0.1:1/0", "BROADCAST_TIMEOUT_SECONDS": "0.5"}
+    with server_process(port=free_port(), log_path=tmp_path / "server.log", env=dead_redis) as base:
+        status, body = post(base, "/api/v1/transactions", tx_body(external_id="during-outage"), api_key)
+        health_status, health = get_json(f"{base}/healthz")
+
+    assert status == 201
+    assert Transaction.objects.filter(pk=body["id"], external_id="during-outage").exists()
+    assert health_status == 503
+    assert health["channel_layer"] == "down"
+    assert health["database"] == "ok"
+
+
+def test_every_process_switches_to_a_newly_activated_model_without_a_restart(
+    transactional_db, model_version, api_key, tiny_artifact, tmp_path
+):
+    import time
+
+    from scoring.features import FEATURES
+    from scoring.models import ModelVersion
+
+    with (
+        server_process(port=free_port(), log_path=tmp_path / "one.log") as one,
+        server_process(port=free_port(), log_path=tmp_path / "two.log") as two,
+    ):
+        before = [
+            post(base, "/api/v1/transactions", tx_body(external_id=f"before-{i}"), api_key)[1]
+            for i, base in enumerate((one, two))
+        ]
+        newer = ModelVersion.objects.create(version="v-newer", artifact=tiny_artifact, features=FEATURES)
+        newer.activate()
+        deadline, seen = time.monotonic() + 10, {}
+        while time.monotonic() < deadline and set(seen.values()) != {"v-newer"}:
+            for i, base in enumerate((one, two)):
+                n = len(seen) + int(time.monotonic() * 1000)
+                seen[base] = post(base, "/api/v1/transactions", tx_body(external_id=f"after-{i}-{n}"), api_key)[1][
+                    "model_version"
+                ]
+            time.sleep(0.2)
+
+    assert {b["model_version"] for b in before} == {model_version.version}
+    assert set(seen.values()) == {"v-newer"}
