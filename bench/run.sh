@@ -3,7 +3,7 @@
 # is present) of the FastAPI yardstick on the same machine in the same run, printed as one table.
 #
 # The server is pinned to CPU 0 and the load tools to CPU 1 (when taskset works), as in ../shared/bench.
-# Env: DUR (10 s per phase), PORT (8100), SERVERS ("daphne"; add "uvicorn"), E2E_RATE (200), E2E_CLIENTS (20),
+# Env: DUR (10 s per phase), PORT (8100), SERVERS ("daphne uvicorn"), E2E_RATE (200), E2E_CLIENTS (20),
 #      BATCH (100), BATCH_CONC (4), PEER (1: also run the yardstick), OUT (bench/results/<time>).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ PY="$ROOT/.venv/bin/python"
 SHARED="${SHARED:-$ROOT/../shared/bench}"
 DUR="${DUR:-10}"
 PORT="${PORT:-8100}"
-SERVERS="${SERVERS:-daphne}"
+SERVERS="${SERVERS:-daphne uvicorn}"
 E2E_RATE="${E2E_RATE:-200}"
 E2E_CLIENTS="${E2E_CLIENTS:-20}"
 BATCH="${BATCH:-100}"
@@ -69,8 +69,8 @@ start_server() {  # start_server NAME -> sets SERVER_PID
   esac > "$OUT/server-$1.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 120); do
-    curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
     kill -0 "$SERVER_PID" 2>/dev/null || { echo "server died:"; cat "$OUT/server-$1.log"; exit 1; }
+    curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
     sleep 0.5
   done
   echo "server did not come up"; exit 1
@@ -94,7 +94,8 @@ for server in $SERVERS; do
     --ws-url "ws://127.0.0.1:$PORT/ws/dashboard/" --origin "$BASE" --login-url "$BASE/accounts/login/" \
     --login-user bench --login-pass bench-pass-1 --post-url "$BASE/api/v1/transactions" --key "$KEY" \
     --clients "$E2E_CLIENTS" --rate "$E2E_RATE" --duration "$DUR" --run-id "${RUN}${server}e"
-  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true
+  while curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; do sleep 0.2; done  # port free again
   trap - EXIT
 done
 

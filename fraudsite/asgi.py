@@ -17,12 +17,21 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import path, re_path  # noqa: E402
 
 from dashboards.routing import websocket_urlpatterns  # noqa: E402
+from scoring.consumers import BatchIngestConsumer, IngestConsumer  # noqa: E402
+
+# The two ingest endpoints skip Django's request cycle (see scoring/consumers.py); all else is Django.
+http_routes = [
+    path("api/v1/transactions", IngestConsumer.as_asgi()),
+    path("api/v1/transactions/batch", BatchIngestConsumer.as_asgi()),
+    re_path(r"", ASGIStaticFilesHandler(django_app)),
+]
 
 application = ProtocolTypeRouter(
     {
-        "http": ASGIStaticFilesHandler(django_app),
+        "http": URLRouter(http_routes),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

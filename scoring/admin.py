@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
-from scoring import cases
+from scoring import cases, keys
 from scoring.classifier import active_model
 from scoring.models import ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
 
@@ -254,6 +254,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        keys.reset()  # this process at once; the others within keys.KEY_CACHE_SECONDS
         self.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)
 
 

@@ -1,4 +1,9 @@
-"""The JSON API (API.md): thin async views over `scoring.ingest`, documented by their schemas."""
+"""The JSON API (API.md): thin async views over `scoring.ingest`, documented by their schemas.
+
+Under ASGI the two POST ingest endpoints are answered by scoring/consumers.py (same schemas, same
+pipeline, no Django middleware); the operations here describe them in the OpenAPI document and answer
+any client that reaches Django itself.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +21,10 @@ from ninja.renderers import BaseRenderer
 from ninja.security import HttpBearer
 
 from dashboards.broadcast import layer_ok
-from scoring import labels
+from scoring import keys, labels
 from scoring.classifier import FeatureMismatch, NoActiveModel
 from scoring.ingest import ingest
-from scoring.models import ApiKey, ModelVersion, Transaction
+from scoring.models import ModelVersion, Transaction
 from scoring.schemas import (
     BatchIn,
     BatchResult,
@@ -28,6 +33,7 @@ from scoring.schemas import (
     LabelResult,
     TransactionIn,
     TransactionResult,
+    refusal,
 )
 
 log = logging.getLogger(__name__)
@@ -45,8 +51,8 @@ class BearerKey(HttpBearer):
 
     is_async = True  # ninja awaits what __call__ returns: our coroutine, or None without a header
 
-    async def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
-        return await database_sync_to_async(ApiKey.objects.check_key)(token)
+    async def authenticate(self, request: HttpRequest, token: str) -> bool:
+        return await keys.is_valid(token)
 
 
 api = NinjaAPI(
@@ -141,34 +147,9 @@ def _error(request: HttpRequest, status: int, body: dict[str, Any]) -> HttpRespo
 
 @api.exception_handler(ValidationError)
 def invalid_fields(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    fields: dict[str, list[str]] = {}
-    items: dict[str, dict[str, list[str]]] = {}
-    for err in exc.errors:
-        loc = [str(part) for part in err["loc"][2:]]  # drop ("body", "payload")
-        message = _message(err)
-        if len(loc) >= 2 and loc[0] == "transactions" and loc[1].isdigit():
-            items.setdefault(loc[1], {}).setdefault(".".join(loc[2:]) or "__all__", []).append(message)
-        else:
-            fields.setdefault(".".join(loc) or "__all__", []).append(message)
-    if items:
-        bad = ", ".join(sorted(items, key=int)[:10])
-        body: dict[str, Any] = {
-            "error": f"invalid transactions at index {bad}; nothing was stored",
-            "items": items,
-        }
-        if fields:
-            body["fields"] = fields
-        return _error(request, 422, body)
-    names = ", ".join(fields)
-    return _error(request, 422, {"error": f"invalid fields: {names}; nothing was stored", "fields": fields})
-
-
-def _message(err: dict[str, Any]) -> str:
-    if err.get("type") == "missing":
-        return "is required"
-    if err.get("type") == "extra_forbidden":
-        return "is not a known field"
-    return str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+    # ninja prefixes locations with ("body", "payload")
+    status, body = refusal([err | {"loc": err["loc"][2:]} for err in exc.errors])
+    return _error(request, status, body)
 
 
 @api.exception_handler(HttpError)

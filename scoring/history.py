@@ -22,7 +22,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from scoring import aggregates
-from scoring.models import Decision, Transaction
+from scoring.models import Decision, MerchantHour, Transaction
 from scoring.schemas import TransactionIn
 
 REQUIRED = ("external_id", "card_id", "merchant_id", "amount", "currency", "timestamp")
@@ -184,13 +184,16 @@ def _store_chunk(chunk: list[tuple[TransactionIn, bool | None]], *, source: str,
         unique.setdefault(item.external_id, (item, label))
     rows = list(unique.values())
     with transaction.atomic():
-        if connection.vendor != "postgresql":  # there, INSERT ... RETURNING tells which rows were new
+        if connection.vendor == "postgresql":  # one statement stores the new rows and counts their hours
+            stored = _copy_then_insert(_values(rows, source=source)) if rows else 0
+        else:
             present = _present([item.external_id for item, _ in rows])
             rows = [(item, label) for item, label in rows if item.external_id not in present]
-        inserted = _insert(rows, source=source) if rows else []
-        aggregates.record(inserted)
-    report.stored += len(inserted)
-    report.already_present += len(chunk) - len(inserted)
+            inserted = _insert(rows, source=source) if rows else []
+            aggregates.record(inserted)
+            stored = len(inserted)
+    report.stored += stored
+    report.already_present += len(chunk) - stored
 
 
 def _present(ids: list[str]) -> set[str]:
@@ -202,12 +205,22 @@ def _present(ids: list[str]) -> set[str]:
 
 
 def _insert(rows: list[tuple[TransactionIn, bool | None]], *, source: str) -> list[tuple[str, datetime, bool | None]]:
-    """INSERT ... ON CONFLICT DO NOTHING: what bulk_create(ignore_conflicts=True) does, at 3-4 times its
-    speed (the ORM spends ~100 µs a row compiling the statement). Returns (merchant, time, label) of the
-    rows inserted.
-
-    Imported rows are history, not traffic: score 0, approved, no reasons, features or case.
+    """SQLite: INSERT ... ON CONFLICT DO NOTHING, what bulk_create(ignore_conflicts=True) does at 3-4 times
+    its speed (the ORM spends ~100 µs a row compiling the statement). Returns (merchant, time, label) of
+    the rows inserted.
     """
+    with connection.cursor() as cursor:
+        cursor.executemany(_insert_sql(NAMES), _values(rows, source=source))
+        # The transaction took the write lock before the rows were looked up (IMMEDIATE), so no other
+        # writer stored any of them meanwhile.
+        if cursor.rowcount not in (-1, len(rows)):
+            raise RuntimeError("rows were stored by another writer during the import; run it again")
+    return [(item.merchant_id, item.timestamp, label) for item, label in rows]
+
+
+def _values(rows: list[tuple[TransactionIn, bool | None]], *, source: str) -> list[tuple[Any, ...]]:
+    """Database values of the NAMES columns. Imported rows are history, not traffic: score 0, approved,
+    no reasons, features or case."""
     ops, now = connection.ops, timezone.now()
     constants = {
         "score": 0.0,
@@ -219,7 +232,7 @@ def _insert(rows: list[tuple[TransactionIn, bool | None]], *, source: str) -> li
     }
     fixed = tuple(_prep(name, value) for name, value in constants.items())
     labeled_at = _prep("labeled_at", now)
-    values = [
+    return [
         (
             item.external_id,
             item.card_id,
@@ -236,20 +249,12 @@ def _insert(rows: list[tuple[TransactionIn, bool | None]], *, source: str) -> li
         )
         for item, label in rows
     ]
-    names = (*VARYING, *constants)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            return _copy_then_insert(cursor, names=names, values=values)
-        cursor.executemany(_insert_sql(names), values)
-        # SQLite: the transaction took the write lock before the rows were looked up (IMMEDIATE), so
-        # no other writer stored any of them meanwhile.
-        if cursor.rowcount not in (-1, len(rows)):
-            raise RuntimeError("rows were stored by another writer during the import; run it again")
-        return [(item.merchant_id, item.timestamp, label) for item, label in rows]
 
 
 VARYING = ("external_id", "card_id", "merchant_id", "amount", "currency", "timestamp", "country", "channel", "mcc")
 VARYING += ("is_fraud", "labeled_at")
+CONSTANT = ("score", "decision", "reasons", "features", "model_version", "received_at")
+NAMES = (*VARYING, *CONSTANT)
 
 
 def _prep(name: str, value: Any) -> Any:
@@ -261,22 +266,36 @@ def _insert_sql(names: tuple[str, ...]) -> str:
     return f"INSERT INTO {_table()} ({_columns(names)}) VALUES ({placeholders}) {_ON_CONFLICT}"
 
 
-def _copy_then_insert(
-    cursor: Any, *, names: tuple[str, ...], values: list[tuple[Any, ...]]
-) -> list[tuple[str, datetime, bool | None]]:
-    """PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT (3 times executemany's speed)."""
-    columns = _columns(names)
-    # Dropped first as well: inside an outer transaction (tests, `evaluate`) ON COMMIT has not fired yet.
-    cursor.execute("DROP TABLE IF EXISTS history_import")
-    cursor.execute(f"CREATE TEMP TABLE history_import ON COMMIT DROP AS SELECT {columns} FROM {_table()} WITH NO DATA")
-    with cursor.cursor.copy(f"COPY history_import ({columns}) FROM STDIN") as copy:
-        for row in values:
-            copy.write_row(row)
-    cursor.execute(
-        f"INSERT INTO {_table()} ({columns}) SELECT {columns} FROM history_import {_ON_CONFLICT} "
-        f"RETURNING {_columns(('merchant_id', 'timestamp', 'is_fraud'))}"
-    )
-    return cursor.fetchall()
+def _copy_then_insert(values: list[tuple[Any, ...]]) -> int:
+    """PostgreSQL: COPY into a temporary table, then one statement inserts the new rows and adds them to
+    their merchants' hourly counts (as scoring/aggregates.py does for live traffic). Returns how many
+    rows were new."""
+    columns = _columns(NAMES)
+    hours = connection.ops.quote_name(MerchantHour._meta.db_table)
+    with connection.cursor() as cursor:
+        # Dropped first as well: inside an outer transaction (tests, `evaluate`) ON COMMIT has not fired yet.
+        cursor.execute("DROP TABLE IF EXISTS history_import")
+        cursor.execute(
+            f"CREATE TEMP TABLE history_import ON COMMIT DROP AS SELECT {columns} FROM {_table()} WITH NO DATA"
+        )
+        with cursor.cursor.copy(f"COPY history_import ({columns}) FROM STDIN") as copy:
+            for row in values:
+                copy.write_row(row)
+        cursor.execute(
+            f"""WITH inserted AS (
+                INSERT INTO {_table()} ({columns}) SELECT {columns} FROM history_import {_ON_CONFLICT}
+                RETURNING merchant_id, "timestamp", is_fraud
+            ), counted AS (
+                INSERT INTO {hours} (merchant_id, hour, count, fraud_count)
+                SELECT merchant_id, floor(extract(epoch FROM "timestamp") / 3600)::bigint, count(*),
+                       count(*) FILTER (WHERE is_fraud)
+                FROM inserted GROUP BY 1, 2 ORDER BY 1, 2
+                ON CONFLICT (merchant_id, hour) DO UPDATE SET count = {hours}.count + excluded.count,
+                    fraud_count = {hours}.fraud_count + excluded.fraud_count
+            )
+            SELECT count(*) FROM inserted"""
+        )
+        return cursor.fetchone()[0]
 
 
 _ON_CONFLICT = 'ON CONFLICT ("external_id") DO NOTHING'

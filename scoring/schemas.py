@@ -92,3 +92,36 @@ class Health(BaseModel):
     database: str
     channel_layer: str
     model_version: str | None
+
+
+def refusal(errors: list[dict]) -> tuple[int, dict]:
+    """API.md's refusal for pydantic errors (locations relative to the body): 400 for a body that is not
+    JSON, else 422 naming every bad field, or every bad item of a batch by its index."""
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return 400, {"error": "body is not valid JSON; send a JSON object"}
+    fields: dict[str, list[str]] = {}
+    items: dict[str, dict[str, list[str]]] = {}
+    for err in errors:
+        loc = [str(part) for part in err["loc"]]
+        message = _message(err)
+        if len(loc) >= 2 and loc[0] == "transactions" and loc[1].isdigit():
+            items.setdefault(loc[1], {}).setdefault(".".join(loc[2:]) or "__all__", []).append(message)
+        else:
+            fields.setdefault(".".join(loc) or "__all__", []).append(message)
+    if items:
+        bad = ", ".join(sorted(items, key=int)[:10])
+        body: dict = {"error": f"invalid transactions at index {bad}; nothing was stored", "items": items}
+        if fields:
+            body["fields"] = fields
+        return 422, body
+    return 422, {"error": f"invalid fields: {', '.join(fields)}; nothing was stored", "fields": fields}
+
+
+def _message(err: dict) -> str:
+    if err.get("type") == "missing":
+        return "is required"
+    if err.get("type") == "extra_forbidden":
+        return "is not a known field"
+    if err.get("type") == "model_type":
+        return "must be a JSON object"
+    return str(err.get("msg", "is invalid")).removeprefix("Value error, ")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 import xgboost as xgb
 
+from scoring import keys
 from scoring.classifier import active_model, version_name
 from scoring.features import FEATURE_INDEX, FEATURES
 from scoring.ingest import lists
@@ -31,9 +33,11 @@ def _fresh_process_caches():
     """Each test sees the database as it is: no scorer or list cached from another test."""
     active_model.reset()
     lists.reset()
+    keys.reset()
     yield
     active_model.reset()
     lists.reset()
+    keys.reset()
 
 
 @pytest.fixture
@@ -78,24 +82,40 @@ def tx_body(**overrides) -> dict:
     return {k: v for k, v in body.items() if v is not None}
 
 
+class AsgiResponse:
+    """What a test needs of an answer from the whole ASGI application."""
+
+    def __init__(self, message: dict) -> None:
+        self.status_code = message["status"]
+        self.content = message["body"]
+
+    def json(self):
+        return orjson.loads(self.content)
+
+
 @pytest.fixture
 def api(api_key):
-    """An async client for the ingest API with a valid key."""
-    from django.test import AsyncClient
+    """A client of the API with a valid key, through the full ASGI application (as servers run it)."""
+    from channels.testing import HttpCommunicator
+
+    from fraudsite.asgi import application
 
     class Api:
         headers = {"Authorization": f"Bearer {api_key}"}
 
-        def __init__(self) -> None:
-            self.client = AsyncClient()
+        async def request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> AsgiResponse:
+            raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            raw += [(b"host", b"testserver")]
+            communicator = HttpCommunicator(application, method, path, body=body, headers=raw)
+            return AsgiResponse(await communicator.get_response(timeout=10))
 
-        async def post(self, path: str, body, **kwargs):
-            data = body if isinstance(body, str | bytes) else __import__("orjson").dumps(body)
-            headers = kwargs.pop("headers", self.headers)
-            return await self.client.post(path, data, content_type="application/json", headers=headers, **kwargs)
+        async def post(self, path: str, body, *, headers: dict[str, str] | None = None) -> AsgiResponse:
+            data = body.encode() if isinstance(body, str) else body if isinstance(body, bytes) else orjson.dumps(body)
+            return await self.request("POST", path, data, self.headers if headers is None else headers)
 
-        async def get(self, path: str, **kwargs):
-            return await self.client.get(path, headers=kwargs.pop("headers", self.headers), **kwargs)
+        async def get(self, path: str, *, headers: dict[str, str] | None = None) -> AsgiResponse:
+            return await self.request("GET", path, b"", self.headers if headers is None else headers)
 
     return Api()
 

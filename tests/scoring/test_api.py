@@ -370,3 +370,28 @@ async def test_database_outage_is_503_and_stores_nothing(api, model_version, mon
 
     assert response.status_code == 503
     assert "retry" in response.json()["error"]
+
+
+async def test_the_documented_django_operations_answer_like_the_asgi_fast_path(api_key, model_version):
+    client, headers = AsyncClient(), {"Authorization": f"Bearer {api_key}"}
+
+    created = await client.post(
+        "/api/v1/transactions", tx_body(external_id="dj-1"), content_type="application/json", headers=headers
+    )
+    invalid = await client.post(
+        "/api/v1/transactions/batch",
+        {"transactions": [tx_body(external_id="dj-2", amount="-1")]},
+        content_type="application/json",
+        headers=headers,
+    )
+
+    assert created.status_code == 201
+    assert created.json()["external_id"] == "dj-1"
+    assert invalid.status_code == 422
+    assert invalid.json()["items"] == {"0": {"amount": ["Input should be greater than 0"]}}
+
+
+async def test_get_on_the_ingest_endpoint_is_405(api, model_version):
+    response = await api.get("/api/v1/transactions")
+
+    assert response.status_code == 405
