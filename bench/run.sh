@@ -63,8 +63,8 @@ phase() {  # phase SERVER_PID NAME CMD...
 
 start_server() {  # start_server NAME -> sets SERVER_PID
   case "$1" in
-    daphne) "${PIN_SERVER[@]}" "$ROOT/.venv/bin/daphne" -v 0 -b 127.0.0.1 -p "$PORT" fraudsite.asgi:application ;;
-    uvicorn) "${PIN_SERVER[@]}" "$ROOT/.venv/bin/uvicorn" fraudsite.asgi:application --host 127.0.0.1 --port "$PORT" \
+    daphne) exec "${PIN_SERVER[@]}" "$ROOT/.venv/bin/daphne" -v 0 -b 127.0.0.1 -p "$PORT" fraudsite.asgi:application ;;
+    uvicorn) exec "${PIN_SERVER[@]}" "$ROOT/.venv/bin/uvicorn" fraudsite.asgi:application --host 127.0.0.1 --port "$PORT" \
                --no-access-log --log-level warning ;;
   esac > "$OUT/server-$1.log" 2>&1 &
   SERVER_PID=$!

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 from pydantic import ValidationError
@@ -279,8 +280,10 @@ def _copy_then_insert(values: list[tuple[Any, ...]]) -> int:
             f"CREATE TEMP TABLE history_import ON COMMIT DROP AS SELECT {columns} FROM {_table()} WITH NO DATA"
         )
         with cursor.cursor.copy(f"COPY history_import ({columns}) FROM STDIN") as copy:
+            # The JSON constants as text, encoded once: adapting them per row cost a third of the COPY.
+            constants = tuple(_copy_text(v) for v in values[0][len(VARYING) :])
             for row in values:
-                copy.write_row(row)
+                copy.write_row(row[: len(VARYING)] + constants)
         cursor.execute(
             f"""WITH inserted AS (
                 INSERT INTO {_table()} ({columns}) SELECT {columns} FROM history_import {_ON_CONFLICT}
@@ -296,6 +299,11 @@ def _copy_then_insert(values: list[tuple[Any, ...]]) -> int:
             SELECT count(*) FROM inserted"""
         )
         return cursor.fetchone()[0]
+
+
+def _copy_text(value: Any) -> Any:
+    """A constant column's value for COPY: JSON wrappers as their text."""
+    return orjson.dumps(value.obj).decode() if hasattr(value, "obj") else value
 
 
 _ON_CONFLICT = 'ON CONFLICT ("external_id") DO NOTHING'
