@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from scoring.models import Case, Decision, Transaction
@@ -33,10 +35,9 @@ class LiveStats:
     def __init__(self) -> None:
         self.buckets: deque[Bucket] = deque()
 
-    def seed(self, rows: list[tuple[float, float, str, float]]) -> None:
-        """Start from the stored last 15 minutes: (received epoch seconds, score, decision, amount)."""
-        for at, score, decision, amount in sorted(rows):
-            self._add_one(int(at), score, decision, amount)
+    def seed(self, buckets: list[Bucket]) -> None:
+        """Start from the stored last 15 minutes (minute buckets, oldest first)."""
+        self.buckets.extend(replace(b, histogram=list(b.histogram)) for b in buckets)
 
     def add(self, items: list[dict[str, Any]], *, now: float | None = None) -> None:
         second = int(now if now is not None else time.time())
@@ -79,15 +80,53 @@ class LiveStats:
         }
 
 
-def recent_stats(limit: int = 50_000) -> list[tuple[float, float, str, float]]:
-    """The stored last 15 minutes, for a new socket's first figures (bounded)."""
+def recent_stats() -> list[Bucket]:
+    """The stored last 15 minutes as minute buckets, from one aggregate query (a new socket's first figures)."""
+    now = time.time()
+    if _seed_cache and now - _seed_cache[0] < SEED_CACHE_SECONDS:
+        return _seed_cache[1]  # sockets that connect together (a reconnect wave) share one query
     since = timezone.now() - timedelta(seconds=SPAN_SECONDS)
+    flagged, blocked = ~Q(decision=Decision.APPROVE), Q(decision=Decision.BLOCK)
+    bins = {f"bin{i}": Count("id", filter=Q(score__gte=i / BINS) & _below(i)) for i in range(BINS)}
     rows = (
         Transaction.objects.filter(received_at__gte=since)
-        .order_by("-id")
-        .values_list("received_at", "score", "decision", "amount")[:limit]
+        .annotate(minute=TruncMinute("received_at"))
+        .values("minute")
+        .annotate(
+            count=Count("id"),
+            flagged=Count("id", filter=flagged),
+            blocked=Count("id", filter=blocked),
+            blocked_amount=Sum("amount", filter=blocked),
+            **bins,
+        )
+        .order_by("minute")
     )
-    return [(at.timestamp(), score, decision, float(amount)) for at, score, decision, amount in rows]
+    buckets = [
+        Bucket(
+            second=int(row["minute"].timestamp()),
+            count=row["count"],
+            flagged=row["flagged"],
+            blocked=row["blocked"],
+            blocked_amount=float(row["blocked_amount"] or 0),
+            histogram=[row[f"bin{i}"] for i in range(BINS)],
+        )
+        for row in rows
+    ]
+    _seed_cache[:] = [now, buckets]
+    return buckets
+
+
+def _below(i: int) -> Q:
+    return Q(score__lt=(i + 1) / BINS) if i < BINS - 1 else Q()
+
+
+SEED_CACHE_SECONDS = 2.0
+_seed_cache: list[Any] = []
+
+
+def forget_recent() -> None:
+    """Drop the cached last-15-minutes figures (tests)."""
+    _seed_cache.clear()
 
 
 def open_cases() -> int:

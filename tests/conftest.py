@@ -7,6 +7,7 @@ import orjson
 import pytest
 import xgboost as xgb
 
+from dashboards.stats import forget_recent
 from scoring import keys
 from scoring.classifier import active_model, version_name
 from scoring.features import FEATURE_INDEX, FEATURES
@@ -34,6 +35,7 @@ def _fresh_process_caches():
     active_model.reset()
     lists.reset()
     keys.reset()
+    forget_recent()
     yield
     active_model.reset()
     lists.reset()

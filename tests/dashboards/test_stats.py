@@ -1,0 +1,64 @@
+"""Live figures: seeded from the stored last 15 minutes by one aggregate query, then fed by the stream."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from dashboards.stats import LiveStats, recent_stats
+from scoring.models import Transaction
+
+pytestmark = pytest.mark.django_db
+
+
+def stored(external_id: str, *, score: float, decision: str, amount: str = "10.00") -> None:
+    Transaction.objects.create(
+        external_id=external_id,
+        card_id="c",
+        merchant_id="m",
+        amount=Decimal(amount),
+        currency="EUR",
+        timestamp=timezone.now(),
+        score=score,
+        decision=decision,
+        model_version="t",
+    )
+
+
+def test_a_new_dashboard_starts_from_the_stored_last_15_minutes():
+    stored("a", score=0.05, decision="approve")
+    stored("b", score=0.62, decision="review")
+    stored("c", score=0.97, decision="block", amount="250.00")
+    old = Transaction.objects.get(external_id="a")
+    Transaction.objects.filter(pk=old.pk).update(received_at=timezone.now() - timezone.timedelta(minutes=20))
+
+    stats = LiveStats()
+    stats.seed(recent_stats())
+    figures = stats.snapshot()
+
+    assert figures["count_15m"] == 2
+    assert figures["flagged_share"] == 1.0
+    assert figures["blocked_count"] == 1
+    assert figures["blocked_amount"] == 250.0
+    assert figures["histogram"][6] == 1
+    assert figures["histogram"][9] == 1
+    assert sum(m["count"] for m in figures["volume"]) == 2
+
+
+def test_live_items_add_to_the_figures():
+    stats = LiveStats()
+
+    stats.add(
+        [
+            {"score": 0.95, "decision": "block", "amount": "12.50"},
+            {"score": 0.1, "decision": "approve", "amount": "3.00"},
+        ]
+    )
+    figures = stats.snapshot()
+
+    assert figures["count_15m"] == 2
+    assert figures["flagged_share"] == 0.5
+    assert figures["blocked_amount"] == 12.5
+    assert figures["rate"] == 0.2
