@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import orjson
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -60,6 +61,15 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             after_id = message.get("after_id")
             if isinstance(after_id, int) and not isinstance(after_id, bool) and after_id >= 0:
                 await self._resume(after_id)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels runs close_old_connections in a thread before every handler: one thread hop per
+        # socket per pushed message. Our handlers only touch the database through
+        # database_sync_to_async, which does that itself, so the hop is skipped.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # --- channel-layer events ---------------------------------------------------------------
 

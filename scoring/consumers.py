@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import orjson
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
@@ -33,6 +34,14 @@ class IngestConsumer(AsyncHttpConsumer):
     # No channel of its own: a consumer otherwise opens one per request (a Redis SUBSCRIBE each, and a
     # failed request whenever Redis is down). The broadcast goes through dashboards/broadcast.py.
     channel_layer_alias = "ingest-needs-no-channel-layer"
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Skips Channels' close_old_connections thread hop per message: the database is only reached
+        # through database_sync_to_async, which does that itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def http_request(self, message: dict[str, Any]) -> None:
         # Refuse an oversized body as soon as its first chunk says so, before buffering the rest.
