@@ -2,8 +2,9 @@
 
 Requests are validated as they arrive (in the event loop); their items then queue here. Whenever fewer than
 MAX_INFLIGHT batches are running, everything queued (up to MAX_ITEMS) goes as one batch: one thread hop,
-one vectorised model call, one database transaction, one group message. Two batches may be in flight in
-two threads, so one's Python work overlaps the other's wait for the database. A lone request is never held back
+one vectorised model call, one database transaction, one group message. While one batch is stored, the
+next one is already formed and waiting (Django's thread-sensitive executor runs them one after the other;
+a thread pool leaked pooled PostgreSQL connections across event loops). A lone request is never held back
 waiting for company: with nothing in flight it starts at once. When a combined batch fails, each request
 is retried on its own, so one bad request never fails the others.
 """
@@ -68,7 +69,7 @@ class MicroBatcher:
     async def _store(self, batch: list[_Request]) -> None:
         items = [item for request in batch for item in request.items]
         try:
-            outcomes, events = await database_sync_to_async(self.store, thread_sensitive=False)(items)
+            outcomes, events = await database_sync_to_async(self.store)(items)
         except Exception as exc:
             if len(batch) == 1:
                 _fail(batch[0], exc)
