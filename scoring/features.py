@@ -43,10 +43,6 @@ FEATURE_INDEX = {name: i for i, name in enumerate(FEATURES)}
 MISSING = math.nan
 
 
-def label_delay_seconds() -> float:
-    return settings.FRAUD_LABEL_DELAY_DAYS * DAY
-
-
 @dataclass(frozen=True)
 class TxFacts:
     """What a transaction itself tells: the inputs to features besides history."""

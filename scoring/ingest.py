@@ -67,9 +67,10 @@ def store(items: list[TransactionIn]) -> tuple[list[Outcome], list[dict[str, Any
         tx = by_id[ext]
         is_new = ext in fresh and ext not in seen
         seen.add(ext)
-        outcomes.append(Outcome(tx.result(), created=is_new))
+        result = tx.result()
+        outcomes.append(Outcome(result, created=is_new))
         if is_new:
-            events.append(tx.event(case_id=tx.result()["case_id"]))
+            events.append(tx.event(case_id=result["case_id"]))
     events.sort(key=lambda e: e["id"])
     return outcomes, events
 

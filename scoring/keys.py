@@ -25,7 +25,7 @@ async def is_valid(raw_key: str) -> bool:
     now = time.monotonic()
     if hit is not None and hit[1] > now:
         return hit[0]
-    valid = await database_sync_to_async(ApiKey.objects.active().filter(key_hash=digest).exists)()
+    valid = await database_sync_to_async(ApiKey.objects.check_key)(raw_key) is not None
     if len(_cache) >= _MAX_ENTRIES:
         _cache.clear()  # unknown keys cannot grow it without bound
     _cache[digest] = (valid, now + KEY_CACHE_SECONDS)

@@ -88,12 +88,6 @@ class Error(BaseModel):
     items: dict[str, dict[str, list[str]]] | None = None
 
 
-class Health(BaseModel):
-    database: str
-    channel_layer: str
-    model_version: str | None
-
-
 def refusal(errors: list[dict]) -> tuple[int, dict]:
     """API.md's refusal for pydantic errors (locations relative to the body): 400 for a body that is not
     JSON, else 422 naming every bad field, or every bad item of a batch by its index."""
