@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from dashboards import broadcast
-from dashboards.stats import LiveStats, open_cases, recent_stats
+from dashboards.stats import LiveStats, open_cases_now, recent_stats
 from scoring.models import Case, Transaction
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             tick += 1
             if tick % ticks_per_stats == 0:
                 figures = self.stats.snapshot()
-                figures["open_cases"] = await database_sync_to_async(open_cases)()
+                figures["open_cases"] = await open_cases_now()
                 await self._send({"type": broadcast.MSG_STATS, **figures})
 
     async def _flush(self) -> None:
