@@ -35,21 +35,22 @@ def case() -> Case:
     return Case.objects.create(transaction=tx)
 
 
-@pytest.fixture
-def analyst(django_user_model: type[User]) -> User:
+def make_analyst_named(django_user_model: type[User], username: str) -> User:
     """A real analyst: admin access (is_staff) for cases, but not a lead."""
     ensure_roles()
-    user = django_user_model.objects.create_user(username="alice")
+    user = django_user_model.objects.create_user(username=username)
     make_analyst(user)
     return user
+
+
+@pytest.fixture
+def analyst(django_user_model: type[User]) -> User:
+    return make_analyst_named(django_user_model, "alice")
 
 
 @pytest.fixture
 def other_analyst(django_user_model: type[User]) -> User:
-    ensure_roles()
-    user = django_user_model.objects.create_user(username="bob")
-    make_analyst(user)
-    return user
+    return make_analyst_named(django_user_model, "bob")
 
 
 @pytest.fixture
