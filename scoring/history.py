@@ -1,23 +1,26 @@
 """Importing transaction history from CSV: streamed, validated like the API, stored idempotently.
 
-The file is streamed, never held in memory. Without `skip_invalid` a first pass validates every row
-and one bad row means nothing is stored; the storing pass writes chunks, one database transaction
-each, and counts their rows into the merchants' hourly aggregates as ingest does. Imported rows are
-history, not traffic: no score, no case, no broadcast; the external_id keeps a second import of the
-same file from storing anything again.
+The file is streamed, never held in memory, and read once: chunks of valid rows are stored as they
+come, all in one database transaction, so that without `skip_invalid` one bad row anywhere means
+nothing is stored. The rows are counted into the merchants' hourly aggregates as ingest does.
+Imported rows are history, not traffic: no score, no case, no broadcast; the external_id keeps a
+second import of the same file from storing anything again.
 """
 
 from __future__ import annotations
 
 import csv
+import queue
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 from pydantic import ValidationError
@@ -35,6 +38,7 @@ MAX_ERRORS_KEPT = 1000
 LOOKUP_CHUNK = 900  # ids per existence query: below SQLite's limit on query parameters
 
 Progress = Callable[[str], None]
+RowValues = Callable[[TransactionIn, bool | None], tuple[Any, ...]]
 
 
 class ImportRefused(Exception):
@@ -72,37 +76,114 @@ def import_csv(
     *,
     source: str,
     skip_invalid: bool = False,
-    batch_size: int = 2000,
+    batch_size: int = 5000,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Store the transactions of a CSV file as labeled history; raises ImportRefused for bad rows."""
+    """Store the transactions of a CSV file as labeled history; raises ImportRefused for bad rows.
+
+    One pass over the file: a reader thread parses and validates the next chunk while this thread
+    stores the last one (the database works on the other core). It is all one database transaction,
+    so a bad row found late still leaves nothing stored.
+    """
+    report = ImportReport()
     started = time.monotonic()
-    if not skip_invalid:
-        checked = ImportReport()
-        with _open(path) as f:
-            for line, row in _rows(f, report=checked):
-                checked.read += 1
-                if isinstance(row, str):
-                    checked.reject(line, row)
-        if checked.invalid:
-            checked.seconds = time.monotonic() - started
-            raise ImportRefused(checked)
-    report = ImportReport(seconds=time.monotonic() - started)
     with _open(path) as f:
-        valid = _valid(_rows(f, report=report), report=report)
-        return store_history(valid, source=source, batch_size=batch_size, report=report, progress=progress)
+        reader = csv.DictReader(f)
+        _check_header(reader.fieldnames, report=report)
+        values = _row_values()  # here: it reads this thread's connection
+        chunks = _read_ahead(_chunks(reader, values=values, size=batch_size, report=report))
+        with _quick_thread_switches(), transaction.atomic():
+            store = _Store(source)
+            for chunk in chunks:
+                if skip_invalid or not report.invalid:  # else nothing will be stored: read on for the report
+                    store.add(chunk, report=report)
+                if progress:
+                    rate = report.read / (time.monotonic() - started)
+                    progress(
+                        f"{report.read:,} rows read, {report.stored:,} stored, {report.already_present:,} "
+                        f"already present, {report.invalid:,} invalid ({rate:,.0f} rows/s)"
+                    )
+            report.seconds = time.monotonic() - started
+            if report.invalid and not skip_invalid:
+                raise ImportRefused(report)  # rolls the transaction back
+            store.finish()
+    report.seconds = time.monotonic() - started
+    return report
 
 
 def _open(path: str | Path) -> IO[str]:
     return open(path, newline="", encoding="utf-8-sig")
 
 
-def _rows(f: IO[str], *, report: ImportReport) -> Iterator[tuple[int, tuple[TransactionIn, bool | None] | str]]:
-    """(line number, parsed row or the reason it is invalid), in file order."""
-    reader = csv.DictReader(f)
-    _check_header(reader.fieldnames, report=report)
+def _chunks(
+    reader: csv.DictReader[str], *, values: RowValues, size: int, report: ImportReport
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Database rows (see `_row_values`) of the file's valid rows, `size` at a time; records the bad ones."""
+    chunk: list[tuple[Any, ...]] = []
     for row in reader:
-        yield reader.line_num, parse_row(row)
+        report.read += 1
+        parsed = parse_row(row)
+        if isinstance(parsed, str):
+            report.reject(reader.line_num, parsed)
+            continue
+        chunk.append(values(*parsed))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _read_ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Run `items` in a thread, `depth` items ahead of the consumer; its exceptions are raised here."""
+    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def offer(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer has gone
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    return
+            offer(done)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            offer(exc)
+
+    thread = threading.Thread(target=produce, name="import-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextmanager
+def _quick_thread_switches(seconds: float = 0.0005) -> Iterator[None]:
+    """Hand the interpreter between threads every `seconds` instead of every 5 ms.
+
+    The storing thread gives up the GIL at every round trip to the database and then waited up to the
+    default 5 ms for the busy reader thread to hand it back: a shorter interval took the import of
+    192,791 rows from 20,500 to 26,000 rows/s here.
+    """
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def _check_header(names: list[str] | None, *, report: ImportReport) -> None:
@@ -138,63 +219,125 @@ def _reason(err: Any) -> str:
     return f"{where}: {str(err['msg']).removeprefix('Value error, ')}"
 
 
-def _valid(
-    rows: Iterable[tuple[int, tuple[TransactionIn, bool | None] | str]], *, report: ImportReport
-) -> Iterator[tuple[TransactionIn, bool | None]]:
-    for line, row in rows:
-        report.read += 1
-        if isinstance(row, str):
-            report.reject(line, row)
-        else:
-            yield row
-
-
 def store_history(
-    rows: Iterable[tuple[TransactionIn, bool | None]],
-    *,
-    source: str,
-    batch_size: int = 2000,
-    report: ImportReport | None = None,
-    progress: Progress | None = None,
+    rows: Iterable[tuple[TransactionIn, bool | None]], *, source: str, batch_size: int = 5000
 ) -> ImportReport:
-    """Store validated transactions (each with its label or None) as history, one transaction per chunk."""
-    report = report or ImportReport()
-    started = time.monotonic() - report.seconds
-    chunk: list[tuple[TransactionIn, bool | None]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= batch_size:
-            _store_chunk(chunk, source=source, report=report)
-            chunk = []
-            if progress:
-                elapsed = time.monotonic() - started
-                progress(
-                    f"{report.read:,} rows read, {report.stored:,} stored, {report.already_present:,} already "
-                    f"present ({report.read / elapsed:,.0f} rows/s)"
-                )
-    if chunk:
-        _store_chunk(chunk, source=source, report=report)
-    report.seconds = time.monotonic() - started
+    """Store validated transactions (each with its label or None) as history, in one database transaction."""
+    report = ImportReport()
+    row_values = _row_values()
+    values = [row_values(item, label) for item, label in rows]
+    with transaction.atomic():
+        store = _Store(source)
+        for i in range(0, len(values), batch_size):
+            report.read += len(values[i : i + batch_size])
+            store.add(values[i : i + batch_size], report=report)
+        store.finish()
     return report
 
 
-def _store_chunk(chunk: list[tuple[TransactionIn, bool | None]], *, source: str, report: ImportReport) -> None:
-    """Store the chunk's new rows and count them into their merchants' hours, in one database transaction."""
-    unique: dict[str, tuple[TransactionIn, bool | None]] = {}
-    for item, label in chunk:
-        unique.setdefault(item.external_id, (item, label))
-    rows = list(unique.values())
-    with transaction.atomic():
-        if connection.vendor == "postgresql":  # one statement stores the new rows and counts their hours
-            stored = _copy_then_insert(_values(rows, source=source)) if rows else 0
-        else:
-            present = _present([item.external_id for item, _ in rows])
-            rows = [(item, label) for item, label in rows if item.external_id not in present]
-            inserted = _insert(rows, source=source) if rows else []
-            aggregates.record(inserted)
-            stored = len(inserted)
-    report.stored += stored
-    report.already_present += len(chunk) - stored
+class _Store:
+    """Writes chunks of history rows (see `_row_values`) inside the caller's database transaction.
+
+    Imported rows are history, not traffic: score 0, approved, no reasons, features or case; those
+    columns are the same for every row, so they are adapted once here.
+
+    PostgreSQL: each chunk is COPYed (binary, only the columns that vary) into a temporary table,
+    then one statement inserts its new rows and notes their merchant hours in a second temporary
+    table; `finish` adds those up into the merchants' hourly counts in one statement at the end, so
+    live traffic's updates of the same hours never wait behind a long import. SQLite: plain inserts
+    of the rows not yet stored.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.postgres = connection.vendor == "postgresql"
+        now = timezone.now()
+        constants = {
+            "score": 0.0,
+            "decision": Decision.APPROVE.value,
+            "reasons": [],
+            "features": {},
+            "model_version": f"imported:{source}",
+            "received_at": now,
+        }
+        self.constants = tuple(_prep(name, value) for name, value in constants.items())
+        self.labeled_at = _prep("labeled_at", now)  # when the label came: only for labeled rows
+        if self.postgres:
+            with connection.cursor() as cursor:
+                # Dropped first: inside an outer transaction (tests, `evaluate`) ON COMMIT has not fired yet.
+                cursor.execute("DROP TABLE IF EXISTS history_import, history_hours")
+                cursor.execute(
+                    f"CREATE TEMP TABLE history_import ON COMMIT DROP AS SELECT {_columns(VARYING)} "
+                    f"FROM {_table()} WITH NO DATA"
+                )
+                cursor.execute(
+                    "CREATE TEMP TABLE history_hours (merchant_id text, hour bigint, count bigint, "
+                    "fraud_count bigint) ON COMMIT DROP"
+                )
+
+    def add(self, values: list[tuple[Any, ...]], *, report: ImportReport) -> None:
+        unique = list({row[0]: row for row in values}.values())  # a file may repeat an external_id
+        stored = self._copy_then_insert(unique) if self.postgres else self._insert(unique)
+        report.stored += stored
+        report.already_present += len(values) - stored
+
+    def finish(self) -> None:
+        if not self.postgres:
+            return
+        hours = connection.ops.quote_name(MerchantHour._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""INSERT INTO {hours} (merchant_id, hour, count, fraud_count)
+                SELECT merchant_id, hour, sum(count), sum(fraud_count) FROM history_hours
+                GROUP BY 1, 2 ORDER BY 1, 2
+                ON CONFLICT (merchant_id, hour) DO UPDATE SET count = {hours}.count + excluded.count,
+                    fraud_count = {hours}.fraud_count + excluded.fraud_count"""
+            )
+
+    def _copy_then_insert(self, values: list[tuple[Any, ...]]) -> int:
+        varying = _columns(VARYING)
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE history_import")
+            # Binary, with the constants left out: a third of the client's time of a text COPY of all columns.
+            with cursor.cursor.copy(f"COPY history_import ({varying}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_BINARY_TYPES)
+                for row in values:
+                    copy.write_row(row)
+            constants = ", ".join(["%s"] * len(CONSTANT))
+            cursor.execute(
+                f"""WITH inserted AS (
+                    INSERT INTO {_table()} ({_columns(NAMES)})
+                    SELECT {varying}, CASE WHEN is_fraud IS NULL THEN NULL ELSE %s::timestamptz END, {constants}
+                    FROM history_import {_ON_CONFLICT}
+                    RETURNING merchant_id, "timestamp", is_fraud
+                ), counted AS (
+                    INSERT INTO history_hours
+                    SELECT merchant_id, floor(extract(epoch FROM "timestamp") / 3600)::bigint, count(*),
+                           count(*) FILTER (WHERE is_fraud)
+                    FROM inserted GROUP BY 1, 2
+                    RETURNING count
+                )
+                SELECT coalesce(sum(count), 0) FROM counted""",
+                (self.labeled_at, *self.constants),
+            )
+            return int(cursor.fetchone()[0])
+
+    def _insert(self, values: list[tuple[Any, ...]]) -> int:
+        """SQLite: INSERT ... ON CONFLICT DO NOTHING of the rows not yet stored, what
+        bulk_create(ignore_conflicts=True) does at 3-4 times its speed (the ORM spends ~100 µs a row
+        compiling the statement)."""
+        present = _present([row[0] for row in values])
+        new = [row for row in values if row[0] not in present]
+        if not new:
+            return 0
+        with connection.cursor() as cursor:
+            rows = [(*row, None if row[9] is None else self.labeled_at, *self.constants) for row in new]
+            cursor.executemany(_insert_sql(NAMES), rows)
+            # The transaction took the write lock before the rows were looked up (IMMEDIATE), so no other
+            # writer stored any of them meanwhile.
+            if cursor.rowcount not in (-1, len(new)):
+                raise RuntimeError("rows were stored by another writer during the import; run it again")
+        aggregates.record((row[2], _sqlite_time(row[5]), row[9]) for row in new)
+        return len(new)
 
 
 def _present(ids: list[str]) -> set[str]:
@@ -205,57 +348,38 @@ def _present(ids: list[str]) -> set[str]:
     return present
 
 
-def _insert(rows: list[tuple[TransactionIn, bool | None]], *, source: str) -> list[tuple[str, datetime, bool | None]]:
-    """SQLite: INSERT ... ON CONFLICT DO NOTHING, what bulk_create(ignore_conflicts=True) does at 3-4 times
-    its speed (the ORM spends ~100 µs a row compiling the statement). Returns (merchant, time, label) of
-    the rows inserted.
-    """
-    with connection.cursor() as cursor:
-        cursor.executemany(_insert_sql(NAMES), _values(rows, source=source))
-        # The transaction took the write lock before the rows were looked up (IMMEDIATE), so no other
-        # writer stored any of them meanwhile.
-        if cursor.rowcount not in (-1, len(rows)):
-            raise RuntimeError("rows were stored by another writer during the import; run it again")
-    return [(item.merchant_id, item.timestamp, label) for item, label in rows]
+def _sqlite_time(value: str) -> datetime:
+    """A timestamp as Django stores it in SQLite (naive UTC text) back as an aware datetime."""
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-def _values(rows: list[tuple[TransactionIn, bool | None]], *, source: str) -> list[tuple[Any, ...]]:
-    """Database values of the NAMES columns. Imported rows are history, not traffic: score 0, approved,
-    no reasons, features or case."""
-    ops, now = connection.ops, timezone.now()
-    constants = {
-        "score": 0.0,
-        "decision": Decision.APPROVE.value,
-        "reasons": [],
-        "features": {},
-        "model_version": f"imported:{source}",
-        "received_at": now,
-    }
-    fixed = tuple(_prep(name, value) for name, value in constants.items())
-    labeled_at = _prep("labeled_at", now)
-    return [
-        (
+def _row_values() -> RowValues:
+    """A function giving the database values of the VARYING columns for a transaction and its label."""
+    ops = connection.ops
+    decimal, moment = ops.adapt_decimalfield_value, ops.adapt_datetimefield_value
+
+    def values(item: TransactionIn, label: bool | None) -> tuple[Any, ...]:
+        return (
             item.external_id,
             item.card_id,
             item.merchant_id,
-            ops.adapt_decimalfield_value(item.amount, 12, 2),
+            decimal(item.amount, 12, 2),
             item.currency,
-            ops.adapt_datetimefield_value(item.timestamp),
+            moment(item.timestamp),
             item.country or "",
             item.channel or "",
             item.mcc or "",
             label,
-            None if label is None else labeled_at,
-            *fixed,
         )
-        for item, label in rows
-    ]
+
+    return values
 
 
 VARYING = ("external_id", "card_id", "merchant_id", "amount", "currency", "timestamp", "country", "channel", "mcc")
-VARYING += ("is_fraud", "labeled_at")
+VARYING += ("is_fraud",)
+_BINARY_TYPES = ("text", "text", "text", "numeric", "text", "timestamptz", "text", "text", "text", "bool")
 CONSTANT = ("score", "decision", "reasons", "features", "model_version", "received_at")
-NAMES = (*VARYING, *CONSTANT)
+NAMES = (*VARYING, "labeled_at", *CONSTANT)
 
 
 def _prep(name: str, value: Any) -> Any:
@@ -265,45 +389,6 @@ def _prep(name: str, value: Any) -> Any:
 def _insert_sql(names: tuple[str, ...]) -> str:
     placeholders = ", ".join(["%s"] * len(names))
     return f"INSERT INTO {_table()} ({_columns(names)}) VALUES ({placeholders}) {_ON_CONFLICT}"
-
-
-def _copy_then_insert(values: list[tuple[Any, ...]]) -> int:
-    """PostgreSQL: COPY into a temporary table, then one statement inserts the new rows and adds them to
-    their merchants' hourly counts (as scoring/aggregates.py does for live traffic). Returns how many
-    rows were new."""
-    columns = _columns(NAMES)
-    hours = connection.ops.quote_name(MerchantHour._meta.db_table)
-    with connection.cursor() as cursor:
-        # Dropped first as well: inside an outer transaction (tests, `evaluate`) ON COMMIT has not fired yet.
-        cursor.execute("DROP TABLE IF EXISTS history_import")
-        cursor.execute(
-            f"CREATE TEMP TABLE history_import ON COMMIT DROP AS SELECT {columns} FROM {_table()} WITH NO DATA"
-        )
-        with cursor.cursor.copy(f"COPY history_import ({columns}) FROM STDIN") as copy:
-            # The JSON constants as text, encoded once: adapting them per row cost a third of the COPY.
-            constants = tuple(_copy_text(v) for v in values[0][len(VARYING) :])
-            for row in values:
-                copy.write_row(row[: len(VARYING)] + constants)
-        cursor.execute(
-            f"""WITH inserted AS (
-                INSERT INTO {_table()} ({columns}) SELECT {columns} FROM history_import {_ON_CONFLICT}
-                RETURNING merchant_id, "timestamp", is_fraud
-            ), counted AS (
-                INSERT INTO {hours} (merchant_id, hour, count, fraud_count)
-                SELECT merchant_id, floor(extract(epoch FROM "timestamp") / 3600)::bigint, count(*),
-                       count(*) FILTER (WHERE is_fraud)
-                FROM inserted GROUP BY 1, 2 ORDER BY 1, 2
-                ON CONFLICT (merchant_id, hour) DO UPDATE SET count = {hours}.count + excluded.count,
-                    fraud_count = {hours}.fraud_count + excluded.fraud_count
-            )
-            SELECT count(*) FROM inserted"""
-        )
-        return cursor.fetchone()[0]
-
-
-def _copy_text(value: Any) -> Any:
-    """A constant column's value for COPY: JSON wrappers as their text."""
-    return orjson.dumps(value.obj).decode() if hasattr(value, "obj") else value
 
 
 _ON_CONFLICT = 'ON CONFLICT ("external_id") DO NOTHING'

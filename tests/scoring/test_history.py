@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from io import StringIO
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from scoring import history
 from scoring.history import ImportRefused, import_csv, write_csv
 from scoring.models import Case, MerchantHour, Transaction
 
@@ -58,6 +61,53 @@ def test_import_rejects_a_bad_row_with_its_line_number_and_stores_nothing(tmp_pa
     ((line, reason),) = refused.value.report.errors
     assert line == 4 and reason.startswith("amount:")
     assert not Transaction.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_bad_row_found_after_rows_were_stored_still_leaves_nothing_stored(tmp_path):
+    path = csv_file(tmp_path, *(good(n) for n in range(40)), f"t99,c1,m1,5,EUR,{when()},DE,pos,5411,2")
+    stored_before_the_bad_row = []
+    original = history._Store.add
+
+    def add(store, values, *, report):
+        original(store, values, report=report)
+        stored_before_the_bad_row.append(Transaction.objects.count())
+
+    with mock.patch.object(history._Store, "add", add), pytest.raises(ImportRefused) as refused:
+        import_csv(path, source="x", batch_size=4)
+
+    assert stored_before_the_bad_row and max(stored_before_the_bad_row) >= 4  # rows were in, then rolled back
+    assert refused.value.report.errors == [(42, "is_fraud: must be 0 or 1, not '2'")]
+    assert not Transaction.objects.exists() and not MerchantHour.objects.exists()
+
+
+@pytest.mark.django_db
+def test_import_transactions_command_explains_a_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes((HEADER + good(1) + "\n" + f"t2,caf\xe9,m1,5,EUR,{when()},DE,pos,5411,0\n").encode("latin-1"))
+
+    with pytest.raises(CommandError, match=r"is not UTF-8 text.*nothing was stored"):
+        call_command("import_transactions", str(path), stdout=StringIO())
+
+    assert not Transaction.objects.exists()
+
+
+def test_read_ahead_raises_the_readers_error_in_the_caller():
+    def items():
+        yield 1
+        raise ValueError("broken file")
+
+    with pytest.raises(ValueError, match="broken file"):
+        list(history._read_ahead(items()))
+
+
+def test_read_ahead_stops_its_thread_when_the_caller_stops_early():
+    reading = history._read_ahead(iter(range(1_000_000)), depth=2)
+    assert next(reading) == 0
+
+    reading.close()
+
+    assert not [t for t in threading.enumerate() if t.name == "import-reader"]
 
 
 @pytest.mark.django_db

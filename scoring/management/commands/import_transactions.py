@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("file", type=Path, help="CSV file with a header row")
         parser.add_argument("--source", default="csv", help="Recorded as model_version 'imported:SOURCE'")
         parser.add_argument("--skip-invalid", action="store_true", help="Store the valid rows, report the rest")
-        parser.add_argument("--batch-size", type=int, default=2000, help="Rows per database transaction")
+        parser.add_argument("--batch-size", type=int, default=5000, help="Rows sent to the database at a time")
 
     def handle(self, *args: Any, file: Path, source: str, skip_invalid: bool, batch_size: int, **options: Any) -> None:
         if not file.is_file():
@@ -31,6 +32,12 @@ class Command(BaseCommand):
             report = import_csv(
                 file, source=source, skip_invalid=skip_invalid, batch_size=batch_size, progress=self.stdout.write
             )
+        except UnicodeDecodeError as exc:
+            raise CommandError(
+                f"{file} is not UTF-8 text ({exc.reason}); nothing was stored. Save it as UTF-8."
+            ) from None
+        except csv.Error as exc:
+            raise CommandError(f"{file} is not a readable CSV file ({exc}); nothing was stored") from None
         except ImportRefused as refused:
             self._errors(refused.report.errors, total=refused.report.invalid)
             raise CommandError(
