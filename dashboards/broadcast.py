@@ -27,6 +27,7 @@ MSG_TRANSACTIONS = "transactions"
 MSG_STATS = "stats"
 MSG_CASE = "case"
 MSG_RESUME = "resume"
+MSG_ACK = "ack"
 
 
 async def transactions(events: list[dict[str, Any]]) -> None:

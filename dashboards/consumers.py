@@ -1,16 +1,27 @@
-"""The analysts' live socket: coalesced transaction pushes, live figures, case changes, resume by id."""
+"""The analysts' live socket: coalesced transaction pushes, live figures, case changes, resume by id.
+
+Only the push loop writes to the socket, at most once per FLUSH_SECONDS, so a slow browser never holds up
+the handling of channel-layer messages. Flow control: every frame carries a `seq`; a client that answers
+`{"type": "ack", "seq": N}` (the dashboard's own pages do) gets no new frame while MAX_UNACKED are
+unanswered, and is closed (4408; it reconnects and resumes by id) once it has been stalled for
+DASHBOARD_STALL_SECONDS or MAX_PENDING transactions wait for it. daphne applies no write backpressure,
+so without this a stalled browser would grow the server's send buffer without bound. Clients that never
+ack (API.md does not ask them to) get every frame as before.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import orjson
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from dashboards import broadcast
 from dashboards.stats import LiveStats, open_cases_now, recent_stats
@@ -21,6 +32,7 @@ log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.05  # one frame per socket every 50 ms at most: cheap at any ingest rate
 STATS_SECONDS = 1.0
 MAX_PENDING = 5000  # a socket that falls this far behind is closed; the browser resumes from the database
+MAX_UNACKED = 20  # frames in flight to an acking client: one second of frames at the flush rate
 RESUME_LIMIT = 500
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_SLOW = 4408
@@ -37,6 +49,12 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         # Join only after the user check (the class attribute `groups` would join before it).
         await self.channel_layer.group_add(broadcast.DASHBOARD_GROUP, self.channel_name)
         self.pending: list[dict[str, Any]] = []
+        self.cases: list[dict[str, Any]] = []
+        self.seq = 0  # frames sent
+        self.acked: int | None = None  # last frame the client acknowledged; None: it does not ack
+        self.stalled_since: float | None = None
+        self.sending = False  # a send is waiting on the server's transport (uvicorn's backpressure)
+        self.dropped = False
         self.replayed: set[int] = set()
         self.replaying = False
         self.stats = LiveStats()
@@ -57,9 +75,15 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             message = orjson.loads(text_data or bytes_data or b"")
         except orjson.JSONDecodeError:
             return
-        if isinstance(message, dict) and message.get("type") == broadcast.MSG_RESUME:
+        if not isinstance(message, dict):
+            return
+        if message.get("type") == broadcast.MSG_ACK:
+            seq = message.get("seq")
+            if _count(seq) and seq <= self.seq:
+                self.acked = max(seq, self.acked or 0)
+        elif message.get("type") == broadcast.MSG_RESUME:
             after_id = message.get("after_id")
-            if isinstance(after_id, int) and not isinstance(after_id, bool) and after_id >= 0:
+            if _count(after_id):
                 await self._resume(after_id)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -75,15 +99,17 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def dashboard_transactions(self, event: dict[str, Any]) -> None:
         """New transactions: buffered here, sent by the push loop in one frame."""
+        if self.dropped:
+            return
         self.pending.extend(event["items"])
         self.stats.add(event["items"])
-        if len(self.pending) > MAX_PENDING:
-            log.warning("dashboard socket fell %d transactions behind; closing it so it resumes", MAX_PENDING)
-            self.pending.clear()
-            await self.close(code=CLOSE_TOO_SLOW)
+        # A burst bigger than the bound is fine for a socket that keeps up: the next flush carries it.
+        if len(self.pending) > MAX_PENDING and (self._unanswered() or self.sending):
+            await self._drop(f"fell {MAX_PENDING} transactions behind")
 
     async def dashboard_case(self, event: dict[str, Any]) -> None:
-        await self._send({"type": broadcast.MSG_CASE, **event["case"]})
+        if not self.dropped:
+            self.cases.append({"type": broadcast.MSG_CASE, **event["case"]})
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -101,14 +127,52 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     async def _push_loop(self) -> None:
         ticks_per_stats = round(STATS_SECONDS / FLUSH_SECONDS)
         tick = 0
-        while True:
+        while not self.dropped:
             await asyncio.sleep(FLUSH_SECONDS)
-            await self._flush()
             tick += 1
+            stalled = self._stalled_for()
+            if stalled is not None:
+                if stalled > settings.DASHBOARD_STALL_SECONDS:
+                    await self._drop(f"acknowledged nothing for {stalled:.0f} s")
+                elif len(self.pending) > MAX_PENDING:
+                    await self._drop(f"fell {MAX_PENDING} transactions behind")
+                continue
+            for case in self._take_cases():
+                await self._send(case)
+            await self._flush()
             if tick % ticks_per_stats == 0:
                 figures = self.stats.snapshot()
                 figures["open_cases"] = await open_cases_now()
                 await self._send({"type": broadcast.MSG_STATS, **figures})
+
+    def _take_cases(self) -> list[dict[str, Any]]:
+        cases, self.cases = self.cases, []
+        return cases
+
+    def _unanswered(self) -> bool:
+        """Whether an acking client has MAX_UNACKED frames unanswered."""
+        return self.acked is not None and self.seq - self.acked >= MAX_UNACKED
+
+    def _stalled_for(self) -> float | None:
+        """Seconds an acking client has had MAX_UNACKED frames unanswered, or None when it keeps up."""
+        if not self._unanswered():
+            self.stalled_since = None
+            return None
+        now = time.monotonic()
+        if self.stalled_since is None:
+            self.stalled_since = now
+        return now - self.stalled_since
+
+    async def _drop(self, why: str) -> None:
+        """Close a socket that cannot keep up and stop buffering for it; the browser reconnects and resumes."""
+        if self.dropped:
+            return
+        self.dropped = True
+        log.warning("dashboard socket %s; closing it so that it resumes from the database", why)
+        self.pending.clear()
+        self.cases.clear()
+        await self.channel_layer.group_discard(broadcast.DASHBOARD_GROUP, self.channel_name)
+        await self.close(code=CLOSE_TOO_SLOW)
 
     async def _flush(self) -> None:
         if self.replaying or not self.pending:
@@ -121,7 +185,19 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self._send({"type": broadcast.MSG_TRANSACTIONS, "items": items})
 
     async def _send(self, message: dict[str, Any]) -> None:
-        await self.send(text_data=orjson.dumps(message).decode())
+        if self.dropped:
+            return
+        self.seq += 1
+        self.sending = True
+        try:
+            await self.send(text_data=orjson.dumps({**message, "seq": self.seq}).decode())
+        finally:
+            self.sending = False
+
+
+def _count(value: Any) -> bool:
+    """A non-negative JSON integer (not a boolean)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _replay(after_id: int) -> list[dict[str, Any]]:

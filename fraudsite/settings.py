@@ -167,6 +167,8 @@ FRAUD_LABEL_DELAY_DAYS = env_float("FRAUD_LABEL_DELAY_DAYS", default=7)
 MODEL_REFRESH_SECONDS = env_float("MODEL_REFRESH_SECONDS", default=5)
 # Broadcasting never holds up ingest longer than this; a slower layer is logged as down.
 BROADCAST_TIMEOUT_SECONDS = env_float("BROADCAST_TIMEOUT_SECONDS", default=1.0)
+# A dashboard that has acknowledged no frame for this long is closed; it reconnects and resumes by id.
+DASHBOARD_STALL_SECONDS = env_float("DASHBOARD_STALL_SECONDS", default=10)
 
 LOGGING = {
     "version": 1,

@@ -12,7 +12,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 
-from dashboards import broadcast
+from dashboards import broadcast, consumers
 from fraudsite.asgi import application
 from scoring.models import Case, Transaction
 from tests.conftest import tx_body
@@ -240,3 +240,98 @@ async def test_a_hanging_channel_layer_does_not_hold_ingest(api, model_version, 
     response = await asyncio.wait_for(api.post("/api/v1/transactions", tx_body()), timeout=5)
 
     assert response.status_code == 201
+
+
+async def frames_until_closed(communicator: WebsocketCommunicator, timeout: float) -> tuple[list[dict], int | None]:
+    """Every frame the server sends until it closes the socket (with the close code), or until `timeout`."""
+    frames: list[dict] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+        if await communicator.receive_nothing(timeout=min(remaining, 0.05)):
+            continue
+        output = await communicator.receive_output()
+        if output["type"] == "websocket.close":
+            return frames, output.get("code")
+        frames.append(orjson.loads(output["text"]))
+    return frames, None
+
+
+async def test_a_dashboard_that_stops_acknowledging_gets_no_more_frames_and_is_closed_to_resume(
+    api, model_version, analyst_user, lead, monkeypatch, settings
+):
+    monkeypatch.setattr(consumers, "MAX_UNACKED", 3)
+    settings.DASHBOARD_STALL_SECONDS = 1.0
+    async with socket(analyst_user) as stalled, socket(lead) as healthy:
+        await stalled.connect()
+        await healthy.connect()
+        await api.post("/api/v1/transactions", tx_body(external_id="ack-0"))
+        first = await next_of_type(stalled, "transactions")
+        await stalled.send_json_to({"type": "ack", "seq": first["seq"]})  # then it hangs: no more acks
+        for i in range(1, 8):
+            await api.post("/api/v1/transactions", tx_body(external_id=f"ack-{i}"))
+            await asyncio.sleep(0.08)  # each in its own frame
+
+        frames, code = await frames_until_closed(stalled, timeout=3)
+        healthy_items = []
+        while len(healthy_items) < 8:
+            healthy_items += (await next_of_type(healthy, "transactions"))["items"]
+
+    assert code == consumers.CLOSE_TOO_SLOW
+    assert max(f["seq"] for f in frames) - first["seq"] <= 3  # held back once 3 frames were unanswered
+    assert [i["external_id"] for i in healthy_items] == [f"ack-{i}" for i in range(8)]
+
+
+async def test_a_dashboard_that_acknowledges_keeps_receiving_everything(api, model_version, analyst_user, monkeypatch):
+    monkeypatch.setattr(consumers, "MAX_UNACKED", 2)
+    async with socket(analyst_user) as communicator:
+        await communicator.connect()
+        received = []
+        for i in range(6):
+            await api.post("/api/v1/transactions", tx_body(external_id=f"acked-{i}"))
+            message = await next_of_type(communicator, "transactions")
+            await communicator.send_json_to({"type": "ack", "seq": message["seq"]})
+            received += message["items"]
+
+    assert [i["external_id"] for i in received] == [f"acked-{i}" for i in range(6)]
+
+
+async def test_a_client_that_never_acknowledges_is_not_held_back(api, model_version, analyst_user, monkeypatch):
+    # API.md does not ask clients to acknowledge: flow control applies only to those that do.
+    monkeypatch.setattr(consumers, "MAX_UNACKED", 2)
+    async with socket(analyst_user) as communicator:
+        await communicator.connect()
+        frames = []
+        for i in range(6):
+            await api.post("/api/v1/transactions", tx_body(external_id=f"plain-{i}"))
+            frames.append(await next_of_type(communicator, "transactions"))
+
+    assert [i["external_id"] for f in frames for i in f["items"]] == [f"plain-{i}" for i in range(6)]
+    assert len(frames) == 6
+
+
+async def test_a_dashboard_too_far_behind_is_closed_before_its_buffer_grows_further(
+    api, model_version, analyst_user, lead, monkeypatch, settings
+):
+    monkeypatch.setattr(consumers, "MAX_UNACKED", 1)
+    monkeypatch.setattr(consumers, "MAX_PENDING", 20)
+    settings.DASHBOARD_STALL_SECONDS = 60  # the buffer bound acts first
+    async with socket(analyst_user) as stalled, socket(lead) as healthy:
+        await stalled.connect()
+        await healthy.connect()
+        await api.post("/api/v1/transactions", tx_body(external_id="far"))
+        first = await next_of_type(stalled, "transactions")
+        await stalled.send_json_to({"type": "ack", "seq": first["seq"]})
+        healthy_items = []
+        for burst in range(2):  # each bigger than the bound: the first still goes out, in one frame
+            items = [tx_body(external_id=f"far-{burst}-{i}") for i in range(30)]
+            await api.post("/api/v1/transactions/batch", {"transactions": items})
+            while len(healthy_items) < 1 + 30 * (burst + 1):
+                message = await next_of_type(healthy, "transactions")
+                await healthy.send_json_to({"type": "ack", "seq": message["seq"]})
+                healthy_items += message["items"]
+
+        frames, code = await frames_until_closed(stalled, timeout=3)
+
+    assert code == consumers.CLOSE_TOO_SLOW
+    assert [len(f["items"]) for f in frames if f["type"] == "transactions"] == [30]  # the second burst: never sent
+    assert len({i["id"] for i in healthy_items}) == 61

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page, expect, sync_playwright
 
@@ -132,6 +133,29 @@ def test_analyst_logs_in_and_sees_a_posted_transaction_appear_live(desk: Desk):
     expect(big.locator("[data-field=case_state]")).to_have_text("unclaimed")
     # Newest first: the flagged payment was stored last, so it heads the feed.
     expect(page.locator("#feed tr").first).to_have_id(f"tx-{flagged['id']}")
+
+
+def test_the_page_acknowledges_each_frame_it_handles(desk: Desk):
+    # The server's flow control rests on these acks: without them a frozen tab would be fed without bound.
+    page = desk.context().new_page()
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent.append(frame)))
+    received: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: received.append(frame)))
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", ALICE[0])
+    page.fill("input[name=password]", ALICE[1])
+    page.click("button[type=submit]")
+    wait_until_live(page)
+
+    posted = desk.post(external_id="acked")
+    expect(page.locator(f"#tx-{posted['id']}")).to_be_visible(timeout=WAIT_MS)
+    page.wait_for_timeout(300)
+
+    acks = [orjson.loads(frame)["seq"] for frame in sent if '"ack"' in frame]
+    pushed = [orjson.loads(frame)["seq"] for frame in received]
+    assert acks and set(acks) <= set(pushed)
+    assert max(acks) >= max(pushed) - 1  # keeping up: at most the frame in hand unanswered
 
 
 def test_claim_and_resolve_reach_a_second_analyst_live(desk: Desk):

@@ -144,3 +144,40 @@ def test_every_process_switches_to_a_newly_activated_model_without_a_restart(
 
     assert {b["model_version"] for b in before} == {model_version.version}
     assert set(seen.values()) == {"v-newer"}
+
+
+async def test_a_stalled_dashboard_is_dropped_while_ingest_and_other_dashboards_go_on(
+    transactional_db, model_version, api_key, session_cookie, tmp_path
+):
+    stall = {"DASHBOARD_STALL_SECONDS": "1"}
+    with server_process(port=free_port(), log_path=tmp_path / "server.log", env=stall) as base:
+        headers = {"Origin": base, "Cookie": session_cookie}
+        async with (
+            websockets.connect(ws_url(base), additional_headers=headers, max_queue=1) as stalled,
+            websockets.connect(ws_url(base), additional_headers=headers) as healthy,
+        ):
+            await asyncio.to_thread(post, base, "/api/v1/transactions", tx_body(external_id="st-0"), api_key)
+            await wait_for_transaction(healthy, "st-0")
+            first = orjson.loads(await stalled.recv())
+            await stalled.send(orjson.dumps({"type": "ack", "seq": first["seq"]}).decode())
+            # From here the stalled page reads nothing and acknowledges nothing, like a frozen tab.
+            statuses = []
+            for burst in range(30):  # more frames than MAX_UNACKED (20)
+                batch = {"transactions": [tx_body(external_id=f"st-{burst}-{i}") for i in range(5)]}
+                status, _ = await asyncio.to_thread(post, base, "/api/v1/transactions/batch", batch, api_key)
+                statuses.append(status)
+                await asyncio.sleep(0.1)
+            last = await wait_for_transaction(healthy, "st-29-4")
+
+            frames = []
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                async with asyncio.timeout(10):
+                    async for raw in stalled:
+                        frames.append(orjson.loads(raw))
+
+    assert statuses == [201] * 30
+    assert last["external_id"] == "st-29-4"
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
+    pushed = [i["external_id"] for f in frames if f["type"] == "transactions" for i in f["items"]]
+    assert "st-29-4" not in pushed  # held back, not queued without bound: it resumes by id on reconnect
+    assert "acknowledged nothing" in (tmp_path / "server.log").read_text()

@@ -79,7 +79,8 @@
 
   /**
    * Open the dashboard socket and keep it open: reconnect with backoff (1 s, 2 s, 4 s … 10 s), and right
-   * after every (re)connect ask for what was missed when `resumeFrom()` gives an id.
+   * after every (re)connect ask for what was missed when `resumeFrom()` gives an id. Every handled frame
+   * is acknowledged (the server's flow control).
    */
   function connect({ onMessage, resumeFrom = null }) {
     const status = document.getElementById("conn-status");
@@ -112,7 +113,13 @@
         } catch (_) {
           return;
         }
-        if (message && typeof message.type === "string") onMessage(message);
+        if (!message || typeof message.type !== "string") return;
+        onMessage(message);
+        // Acknowledged once handled: a page too busy to keep up gets no more frames until it catches up,
+        // and the server closes (then we resume) rather than queue without bound for it.
+        if (Number.isInteger(message.seq) && socket.readyState === WebSocket.OPEN) {
+          socket.send(JSON.stringify({ type: "ack", seq: message.seq }));
+        }
       });
       socket.addEventListener("close", () => {
         show("reconnecting", `Reconnecting in ${delay / 1000} s`);
