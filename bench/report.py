@@ -61,9 +61,8 @@ def main(out: Path) -> None:
         match = re.search(r"([\d,]+) stored.*\(([\d.]+) s, ([\d,]+) rows/s\)", summary)
         if match:
             stored, seconds, rate = match.groups()
-            print(
-                f"{'import_transactions':<22}{rate:>9}   rows/s ({stored} rows in {seconds} s, PostgreSQL, one pass, one transaction)"
-            )
+            where = "PostgreSQL, one pass, one transaction"
+            print(f"{'import_transactions':<22}{rate:>9}   rows/s ({stored} rows in {seconds} s, {where})")
     print("tx/s: wrk closed loop (achieved); e2e: open loop at a fixed rate, latency from the scheduled send.")
     print("CPU ms/tx: server process CPU per transaction (steadier than rates on a shared machine).")
 

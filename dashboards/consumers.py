@@ -29,7 +29,7 @@ from scoring.models import Case, Transaction
 
 log = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 0.05  # one frame per socket every 50 ms at most: cheap at any ingest rate
+FLUSH_SECONDS = 0.025  # at most 40 transaction frames a second per socket, however busy ingest is
 STATS_SECONDS = 1.0
 MAX_PENDING = 5000  # a socket that falls this far behind is closed; the browser resumes from the database
 MAX_UNACKED = 20  # frames in flight to an acking client: one second of frames at the flush rate
@@ -53,6 +53,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.seq = 0  # frames sent
         self.acked: int | None = None  # last frame the client acknowledged; None: it does not ack
         self.stalled_since: float | None = None
+        self.wake = asyncio.Event()  # something is waiting to be sent
         self.sending = False  # a send is waiting on the server's transport (uvicorn's backpressure)
         self.dropped = False
         self.replayed: set[int] = set()
@@ -81,6 +82,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             seq = message.get("seq")
             if _count(seq) and seq <= self.seq:
                 self.acked = max(seq, self.acked or 0)
+                if self.stalled_since is not None:
+                    self.wake.set()  # caught up: send what waited
         elif message.get("type") == broadcast.MSG_RESUME:
             after_id = message.get("after_id")
             if _count(after_id):
@@ -106,10 +109,12 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         # A burst bigger than the bound is fine for a socket that keeps up: the next flush carries it.
         if len(self.pending) > MAX_PENDING and (self._unanswered() or self.sending):
             await self._drop(f"fell {MAX_PENDING} transactions behind")
+        self.wake.set()
 
     async def dashboard_case(self, event: dict[str, Any]) -> None:
         if not self.dropped:
             self.cases.append({"type": broadcast.MSG_CASE, **event["case"]})
+            self.wake.set()
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -125,25 +130,31 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         await self._flush()
 
     async def _push_loop(self) -> None:
-        ticks_per_stats = round(STATS_SECONDS / FLUSH_SECONDS)
-        tick = 0
+        """Send what is waiting as soon as something is, then rest FLUSH_SECONDS: a lone transaction goes
+        out at once, a flood in one frame per FLUSH_SECONDS; an idle socket costs one wake-up a second."""
+        loop = asyncio.get_running_loop()
+        next_stats = loop.time() + STATS_SECONDS
         while not self.dropped:
-            await asyncio.sleep(FLUSH_SECONDS)
-            tick += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=max(next_stats - loop.time(), 0))
+            self.wake.clear()
             stalled = self._stalled_for()
             if stalled is not None:
                 if stalled > settings.DASHBOARD_STALL_SECONDS:
                     await self._drop(f"acknowledged nothing for {stalled:.0f} s")
                 elif len(self.pending) > MAX_PENDING:
                     await self._drop(f"fell {MAX_PENDING} transactions behind")
-                continue
-            for case in self._take_cases():
-                await self._send(case)
-            await self._flush()
-            if tick % ticks_per_stats == 0:
-                figures = self.stats.snapshot()
-                figures["open_cases"] = await open_cases_now()
-                await self._send({"type": broadcast.MSG_STATS, **figures})
+            else:
+                for case in self._take_cases():
+                    await self._send(case)
+                await self._flush()
+                if loop.time() >= next_stats:
+                    figures = self.stats.snapshot()
+                    figures["open_cases"] = await open_cases_now()
+                    await self._send({"type": broadcast.MSG_STATS, **figures})
+            if loop.time() >= next_stats:
+                next_stats = loop.time() + STATS_SECONDS
+            await asyncio.sleep(FLUSH_SECONDS)
 
     def _take_cases(self) -> list[dict[str, Any]]:
         cases, self.cases = self.cases, []
