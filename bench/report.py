@@ -55,6 +55,17 @@ def main(out: Path) -> None:
                 f"{'  POST → dashboard':<22}{res['clients']:>6} ws{e2e['p50']:>9.1f}{e2e['p99']:>9.1f}"
                 f"   missed pushes: {res['missed_total']}"
             )
+    browser = out / "browser.txt"
+    if browser.exists():
+        lines = [line for line in browser.read_text().splitlines() if line.startswith("BROWSERJSON ")]
+        if lines:
+            b = json.loads(lines[-1].removeprefix("BROWSERJSON "))
+            print(
+                f"{'live page in chromium':<22}{b['ingest_tx_per_s']:>9.0f}   "
+                f"frame gap p50 {b['frame_gap_p50_ms']:.0f} / p99 {b['frame_gap_p99_ms']:.0f} ms, "
+                f"click to frame p50 {b['interaction_p50_ms']:.0f} ms, "
+                f"long tasks {b['longtask_total_ms'] / 1000:.1f} s in {b['duration_s']:.0f} s, {b['rows_in_feed']} rows"
+            )
     imported = out / "import.txt"
     if imported.exists():
         summary = imported.read_text().strip().splitlines()[-1]  # "N rows read, N stored, ... (S s, R rows/s)"

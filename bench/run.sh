@@ -4,6 +4,7 @@
 #
 # The server is pinned to CPU 0 and the load tools to CPU 1 (when taskset works), as in ../shared/bench.
 # Env: DUR (10 s per phase), PORT (8100), SERVERS ("daphne uvicorn"), E2E_RATE (200), E2E_CLIENTS (20),
+#      BROWSER_RATE (1000 tx/s into the live page in chromium, first server only; 0 skips it),
 #      BATCH (100), BATCH_CONC (4), PEER (1: also run the yardstick), OUT (bench/results/<time>).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ PORT="${PORT:-8100}"
 SERVERS="${SERVERS:-daphne uvicorn}"
 E2E_RATE="${E2E_RATE:-200}"
 E2E_CLIENTS="${E2E_CLIENTS:-20}"
+BROWSER_RATE="${BROWSER_RATE:-1000}"
 BATCH="${BATCH:-100}"
 BATCH_CONC="${BATCH_CONC:-4}"
 PEER="${PEER:-1}"
@@ -94,6 +96,13 @@ for server in $SERVERS; do
     --ws-url "ws://127.0.0.1:$PORT/ws/dashboard/" --origin "$BASE" --login-url "$BASE/accounts/login/" \
     --login-user bench --login-pass bench-pass-1 --post-url "$BASE/api/v1/transactions" --key "$KEY" \
     --clients "$E2E_CLIENTS" --rate "$E2E_RATE" --duration "$DUR" --run-id "${RUN}${server}e"
+  if [[ $server == "${SERVERS%% *}" && -x /usr/bin/chromium && $BROWSER_RATE != 0 ]]; then
+    echo "== ${server}_browser_$BROWSER_RATE: the live page in chromium while ingest runs at $BROWSER_RATE tx/s"
+    "${PIN_LOAD[@]}" "$PY" bench/browser_load.py --base "$BASE" --key "$KEY" --user bench --password bench-pass-1 \
+      --rate "$BROWSER_RATE" --duration "$DUR" --run-id "${RUN}${server}p" --screenshot "$OUT/browser-load.png" \
+      > "$OUT/browser.txt" 2>&1 || { echo "   browser phase failed:"; tail -5 "$OUT/browser.txt"; }
+    grep -v '^BROWSERJSON' "$OUT/browser.txt" | tail -1 | sed 's/^/   /' || true
+  fi
   kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true
   while curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; do sleep 0.2; done  # port free again
   trap - EXIT
