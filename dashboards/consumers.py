@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -104,8 +105,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         """New transactions: buffered here, sent by the push loop in one frame."""
         if self.dropped:
             return
-        self.pending.extend(event["items"])
-        self.stats.add(event["items"])
+        packed = event["items"]  # see broadcast.pack
+        self.pending.extend(packed)
+        self.stats.add((score, decision, amount) for _, score, decision, amount, _ in packed)
         # A burst bigger than the bound is fine for a socket that keeps up: the next flush carries it.
         if len(self.pending) > MAX_PENDING and (self._unanswered() or self.sending):
             await self._drop(f"fell {MAX_PENDING} transactions behind")
@@ -190,18 +192,28 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             return
         items, self.pending = self.pending, []
         if self.replayed:
-            items = [item for item in items if item["id"] not in self.replayed]
+            items = [item for item in items if item[0] not in self.replayed]
         if items:
-            items.sort(key=lambda item: item["id"])
-            await self._send({"type": broadcast.MSG_TRANSACTIONS, "items": items})
+            items.sort(key=itemgetter(0))  # by id: two processes' batches may interleave
+            await self._send_items([item[4] for item in items])
 
     async def _send(self, message: dict[str, Any]) -> None:
         if self.dropped:
             return
         self.seq += 1
+        await self._write(orjson.dumps({**message, "seq": self.seq}))
+
+    async def _send_items(self, encoded: list[bytes]) -> None:
+        """A `transactions` frame from items already encoded by broadcast.pack."""
+        if self.dropped:
+            return
+        self.seq += 1
+        await self._write(b'{"type":"transactions","items":[%b],"seq":%d}' % (b",".join(encoded), self.seq))
+
+    async def _write(self, data: bytes) -> None:
         self.sending = True
         try:
-            await self.send(text_data=orjson.dumps({**message, "seq": self.seq}).decode())
+            await self.send(text_data=data.decode())
         finally:
             self.sending = False
 

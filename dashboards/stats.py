@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -40,10 +41,11 @@ class LiveStats:
         """Start from the stored last 15 minutes (minute buckets, oldest first)."""
         self.buckets.extend(replace(b, histogram=list(b.histogram)) for b in buckets)
 
-    def add(self, items: list[dict[str, Any]], *, now: float | None = None) -> None:
+    def add(self, items: Iterable[tuple[float, str, str]], *, now: float | None = None) -> None:
+        """Count pushed transactions, each as (score, decision, amount)."""
         second = int(now if now is not None else time.time())
-        for item in items:
-            self._add_one(second, item["score"], item["decision"], float(item["amount"]))
+        for score, decision, amount in items:
+            self._add_one(second, score, decision, float(amount))
 
     def _add_one(self, second: int, score: float, decision: str, amount: float) -> None:
         if not self.buckets or self.buckets[-1].second < second:

@@ -50,12 +50,7 @@ def test_a_new_dashboard_starts_from_the_stored_last_15_minutes():
 def test_live_items_add_to_the_figures():
     stats = LiveStats()
 
-    stats.add(
-        [
-            {"score": 0.95, "decision": "block", "amount": "12.50"},
-            {"score": 0.1, "decision": "approve", "amount": "3.00"},
-        ]
-    )
+    stats.add([(0.95, "block", "12.50"), (0.1, "approve", "3.00")])
     figures = stats.snapshot()
 
     assert figures["count_15m"] == 2
