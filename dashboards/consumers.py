@@ -1,12 +1,15 @@
 """The analysts' live socket: coalesced transaction pushes, live figures, case changes, resume by id.
 
-Only the push loop writes to the socket, at most once per FLUSH_SECONDS, so a slow browser never holds up
-the handling of channel-layer messages. Flow control: every frame carries a `seq`; a client that answers
-`{"type": "ack", "seq": N}` (the dashboard's own pages do) gets no new frame while MAX_UNACKED are
-unanswered, and is closed (4408; it reconnects and resumes by id) once it has been stalled for
-DASHBOARD_STALL_SECONDS or MAX_PENDING transactions wait for it. daphne applies no write backpressure,
-so without this a stalled browser would grow the server's send buffer without bound. Clients that never
-ack (API.md does not ask them to) get every frame as before.
+Sockets take the dashboard group's messages from their process's hub (dashboards/hub.py), which
+receives each once. Only the push loop writes to the socket, at most once per FLUSH_SECONDS, so a slow
+browser never holds up the delivery of messages to the others.
+
+Flow control: every frame carries a `seq`; a client that answers `{"type": "ack", "seq": N}` (the
+dashboard's own pages do) gets no new frame while MAX_UNACKED are unanswered, and is closed (4408; it
+reconnects and resumes by id) once it has been stalled for DASHBOARD_STALL_SECONDS or MAX_PENDING
+transactions wait for it. daphne applies no write backpressure, so without this a stalled browser would
+grow the server's send buffer without bound. Clients that never ack (API.md does not ask them to) get
+every frame as before.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from dashboards import broadcast
-from dashboards.stats import LiveStats, open_cases_now, recent_stats
+from dashboards.hub import hub
+from dashboards.stats import open_cases_now
 from scoring.models import Case, Transaction
 
 log = logging.getLogger(__name__)
@@ -42,14 +46,15 @@ CLOSE_TOO_SLOW = 4408
 class DashboardConsumer(AsyncWebsocketConsumer):
     """One analyst's dashboard."""
 
+    # The hub receives the group's messages for the whole process: no channel-layer channel per socket.
+    channel_layer_alias = "dashboards-use-the-hub"
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        # Join only after the user check (the class attribute `groups` would join before it).
-        await self.channel_layer.group_add(broadcast.DASHBOARD_GROUP, self.channel_name)
-        self.pending: list[dict[str, Any]] = []
+        self.pending: list[list[Any]] = []  # see broadcast.pack
         self.cases: list[dict[str, Any]] = []
         self.seq = 0  # frames sent
         self.acked: int | None = None  # last frame the client acknowledged; None: it does not ack
@@ -59,9 +64,10 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.dropped = False
         self.replayed: set[int] = set()
         self.replaying = False
-        self.stats = LiveStats()
+        self.closing: asyncio.Task[None] | None = None
+        self.hub = hub()
+        await self.hub.join(self)  # only after the user check
         await self.accept()
-        self.stats.seed(await database_sync_to_async(recent_stats)())
         self.pusher = asyncio.create_task(self._push_loop())
 
     async def disconnect(self, code: int) -> None:
@@ -70,7 +76,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pusher
-        await self.channel_layer.group_discard(broadcast.DASHBOARD_GROUP, self.channel_name)
+        if getattr(self, "hub", None) is not None:
+            await self.hub.leave(self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -99,24 +106,22 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
-    # --- channel-layer events ---------------------------------------------------------------
+    # --- the dashboard group's messages, from the hub ----------------------------------------
 
-    async def dashboard_transactions(self, event: dict[str, Any]) -> None:
-        """New transactions: buffered here, sent by the push loop in one frame."""
+    def deliver(self, message: dict[str, Any]) -> None:
+        """Take a group message: buffered here, sent by the push loop."""
         if self.dropped:
             return
-        packed = event["items"]  # see broadcast.pack
-        self.pending.extend(packed)
-        self.stats.add((score, decision, amount) for _, score, decision, amount, _ in packed)
-        # A burst bigger than the bound is fine for a socket that keeps up: the next flush carries it.
-        if len(self.pending) > MAX_PENDING and (self._unanswered() or self.sending):
-            await self._drop(f"fell {MAX_PENDING} transactions behind")
+        if message["type"] == broadcast.TRANSACTIONS_EVENT:
+            self.pending.extend(message["items"])
+            # A burst bigger than the bound is fine for a socket that keeps up: the next flush carries it.
+            too_far = len(self.pending) > MAX_PENDING and (self._unanswered() or self.sending)
+            if too_far and self.closing is None:
+                self.closing = asyncio.create_task(self._drop(f"fell {MAX_PENDING} transactions behind"))
+                return
+        elif message["type"] == broadcast.CASE_EVENT:
+            self.cases.append({"type": broadcast.MSG_CASE, **message["case"]})
         self.wake.set()
-
-    async def dashboard_case(self, event: dict[str, Any]) -> None:
-        if not self.dropped:
-            self.cases.append({"type": broadcast.MSG_CASE, **event["case"]})
-            self.wake.set()
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -151,8 +156,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                     await self._send(case)
                 await self._flush()
                 if loop.time() >= next_stats:
-                    figures = self.stats.snapshot()
-                    figures["open_cases"] = await open_cases_now()
+                    figures = {**self.hub.figures(), "open_cases": await open_cases_now()}
                     await self._send({"type": broadcast.MSG_STATS, **figures})
             if loop.time() >= next_stats:
                 next_stats = loop.time() + STATS_SECONDS
@@ -184,7 +188,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         log.warning("dashboard socket %s; closing it so that it resumes from the database", why)
         self.pending.clear()
         self.cases.clear()
-        await self.channel_layer.group_discard(broadcast.DASHBOARD_GROUP, self.channel_name)
+        await self.hub.leave(self)
         await self.close(code=CLOSE_TOO_SLOW)
 
     async def _flush(self) -> None:

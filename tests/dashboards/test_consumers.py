@@ -335,3 +335,33 @@ async def test_a_dashboard_too_far_behind_is_closed_before_its_buffer_grows_furt
     assert code == consumers.CLOSE_TOO_SLOW
     assert [len(f["items"]) for f in frames if f["type"] == "transactions"] == [30]  # the second burst: never sent
     assert len({i["id"] for i in healthy_items}) == 61
+
+
+async def test_a_process_joins_the_group_once_however_many_dashboards_are_open(
+    api, model_version, analyst_user, lead, monkeypatch
+):
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    joins, leaves = [], []
+    group_add, group_discard = layer.group_add, layer.group_discard
+
+    async def counted_add(group, channel):
+        joins.append(channel)
+        await group_add(group, channel)
+
+    async def counted_discard(group, channel):
+        leaves.append(channel)
+        await group_discard(group, channel)
+
+    monkeypatch.setattr(layer, "group_add", counted_add)
+    monkeypatch.setattr(layer, "group_discard", counted_discard)
+    async with socket(analyst_user) as one, socket(lead) as two, socket(analyst_user) as three:
+        for communicator in (one, two, three):
+            await communicator.connect()
+        await api.post("/api/v1/transactions", tx_body(external_id="hub-1"))
+        received = [await next_of_type(c, "transactions") for c in (one, two, three)]
+
+    assert [m["items"][0]["external_id"] for m in received] == ["hub-1"] * 3
+    assert len(joins) == 1  # one subscription for the process, not one per socket
+    assert leaves == joins  # and gone once the last dashboard closed
