@@ -257,7 +257,6 @@ class _Store:
             "reasons": [],
             "features": {},
             "model_version": f"imported:{source}",
-            "received_at": now,
         }
         self.constants = tuple(_prep(name, value) for name, value in constants.items())
         self.labeled_at = _prep("labeled_at", now)  # when the label came: only for labeled rows
@@ -306,7 +305,8 @@ class _Store:
             cursor.execute(
                 f"""WITH inserted AS (
                     INSERT INTO {_table()} ({_columns(NAMES)})
-                    SELECT {varying}, CASE WHEN is_fraud IS NULL THEN NULL ELSE %s::timestamptz END, {constants}
+                    SELECT {varying}, CASE WHEN is_fraud IS NULL THEN NULL ELSE %s::timestamptz END, {constants},
+                           "timestamp"
                     FROM history_import {_ON_CONFLICT}
                     RETURNING merchant_id, "timestamp", is_fraud
                 ), counted AS (
@@ -330,7 +330,7 @@ class _Store:
         if not new:
             return 0
         with connection.cursor() as cursor:
-            rows = [(*row, None if row[9] is None else self.labeled_at, *self.constants) for row in new]
+            rows = [(*row, None if row[9] is None else self.labeled_at, *self.constants, row[5]) for row in new]
             cursor.executemany(_insert_sql(NAMES), rows)
             # The transaction took the write lock before the rows were looked up (IMMEDIATE), so no other
             # writer stored any of them meanwhile.
@@ -378,8 +378,10 @@ def _row_values() -> RowValues:
 VARYING = ("external_id", "card_id", "merchant_id", "amount", "currency", "timestamp", "country", "channel", "mcc")
 VARYING += ("is_fraud",)
 _BINARY_TYPES = ("text", "text", "text", "numeric", "text", "timestamptz", "text", "text", "text", "bool")
-CONSTANT = ("score", "decision", "reasons", "features", "model_version", "received_at")
-NAMES = (*VARYING, "labeled_at", *CONSTANT)
+CONSTANT = ("score", "decision", "reasons", "features", "model_version")
+# received_at is the event time: history is past traffic, and the dashboards' live figures (the last 15
+# minutes by received_at) must not count a large import as traffic arriving now.
+NAMES = (*VARYING, "labeled_at", *CONSTANT, "received_at")
 
 
 def _prep(name: str, value: Any) -> Any:

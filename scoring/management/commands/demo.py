@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from scoring.models import ApiKey, ModelVersion, hash_key
+from scoring.management.commands.simulate import live_cards
+from scoring.models import ApiKey, ModelVersion, Transaction, hash_key
 from scoring.roles import ensure_roles, make_analyst
 
 DEMO_USERS = {"analyst": "analyst-demo", "lead": "lead-demo"}
@@ -34,6 +37,8 @@ class Command(BaseCommand):
         if ModelVersion.objects.active() is None:
             self.stdout.write("== no active model: training a starter model on simulated history")
             call_command("train_model", "--activate", stdout=self.stdout, stderr=self.stderr)
+        if not Transaction.objects.exists():
+            self.seed_history(rate)
         base = f"http://127.0.0.1:{port}"
         self.stdout.write(self.style.SUCCESS("\n== ready"))
         self.stdout.write(
@@ -46,6 +51,22 @@ class Command(BaseCommand):
         self.stdout.write("")
         if not setup_only:
             self.serve(port=port, rate=rate, key=key)
+
+    def seed_history(self, rate: float) -> None:
+        """A day of history for the cards the live simulation will use, so that its traffic has a past.
+
+        Without it every card is new to the model: in a minute at 20 tx/s, 1.5 % of live traffic was
+        flagged, against 3.7 % with this day imported (about 2 % of the simulated traffic is fraud).
+        """
+        cards = live_cards(rate)
+        self.stdout.write(f"== one day of history for the {cards:,} simulated cards (about half a minute)")
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "history.csv"
+            command = ["--write-csv", str(path), "--days", "1", "--cards", str(cards)]
+            call_command("simulate", *command, stdout=StringIO())
+            call_command(
+                "import_transactions", str(path), "--source", "demo", "--batch-size", "50000", stdout=self.stdout
+            )
 
     def ensure_users(self) -> None:
         ensure_roles()

@@ -57,7 +57,7 @@ class Command(BaseCommand):
             return
         if options["rate"] <= 0 or options["concurrency"] < 1:
             raise CommandError("--rate must be positive and --concurrency at least 1")
-        natural = options["cards"] or min(MAX_LIVE_CARDS, max(100, round(options["rate"] / CARD_RATE)))
+        natural = options["cards"] or live_cards(options["rate"])
         sim = self.simulator(cards=natural, seed=options["seed"])
         speed = options["rate"] / (natural * CARD_RATE)
         self.stdout.write(f"{natural:,} simulated cards: simulated time runs at {speed:.1f}x real time")
@@ -262,3 +262,8 @@ class Sender:
         for pending in (task, stopping):
             if not pending.done():
                 pending.cancel()
+
+
+def live_cards(rate: float) -> int:
+    """How many simulated cards make `rate` transactions a second at a card's natural pace (capped)."""
+    return min(MAX_LIVE_CARDS, max(100, round(rate / CARD_RATE)))
