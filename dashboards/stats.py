@@ -34,8 +34,11 @@ class Bucket:
 class LiveStats:
     """Counts by arrival second; old seconds fall off, so memory stays bounded at any rate."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, now: float | None = None) -> None:
         self.buckets: deque[Bucket] = deque()
+        # The rate is measured on what arrived since counting began: the seeded minutes would make it
+        # jump, and a full window before enough seconds had passed would make it creep up from zero.
+        self.counting_since = int(now if now is not None else time.time())
 
     def seed(self, buckets: list[Bucket]) -> None:
         """Start from the stored last 15 minutes (minute buckets, oldest first)."""
@@ -63,7 +66,8 @@ class LiveStats:
         now_s = int(now if now is not None else time.time())
         while self.buckets and self.buckets[0].second <= now_s - SPAN_SECONDS:
             self.buckets.popleft()
-        recent = [b for b in self.buckets if b.second > now_s - RATE_SECONDS]
+        window = max(1, min(RATE_SECONDS, now_s - self.counting_since))
+        recent = [b for b in self.buckets if b.second > now_s - window and b.second >= self.counting_since]
         total = sum(b.count for b in self.buckets)
         flagged = sum(b.flagged for b in self.buckets)
         minutes = [{"count": 0, "flagged": 0} for _ in range(15)]
@@ -73,7 +77,7 @@ class LiveStats:
                 minutes[index]["count"] += b.count
                 minutes[index]["flagged"] += b.flagged
         return {
-            "rate": round(sum(b.count for b in recent) / RATE_SECONDS, 1),
+            "rate": round(sum(b.count for b in recent) / window, 1),
             "count_15m": total,
             "flagged_share": round(flagged / total, 4) if total else 0.0,
             "blocked_count": sum(b.blocked for b in self.buckets),

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from dashboards.stats import LiveStats, recent_stats
+from dashboards.stats import Bucket, LiveStats, recent_stats
 from scoring.models import Transaction
 
 pytestmark = pytest.mark.django_db
@@ -48,12 +48,23 @@ def test_a_new_dashboard_starts_from_the_stored_last_15_minutes():
 
 
 def test_live_items_add_to_the_figures():
-    stats = LiveStats()
+    stats = LiveStats(now=1000.0)
 
-    stats.add([(0.95, "block", "12.50"), (0.1, "approve", "3.00")])
-    figures = stats.snapshot()
+    stats.add([(0.95, "block", "12.50"), (0.1, "approve", "3.00")], now=1020.0)
+    figures = stats.snapshot(now=1020.0)
 
     assert figures["count_15m"] == 2
     assert figures["flagged_share"] == 0.5
     assert figures["blocked_amount"] == 12.5
     assert figures["rate"] == 0.2
+
+
+def test_the_rate_counts_what_arrived_since_counting_began_not_the_seeded_minutes():
+    stats = LiveStats(now=1000.0)
+    stats.seed([Bucket(second=960, count=600)])  # a stored minute, seeded at start
+
+    stats.add([(0.1, "approve", "1.00")] * 6, now=1002.0)
+    figures = stats.snapshot(now=1003.0)
+
+    assert figures["rate"] == 2.0  # 6 in the 3 s since counting began: not 606 / 10, nor 6 / 10
+    assert figures["count_15m"] == 606
