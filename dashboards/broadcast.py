@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -42,6 +43,14 @@ def pack(event: dict[str, Any]) -> list[Any]:
     gets (and with Redis, decodes) the group message, so the JSON is encoded once here, not once per
     socket, and decoding it is cheap; the socket needs only the id to order and the rest to count."""
     return [event["id"], event["score"], event["decision"], event["amount"], orjson.dumps(event)]
+
+
+PACKED_ID, PACKED_JSON = 0, 4  # where a packed transaction keeps its id and its JSON
+
+
+def packed_figures(items: list[list[Any]]) -> Iterator[tuple[float, str, str]]:
+    """(score, decision, amount) of packed transactions, what the live figures count."""
+    return ((score, decision, amount) for _, score, decision, amount, _ in items)
 
 
 async def case_changed(event: dict[str, Any]) -> None:

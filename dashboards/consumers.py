@@ -196,10 +196,10 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             return
         items, self.pending = self.pending, []
         if self.replayed:
-            items = [item for item in items if item[0] not in self.replayed]
+            items = [item for item in items if item[broadcast.PACKED_ID] not in self.replayed]
         if items:
-            items.sort(key=itemgetter(0))  # by id: two processes' batches may interleave
-            await self._send_items([item[4] for item in items])
+            items.sort(key=itemgetter(broadcast.PACKED_ID))  # two processes' batches may interleave
+            await self._send_items([item[broadcast.PACKED_JSON] for item in items])
 
     async def _send(self, message: dict[str, Any]) -> None:
         if self.dropped:

@@ -81,7 +81,7 @@ class Hub:
                 await asyncio.sleep(1)
                 continue
             if message.get("type") == broadcast.TRANSACTIONS_EVENT:
-                self.stats.add((score, decision, amount) for _, score, decision, amount, _ in message["items"])
+                self.stats.add(broadcast.packed_figures(message["items"]))
             for listener in list(self.listeners):
                 try:
                     listener.deliver(message)

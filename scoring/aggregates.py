@@ -11,11 +11,12 @@ from django.db import connection
 from scoring.features import MERCHANT_SPAN_HOURS, MerchantBuckets, epoch_hour, label_delay_hours
 from scoring.models import MerchantHour
 
-_UPSERT = (
-    "INSERT INTO {table} (merchant_id, hour, count, fraud_count) VALUES {values} "
+# Counts that arrive for an hour already counted are added to it (live ingest and history import).
+ADD_TO_HOUR = (
     "ON CONFLICT (merchant_id, hour) DO UPDATE SET count = {table}.count + excluded.count, "
     "fraud_count = {table}.fraud_count + excluded.fraud_count"
 )
+_UPSERT = "INSERT INTO {table} (merchant_id, hour, count, fraud_count) VALUES {values} " + ADD_TO_HOUR
 CHUNK = 500
 
 

@@ -274,8 +274,11 @@ class _Store:
                 )
 
     def add(self, values: list[tuple[Any, ...]], *, report: ImportReport) -> None:
-        unique = list({row[0]: row for row in values}.values())  # a file may repeat an external_id
-        stored = self._copy_then_insert(unique) if self.postgres else self._insert(unique)
+        unique: dict[str, tuple[Any, ...]] = {}
+        for row in values:  # a file may repeat an external_id: the first one counts, as across chunks
+            unique.setdefault(row[0], row)
+        rows = list(unique.values())
+        stored = self._copy_then_insert(rows) if self.postgres else self._insert(rows)
         report.stored += stored
         report.already_present += len(values) - stored
 
@@ -287,9 +290,8 @@ class _Store:
             cursor.execute(
                 f"""INSERT INTO {hours} (merchant_id, hour, count, fraud_count)
                 SELECT merchant_id, hour, sum(count), sum(fraud_count) FROM history_hours
-                GROUP BY 1, 2 ORDER BY 1, 2
-                ON CONFLICT (merchant_id, hour) DO UPDATE SET count = {hours}.count + excluded.count,
-                    fraud_count = {hours}.fraud_count + excluded.fraud_count"""
+                GROUP BY 1, 2 ORDER BY 1, 2 """
+                + aggregates.ADD_TO_HOUR.format(table=hours)
             )
 
     def _copy_then_insert(self, values: list[tuple[Any, ...]]) -> int:

@@ -207,3 +207,27 @@ def test_import_counts_rows_into_their_merchant_hours_once(tmp_path):
 
     hours = MerchantHour.objects.values_list("merchant_id", "count", "fraud_count")
     assert sorted((m, c, f) for m, c, f in hours) == [("m0", 1, 0), ("m1", 3, 1)]
+
+
+@pytest.mark.django_db
+def test_a_repeated_external_id_in_a_file_stores_its_first_row(tmp_path):
+    path = csv_file(
+        tmp_path, f"dup,c1,m1,5.00,EUR,{when()},DE,pos,5411,0", f"dup,c2,m2,9.00,EUR,{when()},DE,pos,5411,1"
+    )
+
+    report = import_csv(path, source="x")
+
+    tx = Transaction.objects.get()
+    assert (tx.card_id, str(tx.amount), tx.is_fraud) == ("c1", "5.00", False)
+    assert (report.stored, report.already_present) == (1, 1)
+
+
+@pytest.mark.django_db
+def test_import_transactions_command_explains_a_file_it_cannot_read_as_csv(tmp_path):
+    path = tmp_path / "huge-field.csv"
+    path.write_text(HEADER + "x" * 200_000 + f",c1,m1,5.00,EUR,{when()},DE,pos,5411,0\n")
+
+    with pytest.raises(CommandError, match=r"not a readable CSV file \(field larger than field limit"):
+        call_command("import_transactions", str(path), stdout=StringIO())
+
+    assert not Transaction.objects.exists()
