@@ -48,7 +48,8 @@ def store(items: list[TransactionIn]) -> tuple[list[Outcome], list[dict[str, Any
     scorer = active_model.get()
     ids = [item.external_id for item in items]
     for _attempt in range(MAX_ATTEMPTS):
-        stored = {tx.external_id: tx for tx in Transaction.objects.filter(external_id__in=ids).select_related("case")}
+        known = Transaction.objects.filter(external_id__any_of=ids).select_related("case")
+        stored = {tx.external_id: tx for tx in known}
         new = list({i.external_id: i for i in reversed(items) if i.external_id not in stored}.values())[::-1]
         if not new:
             return [Outcome(stored[i].result(), created=False) for i in ids], []
@@ -83,7 +84,7 @@ def _score_and_save(items: list[TransactionIn], *, scorer: Scorer) -> list[Trans
         for item, row, s in zip(items, rows, scored, strict=True)
     ]
     with transaction.atomic():
-        Transaction.objects.bulk_create(txs)
+        Transaction.objects.insert_new(txs)
         aggregates.record((tx.merchant_id, tx.timestamp, None) for tx in txs)
         flagged = [tx for tx in txs if tx.decision != Decision.APPROVE]
         cases = Case.objects.bulk_create([Case(transaction=tx) for tx in flagged])
@@ -146,7 +147,7 @@ def card_histories(items: list[TransactionIn]) -> dict[str, CardHistory]:
     end = max(i.timestamp for i in items)
     histories: dict[str, CardHistory] = defaultdict(CardHistory)
     stored = (
-        Transaction.objects.filter(card_id__in={i.card_id for i in items}, timestamp__gte=start, timestamp__lt=end)
+        Transaction.objects.filter(card_id__any_of={i.card_id for i in items}, timestamp__gte=start, timestamp__lt=end)
         .order_by("timestamp", "id")
         .values_list("card_id", "timestamp", "amount", "merchant_id")
     )

@@ -1,0 +1,87 @@
+"""The hot path's storage helpers: the COPY insert and the `any_of` lookup give what the ORM gives."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.forms.models import model_to_dict
+
+from scoring import aggregates
+from scoring.models import MerchantHour, Transaction
+
+AT = datetime(2026, 11, 2, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+def _tx(external_id: str, **fields) -> Transaction:
+    values = {
+        "external_id": external_id,
+        "card_id": "card-1",
+        "merchant_id": "m-1",
+        "amount": Decimal("1234.56"),
+        "currency": "EUR",
+        "timestamp": AT,
+        "country": "NL",
+        "channel": "ecom",
+        "mcc": "5411",
+        "score": 0.123456,
+        "decision": "review",
+        "reasons": [{"feature": "amount", "contribution": 0.5}, {"feature": 'quote " and \\ back', "contribution": -1}],
+        "features": {"amount": 1234.56, "seconds_since_card_prev": None},
+        "model_version": "v-1",
+    }
+    return Transaction(**(values | fields))
+
+
+@pytest.mark.django_db
+def test_insert_new_stores_every_field_as_bulk_create_does_and_sets_ids():
+    copied = [_tx("a-1"), _tx("a-2", country="", channel="", mcc="", features={})]
+    created = [_tx("b-1"), _tx("b-2", country="", channel="", mcc="", features={})]
+    Transaction.objects.insert_new(copied)
+    Transaction.objects.bulk_create(created)
+
+    assert all(tx.pk and not tx._state.adding for tx in copied)
+    for ours, django in zip(copied, created, strict=True):
+        stored, expected = Transaction.objects.get(pk=ours.pk), Transaction.objects.get(pk=django.pk)
+        ignore = {"id", "external_id", "received_at"}
+        assert {k: v for k, v in model_to_dict(stored).items() if k not in ignore} == {
+            k: v for k, v in model_to_dict(expected).items() if k not in ignore
+        }
+        assert stored.received_at == ours.received_at
+        assert stored.timestamp == AT
+
+
+@pytest.mark.django_db
+def test_insert_new_ids_follow_the_tables_sequence():
+    first = [_tx("s-1")]
+    Transaction.objects.insert_new(first)
+    later = Transaction.objects.create(**{k: v for k, v in model_to_dict(_tx("s-2")).items() if k != "id"})
+    assert later.pk > first[0].pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_insert_new_with_a_stored_external_id_raises_integrity_error_and_stores_none_of_the_batch():
+    Transaction.objects.insert_new([_tx("dup")])
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Transaction.objects.insert_new([_tx("fresh"), _tx("dup")])
+    assert list(Transaction.objects.values_list("external_id", flat=True)) == ["dup"]
+
+
+@pytest.mark.django_db
+def test_any_of_lookup_finds_what_in_finds():
+    Transaction.objects.insert_new([_tx(f"l-{i}", card_id=f"c-{i % 3}") for i in range(9)])
+    cards = ["c-0", "c-2", "nobody", None]
+    assert set(Transaction.objects.filter(card_id__any_of=cards)) == set(Transaction.objects.filter(card_id__in=cards))
+    ids = list(Transaction.objects.values_list("id", flat=True)[:4])
+    assert set(Transaction.objects.filter(id__any_of=ids).values_list("id", flat=True)) == set(ids)
+    assert not Transaction.objects.filter(card_id__any_of=[])
+
+
+@pytest.mark.django_db
+def test_merchant_hours_add_up_across_upserts():
+    aggregates.record([("m-1", AT, None), ("m-1", AT, True), ("m-2", AT, False)])
+    aggregates.record([("m-1", AT, None)])
+    hours = {(h.merchant_id, h.count, h.fraud_count) for h in MerchantHour.objects.all()}
+    assert hours == {("m-1", 3, 1), ("m-2", 1, 0)}
