@@ -2,10 +2,12 @@
 
 Requests are validated as they arrive (in the event loop); their items then queue here. Whenever fewer than
 MAX_INFLIGHT batches are running, everything queued (up to MAX_ITEMS) goes as one batch: one thread hop,
-one vectorised model call, one database transaction, one group message. While one batch is stored, the
-next one is already formed and waiting (Django's thread-sensitive executor runs them one after the other;
-a thread pool leaked pooled PostgreSQL connections across event loops). A lone request is never held back
-waiting for company: with nothing in flight it starts at once. When a combined batch fails, each request
+one vectorised model call, one database transaction, one group message. With INGEST_THREADS=2 (the
+default on PostgreSQL) two batches are stored at once on two threads of a process-wide pool: while one
+waits for the database, the other computes (batches of 100: +40 % tx/s on one core). With 1 they run one
+after the other in Django's thread-sensitive executor, while the next batch forms; in-process tests use
+that, because a test's database transaction is visible only to its own thread. A lone request is never
+held back waiting for company: with nothing in flight it starts at once. When a combined batch fails, each request
 is retried on its own, so one bad request never fails the others.
 """
 
@@ -14,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from dashboards import broadcast
 from scoring.schemas import TransactionIn
@@ -26,6 +31,18 @@ log = logging.getLogger(__name__)
 
 MAX_ITEMS = 256
 MAX_INFLIGHT = 2
+
+
+@cache
+def _threads(count: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=count, thread_name_prefix="ingest")
+
+
+def _in_thread(store: Any) -> Any:
+    """`store` as a coroutine function, run as INGEST_THREADS says (see the module's docstring)."""
+    if settings.INGEST_THREADS > 1:
+        return database_sync_to_async(store, thread_sensitive=False, executor=_threads(settings.INGEST_THREADS))
+    return database_sync_to_async(store)
 
 
 @dataclass
@@ -69,7 +86,7 @@ class MicroBatcher:
     async def _store(self, batch: list[_Request]) -> None:
         items = [item for request in batch for item in request.items]
         try:
-            outcomes, events = await database_sync_to_async(self.store)(items)
+            outcomes, events = await _in_thread(self.store)(items)
         except Exception as exc:
             if len(batch) == 1:
                 _fail(batch[0], exc)

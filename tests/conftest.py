@@ -30,6 +30,13 @@ def tiny_artifact() -> bytes:
 
 
 @pytest.fixture(autouse=True)
+def _ingest_in_the_tests_thread(settings):
+    """In-process tests store batches in Django's thread-sensitive executor: a test's database transaction
+    is visible only to its own thread. Real server processes (tests/e2e) run with the default threads."""
+    settings.INGEST_THREADS = 1
+
+
+@pytest.fixture(autouse=True)
 def _fresh_process_caches():
     """Each test sees the database as it is: no scorer or list cached from another test."""
     active_model.reset()

@@ -181,3 +181,39 @@ async def test_a_stalled_dashboard_is_dropped_while_ingest_and_other_dashboards_
     pushed = [i["external_id"] for f in frames if f["type"] == "transactions" for i in f["items"]]
     assert "st-29-4" not in pushed  # held back, not queued without bound: it resumes by id on reconnect
     assert "acknowledged nothing" in (tmp_path / "server.log").read_text()
+
+
+async def test_concurrent_retries_on_two_ingest_threads_store_each_transaction_once(
+    transactional_db, model_version, api_key, tmp_path
+):
+    from scoring.models import Transaction
+
+    with server_process(port=free_port(), log_path=tmp_path / "server.log", env={"INGEST_THREADS": "2"}) as base:
+        # Every transaction is sent twice at the same time, singly or in batches, by 24 concurrent callers.
+        singles = [("/api/v1/transactions", tx_body(external_id=f"cc-{i}")) for i in range(120)]
+        batches = [
+            ("/api/v1/transactions/batch", {"transactions": [tx_body(external_id=f"cb-{b}-{i}") for i in range(20)]})
+            for b in range(6)
+        ]
+        calls = (singles + batches) * 2
+        gate = asyncio.Semaphore(24)
+
+        async def call(path: str, body: dict) -> tuple[int, dict]:
+            async with gate:
+                return await asyncio.to_thread(post, base, path, body, api_key)
+
+        answers = await asyncio.gather(*(call(path, body) for path, body in calls))
+
+    results: dict[str, list[tuple[int, int]]] = {}
+    for (path, body), (status, answer) in zip(calls, answers, strict=True):
+        items = answer["results"] if path.endswith("batch") else [answer]
+        sent = body["transactions"] if path.endswith("batch") else [body]
+        assert status in (200, 201), answer
+        for item, tx in zip(items, sent, strict=True):
+            results.setdefault(tx["external_id"], []).append((status, item["id"]))
+    stored = await asyncio.to_thread(lambda: dict(Transaction.objects.values_list("external_id", "id")))
+    assert len(stored) == 120 + 6 * 20
+    for external_id, seen in results.items():
+        assert {pk for _, pk in seen} == {stored[external_id]}  # both answers name the one stored row
+    single_statuses = sorted(status for ext, seen in results.items() if ext.startswith("cc-") for status, _ in seen)
+    assert single_statuses == [200] * 120 + [201] * 120  # one 201 for the first, one 200 for the retry
