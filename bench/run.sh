@@ -3,7 +3,7 @@
 # is present) of the FastAPI yardstick on the same machine in the same run, printed as one table.
 #
 # The server is pinned to CPU 0 and the load tools to CPU 1 (when taskset works), as in ../shared/bench.
-# Env: DUR (10 s per phase), PORT (8100), SERVERS ("daphne uvicorn"), E2E_RATE (200), E2E_CLIENTS (20),
+# Env: DUR (10 s per phase), PORT (8100), SERVERS ("daphne uvicorn granian"), E2E_RATE (200), E2E_CLIENTS (20),
 #      BROWSER_RATE (1000 tx/s into the live page in chromium, first server only; 0 skips it),
 #      BATCH (100), BATCH_CONC (4), PEER (1: also run the yardstick), OUT (bench/results/<time>).
 set -euo pipefail
@@ -13,7 +13,7 @@ PY="$ROOT/.venv/bin/python"
 SHARED="${SHARED:-$ROOT/../shared/bench}"
 DUR="${DUR:-10}"
 PORT="${PORT:-8100}"
-SERVERS="${SERVERS:-daphne uvicorn}"
+SERVERS="${SERVERS:-daphne uvicorn granian}"
 E2E_RATE="${E2E_RATE:-200}"
 E2E_CLIENTS="${E2E_CLIENTS:-20}"
 BROWSER_RATE="${BROWSER_RATE:-1000}"
@@ -68,6 +68,10 @@ start_server() {  # start_server NAME -> sets SERVER_PID
     daphne) exec "${PIN_SERVER[@]}" "$ROOT/.venv/bin/daphne" -v 0 -b 127.0.0.1 -p "$PORT" fraudsite.asgi:application ;;
     uvicorn) exec "${PIN_SERVER[@]}" "$ROOT/.venv/bin/uvicorn" fraudsite.asgi:application --host 127.0.0.1 --port "$PORT" \
                --no-access-log --log-level warning ;;
+    # asginl: Channels' router has no lifespan support (granian warns and goes on without it otherwise).
+    # One worker process (a child of the pinned supervisor; benchlib counts children's CPU too).
+    granian) exec "${PIN_SERVER[@]}" "$ROOT/.venv/bin/granian" --interface asginl --host 127.0.0.1 --port "$PORT" \
+               --workers 1 --log-level warning fraudsite.asgi:application ;;
   esac > "$OUT/server-$1.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 120); do
