@@ -41,7 +41,7 @@ test: install browser lint
 	@echo "== tests on $${DATABASE_URL:-SQLite (embedded)} / $${REDIS_URL:-in-memory channel layer}"
 	@$(VENV)/bin/pytest
 
-bench: install
+bench: install browser
 	@bash bench/run.sh
 
 evaluate: install

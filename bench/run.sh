@@ -3,7 +3,7 @@
 # is present) of the FastAPI yardstick on the same machine in the same run, printed as one table.
 #
 # The server is pinned to CPU 0 and the load tools to CPU 1 (when taskset works), as in ../shared/bench.
-# Env: DUR (10 s per phase), PORT (8100), SERVERS ("daphne uvicorn granian"), E2E_RATE (200), E2E_CLIENTS (20),
+# Env: DUR (10 s per phase), PORT (8100), SERVERS ("daphne uvicorn granian"), E2E_RATE (500), E2E_CLIENTS (20),
 #      BROWSER_RATE (1000 tx/s into the live page in chromium, first server only; 0 skips it),
 #      BATCH (100), BATCH_CONC (4), PEER (1: also run the yardstick), OUT (bench/results/<time>).
 set -euo pipefail
@@ -14,7 +14,7 @@ SHARED="${SHARED:-$ROOT/../shared/bench}"
 DUR="${DUR:-10}"
 PORT="${PORT:-8100}"
 SERVERS="${SERVERS:-daphne uvicorn granian}"
-E2E_RATE="${E2E_RATE:-200}"
+E2E_RATE="${E2E_RATE:-500}"
 E2E_CLIENTS="${E2E_CLIENTS:-20}"
 BROWSER_RATE="${BROWSER_RATE:-1000}"
 BATCH="${BATCH:-100}"

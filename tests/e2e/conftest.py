@@ -36,8 +36,11 @@ def test_database_url() -> str:
 
 
 @contextmanager
-def server_process(*, port: int, log_path: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Start `daphne fraudsite.asgi:application` on `port`; yield its base URL; stop it afterwards."""
+def server_process(
+    *, port: int, log_path: Path, env: dict[str, str] | None = None, command: list[str] | None = None
+) -> Iterator[str]:
+    """Start `daphne fraudsite.asgi:application` (or `command`, whose program is looked up beside this
+    Python) on `port`; yield its base URL; stop it afterwards."""
     server_env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
@@ -48,10 +51,10 @@ def server_process(*, port: int, log_path: Path, env: dict[str, str] | None = No
         server_env["REDIS_URL"] = settings.REDIS_URL
         server_env["CHANNEL_PREFIX"] = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
     server_env.update(env or {})
-    daphne = Path(sys.executable).with_name("daphne")
+    program, *args = command or ["daphne", "-b", "127.0.0.1", "-p", str(port), "fraudsite.asgi:application"]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [str(daphne), "-b", "127.0.0.1", "-p", str(port), "fraudsite.asgi:application"],
+            [str(Path(sys.executable).with_name(program)), *args],
             cwd=ROOT,
             env=server_env,
             stdout=log,

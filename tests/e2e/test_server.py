@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import urllib.request
 
 import orjson
@@ -12,7 +13,7 @@ import websockets
 from django.conf import settings
 
 from tests.conftest import tx_body
-from tests.e2e.conftest import free_port, server_process
+from tests.e2e.conftest import ROOT, free_port, server_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -29,6 +30,11 @@ def post(base: str, path: str, body: dict, key: str) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
+
+
+def get_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
 
 
 async def wait_for_transaction(ws, external_id: str, timeout: float = 10) -> dict:
@@ -217,3 +223,23 @@ async def test_concurrent_retries_on_two_ingest_threads_store_each_transaction_o
         assert {pk for _, pk in seen} == {stored[external_id]}  # both answers name the one stored row
     single_statuses = sorted(status for ext, seen in results.items() if ext.startswith("cc-") for status, _ in seen)
     assert single_statuses == [200] * 120 + [201] * 120  # one 201 for the first, one 200 for the retry
+
+
+async def test_the_procfiles_web_command_serves_ingest_and_dashboards(
+    transactional_db, model_version, api_key, session_cookie, tmp_path
+):
+    (line,) = [line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:")]
+    port = free_port()
+    command = shlex.split(line.removeprefix("web:").replace("$PORT", str(port)))
+    with server_process(port=port, log_path=tmp_path / "server.log", command=command) as base:
+        headers = {"Origin": base, "Cookie": session_cookie}
+        async with websockets.connect(ws_url(base), additional_headers=headers) as ws:
+            status, body = await asyncio.to_thread(
+                post, base, "/api/v1/transactions", tx_body(external_id="procfile-1"), api_key
+            )
+            item = await wait_for_transaction(ws, "procfile-1")
+        login_page = await asyncio.to_thread(get_text, base + "/accounts/login/")
+
+    assert status == 201
+    assert item["id"] == body["id"]
+    assert 'name="password"' in login_page
