@@ -7,6 +7,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
@@ -15,200 +16,117 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name="ApiKey",
+            name='ApiKey',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(max_length=100)),
-                ("key_hash", models.CharField(editable=False, max_length=64, unique=True)),
-                (
-                    "prefix",
-                    models.CharField(editable=False, help_text="First characters, to tell keys apart", max_length=12),
-                ),
-                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=100)),
+                ('key_hash', models.CharField(editable=False, max_length=64, unique=True)),
+                ('prefix', models.CharField(editable=False, help_text='First characters, to tell keys apart', max_length=12)),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ('revoked_at', models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                "verbose_name": "API key",
+                'verbose_name': 'API key',
             },
         ),
         migrations.CreateModel(
-            name="Case",
+            name='Case',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[("open", "Open"), ("fraud", "Confirmed fraud"), ("legitimate", "Legitimate")],
-                        default="open",
-                        max_length=12,
-                    ),
-                ),
-                ("note", models.TextField(blank=True, default="")),
-                ("opened_at", models.DateTimeField(default=django.utils.timezone.now)),
-                ("resolved_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "assignee",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "resolved_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('status', models.CharField(choices=[('open', 'Open'), ('fraud', 'Confirmed fraud'), ('legitimate', 'Legitimate')], default='open', max_length=12)),
+                ('note', models.TextField(blank=True, default='')),
+                ('opened_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('resolved_at', models.DateTimeField(blank=True, null=True)),
+                ('assignee', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('resolved_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
         ),
         migrations.CreateModel(
-            name="CaseEvent",
+            name='CaseEvent',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("action", models.CharField(max_length=20)),
-                ("note", models.TextField(blank=True, default="")),
-                ("at", models.DateTimeField(default=django.utils.timezone.now)),
-                (
-                    "actor",
-                    models.ForeignKey(
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "case",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="scoring.case"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('action', models.CharField(max_length=20)),
+                ('note', models.TextField(blank=True, default='')),
+                ('at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('actor', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='scoring.case')),
             ],
             options={
-                "ordering": ["at", "id"],
+                'ordering': ['at', 'id'],
             },
         ),
         migrations.CreateModel(
-            name="ModelVersion",
+            name='ModelVersion',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("version", models.CharField(max_length=80, unique=True)),
-                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
-                ("artifact", models.BinaryField(help_text="XGBoost Booster saved as UBJSON")),
-                ("features", models.JSONField(help_text="Feature names, in the order the model expects")),
-                ("params", models.JSONField(blank=True, default=dict)),
-                ("metrics", models.JSONField(blank=True, default=dict)),
-                ("data_range", models.JSONField(blank=True, default=dict)),
-                ("review_threshold", models.FloatField(default=0.5)),
-                ("block_threshold", models.FloatField(default=0.9)),
-                ("is_active", models.BooleanField(default=False)),
-                ("activated_at", models.DateTimeField(blank=True, null=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('version', models.CharField(max_length=80, unique=True)),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('artifact', models.BinaryField(help_text='XGBoost Booster saved as UBJSON')),
+                ('features', models.JSONField(help_text='Feature names, in the order the model expects')),
+                ('params', models.JSONField(blank=True, default=dict)),
+                ('metrics', models.JSONField(blank=True, default=dict)),
+                ('data_range', models.JSONField(blank=True, default=dict)),
+                ('review_threshold', models.FloatField(default=0.5)),
+                ('block_threshold', models.FloatField(default=0.9)),
+                ('is_active', models.BooleanField(default=False)),
+                ('activated_at', models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                "ordering": ["-created_at"],
-                "constraints": [
-                    models.UniqueConstraint(
-                        condition=models.Q(("is_active", True)), fields=("is_active",), name="one_active_model"
-                    ),
-                    models.CheckConstraint(
-                        condition=models.Q(("review_threshold__lte", models.F("block_threshold"))),
-                        name="review_threshold_not_above_block",
-                    ),
-                ],
+                'ordering': ['-created_at'],
+                'constraints': [models.UniqueConstraint(condition=models.Q(('is_active', True)), fields=('is_active',), name='one_active_model'), models.CheckConstraint(condition=models.Q(('review_threshold__lte', models.F('block_threshold'))), name='review_threshold_not_above_block')],
             },
         ),
         migrations.CreateModel(
-            name="Transaction",
+            name='Transaction',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("external_id", models.CharField(max_length=64, unique=True)),
-                ("card_id", models.CharField(max_length=64)),
-                ("merchant_id", models.CharField(max_length=64)),
-                ("amount", models.DecimalField(decimal_places=2, max_digits=12)),
-                ("currency", models.CharField(max_length=3)),
-                ("timestamp", models.DateTimeField(help_text="Event time, as sent by the caller")),
-                ("country", models.CharField(blank=True, default="", max_length=2)),
-                (
-                    "channel",
-                    models.CharField(
-                        blank=True,
-                        choices=[("pos", "Point of sale"), ("ecom", "E-commerce"), ("atm", "ATM")],
-                        default="",
-                        max_length=4,
-                    ),
-                ),
-                ("mcc", models.CharField(blank=True, default="", max_length=4)),
-                ("score", models.FloatField()),
-                (
-                    "decision",
-                    models.CharField(
-                        choices=[("approve", "Approve"), ("review", "Review"), ("block", "Block")], max_length=8
-                    ),
-                ),
-                ("reasons", models.JSONField(default=list)),
-                ("features", models.JSONField(default=dict, help_text="Feature values the model saw")),
-                ("model_version", models.CharField(max_length=80)),
-                ("received_at", models.DateTimeField(default=django.utils.timezone.now)),
-                ("is_fraud", models.BooleanField(blank=True, null=True)),
-                ("labeled_at", models.DateTimeField(blank=True, null=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('external_id', models.CharField(max_length=64, unique=True)),
+                ('card_id', models.CharField(max_length=64)),
+                ('merchant_id', models.CharField(max_length=64)),
+                ('amount', models.DecimalField(decimal_places=2, max_digits=12)),
+                ('currency', models.CharField(max_length=3)),
+                ('timestamp', models.DateTimeField(help_text='Event time, as sent by the caller')),
+                ('country', models.CharField(blank=True, default='', max_length=2)),
+                ('channel', models.CharField(blank=True, choices=[('pos', 'Point of sale'), ('ecom', 'E-commerce'), ('atm', 'ATM')], default='', max_length=4)),
+                ('mcc', models.CharField(blank=True, default='', max_length=4)),
+                ('score', models.FloatField()),
+                ('decision', models.CharField(choices=[('approve', 'Approve'), ('review', 'Review'), ('block', 'Block')], max_length=8)),
+                ('reasons', models.JSONField(default=list)),
+                ('features', models.JSONField(default=dict, help_text='Feature values the model saw')),
+                ('model_version', models.CharField(max_length=80)),
+                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('is_fraud', models.BooleanField(blank=True, null=True)),
+                ('labeled_at', models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                "indexes": [
-                    models.Index(fields=["card_id", "timestamp"], name="tx_card_time"),
-                    models.Index(fields=["merchant_id", "timestamp"], name="tx_merchant_time"),
-                    models.Index(fields=["timestamp"], name="tx_time"),
-                    models.Index(fields=["decision", "-id"], name="tx_decision_id"),
-                ],
+                'indexes': [models.Index(fields=['card_id', 'timestamp'], name='tx_card_time'), models.Index(fields=['merchant_id', 'timestamp'], name='tx_merchant_time'), models.Index(fields=['timestamp'], name='tx_time'), models.Index(fields=['decision', '-id'], name='tx_decision_id')],
             },
         ),
         migrations.AddField(
-            model_name="case",
-            name="transaction",
-            field=models.OneToOneField(
-                on_delete=django.db.models.deletion.CASCADE, related_name="case", to="scoring.transaction"
-            ),
+            model_name='case',
+            name='transaction',
+            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='case', to='scoring.transaction'),
         ),
         migrations.CreateModel(
-            name="ListEntry",
+            name='ListEntry',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                (
-                    "kind",
-                    models.CharField(
-                        choices=[("allow", "Allow (always approve)"), ("block", "Block (always block)")], max_length=5
-                    ),
-                ),
-                ("entity", models.CharField(choices=[("card", "Card"), ("merchant", "Merchant")], max_length=8)),
-                ("value", models.CharField(help_text="The card_id or merchant_id", max_length=64)),
-                ("reason", models.CharField(max_length=200)),
-                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
-                ("expires_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('kind', models.CharField(choices=[('allow', 'Allow (always approve)'), ('block', 'Block (always block)')], max_length=5)),
+                ('entity', models.CharField(choices=[('card', 'Card'), ('merchant', 'Merchant')], max_length=8)),
+                ('value', models.CharField(help_text='The card_id or merchant_id', max_length=64)),
+                ('reason', models.CharField(max_length=200)),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('expires_at', models.DateTimeField(blank=True, null=True)),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "verbose_name": "allow/block list entry",
-                "verbose_name_plural": "allow/block list",
-                "constraints": [models.UniqueConstraint(fields=("entity", "value"), name="one_list_entry_per_entity")],
+                'verbose_name': 'allow/block list entry',
+                'verbose_name_plural': 'allow/block list',
+                'constraints': [models.UniqueConstraint(fields=('entity', 'value'), name='one_list_entry_per_entity')],
             },
         ),
         migrations.AddIndex(
-            model_name="case",
-            index=models.Index(fields=["status", "-opened_at"], name="case_status_opened"),
+            model_name='case',
+            index=models.Index(fields=['status', '-opened_at'], name='case_status_opened'),
         ),
     ]

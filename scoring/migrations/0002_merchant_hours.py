@@ -4,24 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("scoring", "0001_initial"),
+        ('scoring', '0001_initial'),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="MerchantHour",
+            name='MerchantHour',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("merchant_id", models.CharField(max_length=64)),
-                ("hour", models.BigIntegerField(help_text="Hours since the epoch (UTC)")),
-                ("count", models.IntegerField(default=0)),
-                ("fraud_count", models.IntegerField(default=0)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('merchant_id', models.CharField(max_length=64)),
+                ('hour', models.BigIntegerField(help_text='Hours since the epoch (UTC)')),
+                ('count', models.IntegerField(default=0)),
+                ('fraud_count', models.IntegerField(default=0)),
             ],
             options={
-                "constraints": [
-                    models.UniqueConstraint(fields=("merchant_id", "hour"), name="one_row_per_merchant_hour")
-                ],
+                'constraints': [models.UniqueConstraint(fields=('merchant_id', 'hour'), name='one_row_per_merchant_hour')],
             },
         ),
     ]

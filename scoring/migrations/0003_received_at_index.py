@@ -4,13 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("scoring", "0002_merchant_hours"),
+        ('scoring', '0002_merchant_hours'),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name="transaction",
-            index=models.Index(fields=["received_at"], name="tx_received"),
+            model_name='transaction',
+            index=models.Index(fields=['received_at'], name='tx_received'),
         ),
     ]

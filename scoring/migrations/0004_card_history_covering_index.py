@@ -4,19 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("scoring", "0003_received_at_index"),
+        ('scoring', '0003_received_at_index'),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name="transaction",
-            name="tx_card_time",
+            model_name='transaction',
+            name='tx_card_time',
         ),
         migrations.AddIndex(
-            model_name="transaction",
-            index=models.Index(
-                fields=["card_id", "timestamp"], include=("amount", "merchant_id"), name="tx_card_history"
-            ),
+            model_name='transaction',
+            index=models.Index(fields=['card_id', 'timestamp'], include=('amount', 'merchant_id'), name='tx_card_history'),
         ),
     ]
