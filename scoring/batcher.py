@@ -7,8 +7,8 @@ default on PostgreSQL) two batches are stored at once on two threads of a proces
 waits for the database, the other computes (batches of 100: +40 % tx/s on one core). With 1 they run one
 after the other in Django's thread-sensitive executor, while the next batch forms; in-process tests use
 that, because a test's database transaction is visible only to its own thread. A lone request is never
-held back waiting for company: with nothing in flight it starts at once. When a combined batch fails, each request
-is retried on its own, so one bad request never fails the others.
+held back waiting for company: with nothing in flight it starts at once. When a combined batch fails, each
+request is retried on its own, so one bad request never fails the others.
 """
 
 from __future__ import annotations

@@ -158,14 +158,15 @@ class TransactionQuerySet(models.QuerySet):
         if db.vendor != "postgresql" or not txs:
             self.bulk_create(txs)
             return
-        fields = [f for f in self.model._meta.concrete_fields if not f.primary_key]
+        meta = self.model._meta
+        fields = [f for f in meta.concrete_fields if not f.primary_key]
         json_at = {i for i, f in enumerate(fields) if isinstance(f, models.JSONField)}
-        table = db.ops.quote_name(self.model._meta.db_table)
-        columns = ", ".join(db.ops.quote_name(f.column) for f in [self.model._meta.pk, *fields])
+        table = db.ops.quote_name(meta.db_table)
+        columns = ", ".join(db.ops.quote_name(f.column) for f in [meta.pk, *fields])
         with db.wrap_database_errors, db.cursor() as cursor:
             cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                [self.model._meta.db_table, len(txs)],
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [meta.db_table, meta.pk.column, len(txs)],
             )
             ids = [row[0] for row in cursor.fetchall()]
             with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
