@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,10 @@ class Command(BaseCommand):
         return raw
 
     def serve(self, *, port: int, rate: float, key: str) -> None:
+        # Ctrl-C stops all even when a script started us with SIGINT ignored (background jobs), and so
+        # does SIGTERM (`kill`, a supervisor): without it the server and the simulator would live on.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         base = f"http://127.0.0.1:{port}"
         daphne = Path(sys.executable).with_name("daphne")
         server = subprocess.Popen(
