@@ -5,7 +5,8 @@
 # The server is pinned to CPU 0 and the load tools to CPU 1 (when taskset works), as in ../shared/bench.
 # Env: DUR (10 s per phase), PORT (8100), SERVERS ("daphne uvicorn granian"), E2E_RATE (500), E2E_CLIENTS (20),
 #      BROWSER_RATE (1000 tx/s into the live page in chromium, first server only; 0 skips it),
-#      BATCH (100), BATCH_CONC (4), PEER (1: also run the yardstick), OUT (bench/results/<time>).
+#      BATCH (100), BATCH_CONC (4), PEER (1: also run the yardstick), OUT (bench/results/<time>),
+#      TRAIN_ARGS (options for train_model: "--trees 300 --depth 6" serves a model of the yardstick's size).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -39,7 +40,8 @@ fi
 echo "== fresh database $DB, starter model, API key and a dashboard login"
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 "$PY" manage.py migrate --noinput -v 0
-"$PY" manage.py train_model --activate > "$OUT/train.txt"
+# shellcheck disable=SC2086  # TRAIN_ARGS is a list of options, e.g. "--trees 300 --depth 6"
+"$PY" manage.py train_model --activate ${TRAIN_ARGS:-} > "$OUT/train.txt"
 grep -iE "auc|precision" "$OUT/train.txt" | head -4 | sed 's/^/   /' || true
 KEY=$("$PY" manage.py create_api_key bench 2>/dev/null | tail -1)
 "$PY" manage.py shell -c "
