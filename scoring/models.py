@@ -152,7 +152,9 @@ class TransactionQuerySet(models.QuerySet):
         PostgreSQL: ids drawn from the table's sequence, then one text COPY of the rows: about 11 µs of
         client CPU a row against ~125 µs for `bulk_create`, which compiles the statement field by field
         and quotes the JSON columns' every character into UNNEST array literals (measured, batches of 100).
-        A repeated `external_id` fails the COPY as it fails an INSERT: with IntegrityError.
+        A repeated `external_id` fails the COPY as it fails an INSERT: with IntegrityError. Rows go in
+        sorted by `external_id` (ids still follow the given order), so two batches racing on the same
+        ids wait for each other in one order and never deadlock.
         """
         db = connections[self.db]
         if db.vendor != "postgresql" or not txs:
@@ -170,7 +172,7 @@ class TransactionQuerySet(models.QuerySet):
             )
             ids = [row[0] for row in cursor.fetchall()]
             with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                for pk, tx in zip(ids, txs, strict=True):
+                for pk, tx in sorted(zip(ids, txs, strict=True), key=lambda pair: pair[1].external_id):
                     values = [getattr(tx, f.attname) for f in fields]
                     for i in json_at:
                         values[i] = orjson.dumps(values[i]).decode()

@@ -61,6 +61,15 @@ def test_insert_new_ids_follow_the_tables_sequence():
     assert later.pk > first[0].pk
 
 
+@pytest.mark.django_db
+def test_insert_new_gives_ids_in_the_given_order_whatever_the_external_ids():
+    txs = [_tx("z-last-by-name"), _tx("a-first-by-name"), _tx("m-middle")]
+    Transaction.objects.insert_new(txs)
+    assert [tx.pk for tx in txs] == sorted(tx.pk for tx in txs)
+    stored = dict(Transaction.objects.values_list("external_id", "id"))
+    assert [stored[tx.external_id] for tx in txs] == [tx.pk for tx in txs]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_insert_new_with_a_stored_external_id_raises_integrity_error_and_stores_none_of_the_batch():
     Transaction.objects.insert_new([_tx("dup")])
