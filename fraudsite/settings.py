@@ -171,7 +171,7 @@ BROADCAST_TIMEOUT_SECONDS = env_float("BROADCAST_TIMEOUT_SECONDS", default=1.0)
 DASHBOARD_STALL_SECONDS = env_float("DASHBOARD_STALL_SECONDS", default=10)
 # Ingest batches stored at once per process: with 2, one batch computes while the other waits for
 # PostgreSQL. SQLite has one writer at a time, so 1 there.
-INGEST_THREADS = int(env_float("INGEST_THREADS", default=2 if _db["ENGINE"].endswith("postgresql") else 1))
+INGEST_THREADS = int(env_float("INGEST_THREADS", default=2 if _db["ENGINE"] == "django.db.backends.postgresql" else 1))
 
 LOGGING = {
     "version": 1,

@@ -147,7 +147,8 @@ _HISTORY = ("card_id", "timestamp", "amount", "merchant_id")
 
 class AsFloat(Func):
     """A PostgreSQL value as float8, handed over as psycopg loads it: a plain Field has no per-row
-    converter, which FloatField has (a Python call per value, ~7 % of a busy server's time)."""
+    converter, which FloatField has (a Python call per value: 7 % of a busy server's samples in a py-spy
+    profile at 64 connections)."""
 
     template = "(%(expressions)s)::float8"
     output_field = Field()

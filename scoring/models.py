@@ -33,7 +33,8 @@ class AnyOf(In):
 
     With one parameter the statement's text is the same for any number of values, so psycopg keeps its
     parsed form (it caches statements of at most 50 parameters). The hot path looks up batches of up
-    to 256 cards, merchants and ids: parsing and quoting an `IN` of 100 placeholders cost ~500 µs a query.
+    to 256 cards, merchants and ids: psycopg's parsing and quoting of an `IN` of 100 placeholders took
+    190-350 µs a query here, of one array of 100 values 85-155 µs.
     """
 
     lookup_name = "any_of"
@@ -154,7 +155,8 @@ class TransactionQuerySet(models.QuerySet):
         and quotes the JSON columns' every character into UNNEST array literals (measured, batches of 100).
         A repeated `external_id` fails the COPY as it fails an INSERT: with IntegrityError. Rows go in
         sorted by `external_id` (ids still follow the given order), so two batches racing on the same
-        ids wait for each other in one order and never deadlock.
+        ids take the unique index's entries in one order, as `aggregates` sorts merchant hours: neither
+        can hold one the other needs while waiting for another.
         """
         db = connections[self.db]
         if db.vendor != "postgresql" or not txs:
