@@ -103,7 +103,7 @@ async def get_transaction(request: HttpRequest, tx_id: int) -> Status:
     tx = await Transaction.objects.select_related("case").filter(pk=tx_id).afirst()
     if tx is None:
         return Status(404, {"error": f"no transaction with id {tx_id}"})
-    return Status(200, tx.result())
+    return Status(200, tx.result(case_id=tx.case_id))
 
 
 @api.post(

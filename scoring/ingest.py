@@ -21,7 +21,7 @@ from scoring import aggregates
 from scoring.batcher import batcher_for_loop
 from scoring.classifier import Scored, Scorer, active_model
 from scoring.features import FEATURES, HISTORY_SPAN, CardHistory, TxFacts, epoch_hour, feature_vector, merchant_counts
-from scoring.models import Case, CaseEvent, Decision, ListEntry, ListKind, Transaction
+from scoring.models import Case, Decision, ListEntry, ListKind, Transaction
 from scoring.schemas import TransactionIn
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,9 @@ def store(items: list[TransactionIn]) -> tuple[list[Outcome], list[dict[str, Any
         stored = {tx.external_id: tx for tx in known}
         new = list({i.external_id: i for i in reversed(items) if i.external_id not in stored}.values())[::-1]
         if not new:
-            return [Outcome(stored[i].result(), created=False) for i in ids], []
+            return [Outcome(stored[i].result(case_id=stored[i].case_id), created=False) for i in ids], []
         try:
-            created = _score_and_save(new, scorer=scorer)
+            created, cases = _score_and_save(new, scorer=scorer)
             break
         except IntegrityError:
             # A concurrent request stored some of these external_ids first: answer with theirs.
@@ -69,7 +69,7 @@ def store(items: list[TransactionIn]) -> tuple[list[Outcome], list[dict[str, Any
         tx = by_id[ext]
         is_new = ext in fresh and ext not in seen
         seen.add(ext)
-        result = tx.result()
+        result = tx.result(case_id=cases.get(tx.id) if ext in fresh else tx.case_id)
         outcomes.append(Outcome(result, created=is_new))
         if is_new:
             events.append(tx.event(case_id=result["case_id"]))
@@ -77,7 +77,8 @@ def store(items: list[TransactionIn]) -> tuple[list[Outcome], list[dict[str, Any
     return outcomes, events
 
 
-def _score_and_save(items: list[TransactionIn], *, scorer: Scorer) -> list[Transaction]:
+def _score_and_save(items: list[TransactionIn], *, scorer: Scorer) -> tuple[list[Transaction], dict[int, int]]:
+    """Store the new items with their scores; returns them and {transaction id: case id} of the flagged."""
     rows = feature_rows(items)
     scored = apply_lists(items, scorer.score(rows))
     txs = [
@@ -87,12 +88,8 @@ def _score_and_save(items: list[TransactionIn], *, scorer: Scorer) -> list[Trans
     with transaction.atomic():
         Transaction.objects.insert_new(txs)
         aggregates.record((tx.merchant_id, tx.timestamp, None) for tx in txs)
-        flagged = [tx for tx in txs if tx.decision != Decision.APPROVE]
-        cases = Case.objects.bulk_create([Case(transaction=tx) for tx in flagged])
-        CaseEvent.objects.bulk_create([CaseEvent(case=c, action="opened") for c in cases])
-    for tx in txs:
-        tx._state.fields_cache.setdefault("case", None)  # approved: no case, and no query to find out
-    return txs
+        cases = Case.objects.open_for([tx for tx in txs if tx.decision != Decision.APPROVE])
+    return txs, cases
 
 
 def _transaction(item: TransactionIn, *, row: list[float], scored: Scored, version: str) -> Transaction:

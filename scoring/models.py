@@ -248,9 +248,14 @@ class Transaction(models.Model):
     def __str__(self) -> str:
         return f"{self.external_id} {self.amount} {self.currency} → {self.decision}"
 
-    def result(self) -> dict[str, Any]:
-        """The API's answer for this transaction (201/200 bodies and GET)."""
+    @property
+    def case_id(self) -> int | None:
+        """Its case's id when it was flagged (a query unless loaded with `select_related("case")`)."""
         case = getattr(self, "case", None)
+        return case.id if case else None
+
+    def result(self, *, case_id: int | None) -> dict[str, Any]:
+        """The API's answer for this transaction (201/200 bodies and GET)."""
         return {
             "id": self.id,
             "external_id": self.external_id,
@@ -258,7 +263,7 @@ class Transaction(models.Model):
             "decision": self.decision,
             "reasons": self.reasons,
             "model_version": self.model_version,
-            "case_id": case.id if case else None,
+            "case_id": case_id,
         }
 
     def reasons_in_words(self) -> list[dict[str, Any]]:
@@ -307,7 +312,40 @@ class CaseStatus(models.TextChoices):
     LEGITIMATE = "legitimate", "Legitimate"
 
 
+# One statement opens the cases of a batch and their audit events (see CaseQuerySet.open_for).
+_OPEN_CASES = """
+WITH opened AS (
+    INSERT INTO {case} (transaction_id, status, note, opened_at)
+    SELECT tx, %(open)s, '', %(now)s FROM unnest(%(txs)s::bigint[]) AS tx
+    RETURNING id, transaction_id, opened_at
+), audit AS (
+    INSERT INTO {event} (case_id, action, note, at) SELECT id, %(action)s, '', opened_at FROM opened
+)
+SELECT transaction_id, id FROM opened
+"""
+
+
 class CaseQuerySet(models.QuerySet):
+    def open_for(self, txs: list[Transaction]) -> dict[int, int]:
+        """Open a case, with its "opened" audit event, for each of `txs` (stored, in the caller's
+        transaction); returns {transaction id: case id}.
+
+        PostgreSQL: one statement with one array parameter. `bulk_create` of the cases and then of their
+        events cost more than storing the transactions did when most of a batch was flagged.
+        """
+        if not txs:
+            return {}
+        db, now = connections[self.db], timezone.now()
+        if db.vendor == "postgresql":
+            tables = {"case": self.model._meta.db_table, "event": CaseEvent._meta.db_table}
+            params = {"txs": [tx.id for tx in txs], "open": CaseStatus.OPEN, "now": now, "action": "opened"}
+            with db.wrap_database_errors, db.cursor() as cursor:
+                cursor.execute(_OPEN_CASES.format(**tables), params)
+                return dict(cursor.fetchall())
+        cases = self.bulk_create([Case(transaction=tx, opened_at=now) for tx in txs])
+        CaseEvent.objects.bulk_create([CaseEvent(case=case, action="opened", at=now) for case in cases])
+        return {case.transaction_id: case.id for case in cases}
+
     def open(self) -> CaseQuerySet:
         return self.filter(status=CaseStatus.OPEN)
 

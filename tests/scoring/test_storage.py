@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.forms.models import model_to_dict
 
 from scoring import aggregates
-from scoring.models import MerchantHour, Transaction
+from scoring.models import Case, CaseEvent, CaseStatus, MerchantHour, Transaction
 
 AT = datetime(2026, 11, 2, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -76,6 +76,28 @@ def test_insert_new_with_a_stored_external_id_raises_integrity_error_and_stores_
     with pytest.raises(IntegrityError), transaction.atomic():
         Transaction.objects.insert_new([_tx("fresh"), _tx("dup")])
     assert list(Transaction.objects.values_list("external_id", flat=True)) == ["dup"]
+
+
+@pytest.mark.django_db
+def test_open_for_opens_a_case_and_its_opened_event_per_transaction_as_the_orm_does():
+    txs = [_tx("c-1"), _tx("c-2"), _tx("c-3")]
+    Transaction.objects.insert_new(txs)
+    by_hand = Case.objects.create(transaction=txs[2])
+
+    opened = Case.objects.open_for(txs[:2])
+
+    assert set(opened) == {txs[0].pk, txs[1].pk}
+    for tx in txs[:2]:
+        case = Case.objects.get(transaction=tx)
+        assert opened[tx.pk] == case.pk
+        ignore = {"id", "transaction", "opened_at"}
+        assert {k: v for k, v in model_to_dict(case).items() if k not in ignore} == {
+            k: v for k, v in model_to_dict(by_hand).items() if k not in ignore
+        }
+        assert case.status == CaseStatus.OPEN and case.opened_at is not None
+        (event,) = CaseEvent.objects.filter(case=case)
+        assert (event.action, event.actor, event.note, event.at) == ("opened", None, "", case.opened_at)
+    assert Case.objects.open_for([]) == {}
 
 
 @pytest.mark.django_db
