@@ -25,14 +25,27 @@ _UPSERT_ARRAYS = (
 CHUNK = 500
 
 
+# PostgreSQL: the query of buckets_for() written out (building it with the ORM cost ~230 µs a batch).
+_BUCKETS = """
+SELECT merchant_id, hour, count, fraud_count FROM {table}
+WHERE merchant_id = ANY(%s) AND hour >= %s AND hour < %s ORDER BY merchant_id, hour
+"""
+
+
 def buckets_for(merchant_ids: Iterable[str], *, first: datetime, last: datetime) -> dict[str, MerchantBuckets]:
     """Every hour that features of transactions between `first` and `last` can look at, in one query."""
-    start = epoch_hour(first) - label_delay_hours() - MERCHANT_SPAN_HOURS
-    rows = (
-        MerchantHour.objects.filter(merchant_id__any_of=set(merchant_ids), hour__gte=start, hour__lt=epoch_hour(last))
-        .order_by("merchant_id", "hour")
-        .values_list("merchant_id", "hour", "count", "fraud_count")
-    )
+    merchants = list(set(merchant_ids))
+    start, end = epoch_hour(first) - label_delay_hours() - MERCHANT_SPAN_HOURS, epoch_hour(last)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_BUCKETS.format(table=MerchantHour._meta.db_table), [merchants, start, end])
+            rows: Iterable[tuple[str, int, int, int]] = cursor.fetchall()
+    else:
+        rows = (
+            MerchantHour.objects.filter(merchant_id__in=merchants, hour__gte=start, hour__lt=end)
+            .order_by("merchant_id", "hour")
+            .values_list("merchant_id", "hour", "count", "fraud_count")
+        )
     buckets: dict[str, MerchantBuckets] = defaultdict(MerchantBuckets)
     for merchant_id, hour, count, frauds in rows:
         buckets[merchant_id].add(hour, count=count, frauds=frauds)

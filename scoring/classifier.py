@@ -61,13 +61,15 @@ class Scorer:
         """Scores and top reasons for many rows in one vectorised call."""
         x = np.asarray(rows, dtype=np.float32).reshape(len(rows), len(FEATURES))
         # nthread=1: the default (all cores) costs ~6 ms per DMatrix here and fights the server for CPU.
-        matrix = xgb.DMatrix(x, missing=np.nan, feature_names=FEATURES, nthread=1)
-        contribs = self.booster.predict(matrix, pred_contribs=True)
+        # No feature names: __init__ checked the model's against FEATURES once, and naming and checking
+        # them on every call cost ~80 µs of a one-row call's ~370 (measured).
+        matrix = xgb.DMatrix(x, missing=np.nan, nthread=1)
+        contribs = self.booster.predict(matrix, pred_contribs=True, validate_features=False)
         # Exact SHAP values add up to the margin (the last column is the bias): one call gives both.
         probs = 1.0 / (1.0 + np.exp(-contribs.sum(axis=1, dtype=np.float64)))
         return [
-            Scored(score=round(float(p), 6), decision=self.decide(float(p)), reasons=top_reasons(c))
-            for p, c in zip(probs, contribs, strict=True)
+            Scored(score=round(p, 6), decision=self.decide(p), reasons=reasons)
+            for p, reasons in zip(probs.tolist(), top_reasons(contribs), strict=True)
         ]
 
     def decide(self, score: float) -> str:
@@ -78,11 +80,18 @@ class Scorer:
         return Decision.APPROVE
 
 
-def top_reasons(contribs: np.ndarray) -> list[dict[str, float | str]]:
-    """The features that pushed hardest towards fraud first (the last column is the bias)."""
-    values = contribs[: len(FEATURES)]
-    order = np.argsort(-values, kind="stable")[:TOP_REASONS]
-    return [{"feature": FEATURES[i], "contribution": round(float(values[i]), 4)} for i in order]
+def top_reasons(contribs: np.ndarray) -> list[list[dict[str, float | str]]]:
+    """Each row's features that pushed hardest towards fraud, first (the last column is the bias).
+
+    One sort for the whole batch: 2.8 against 5.6 µs a row for a sort per row (measured, 100 rows).
+    """
+    values = contribs[:, : len(FEATURES)]
+    order = np.argsort(-values, axis=1, kind="stable")[:, :TOP_REASONS]
+    top = np.take_along_axis(values, order, axis=1)
+    return [
+        [{"feature": FEATURES[i], "contribution": round(v, 4)} for i, v in zip(row, vals, strict=True)]
+        for row, vals in zip(order.tolist(), top.tolist(), strict=True)
+    ]
 
 
 def load_booster(artifact: bytes) -> xgb.Booster:
