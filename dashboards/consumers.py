@@ -29,7 +29,6 @@ from django.conf import settings
 
 from dashboards import broadcast
 from dashboards.hub import hub
-from dashboards.stats import open_cases_now
 from scoring.models import Case, Transaction
 
 log = logging.getLogger(__name__)
@@ -151,15 +150,16 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                     await self._drop(f"acknowledged nothing for {stalled:.0f} s")
                 elif len(self.pending) > MAX_PENDING:
                     await self._drop(f"fell {MAX_PENDING} transactions behind")
+                if loop.time() >= next_stats:
+                    next_stats = loop.time() + STATS_SECONDS
             else:
                 for case in self._take_cases():
                     await self._send(case)
                 await self._flush()
-                if loop.time() >= next_stats:
-                    figures = {**self.hub.figures(), "open_cases": await open_cases_now()}
-                    await self._send({"type": broadcast.MSG_STATS, **figures})
-            if loop.time() >= next_stats:
-                next_stats = loop.time() + STATS_SECONDS
+                # Stats wait for the process's first open-case count (a tick later), never for a query.
+                if loop.time() >= next_stats and (count := self.hub.open_cases()) is not None:
+                    await self._send({"type": broadcast.MSG_STATS, **self.hub.figures(), "open_cases": count})
+                    next_stats = loop.time() + STATS_SECONDS
             await asyncio.sleep(FLUSH_SECONDS)
 
     def _take_cases(self) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
@@ -132,24 +131,9 @@ _seed_cache: list[Any] = []
 
 
 def forget_recent() -> None:
-    """Drop the cached last-15-minutes figures and open-case count (tests)."""
+    """Drop the cached last-15-minutes figures (tests)."""
     _seed_cache.clear()
-    _open_cases_cache.clear()
 
 
 def open_cases() -> int:
     return Case.objects.open().count()
-
-
-OPEN_CASES_SECONDS = 1.0
-_open_cases_cache: list[Any] = []
-
-
-async def open_cases_now() -> int:
-    """The open-case count for the sockets' stats ticks: one query a second per process, not per socket."""
-    now = time.monotonic()
-    if _open_cases_cache and now - _open_cases_cache[0] < OPEN_CASES_SECONDS:
-        return _open_cases_cache[1]
-    count = await database_sync_to_async(open_cases)()
-    _open_cases_cache[:] = [now, count]
-    return count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from contextlib import asynccontextmanager
 
 import orjson
@@ -196,6 +197,33 @@ async def test_stats_arrive_every_second_with_the_live_figures(api, model_versio
     assert len(stats["histogram"]) == 10
     assert len(stats["volume"]) == 15
     assert stats["open_cases"] == 1
+
+
+async def test_a_slow_open_case_count_never_holds_up_transaction_frames(api, model_version, analyst_user, monkeypatch):
+    from dashboards import hub
+
+    counted, release = [], threading.Event()
+
+    def slow_count() -> int:
+        counted.append(1)
+        release.wait(10)
+        return 7
+
+    monkeypatch.setattr(hub, "open_cases", slow_count)
+    async with socket(analyst_user) as one, socket(analyst_user) as two:
+        await one.connect()
+        await two.connect()
+        await asyncio.sleep(1.3)  # past both sockets' first stats tick: the count is stuck in the database
+        await api.post("/api/v1/transactions", tx_body(external_id="slow-1"))
+        try:
+            frames = [await next_of_type(one, "transactions"), await next_of_type(two, "transactions")]
+        finally:
+            release.set()
+        stats = await next_of_type(one, "stats")
+
+    assert [frame["items"][0]["external_id"] for frame in frames] == ["slow-1", "slow-1"]
+    assert stats["open_cases"] == 7
+    assert len(counted) == 1  # one query for the process, not one per socket
 
 
 async def test_case_changes_reach_every_dashboard(api, model_version, analyst_user, lead):
