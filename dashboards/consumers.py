@@ -33,10 +33,10 @@ from scoring.models import Case, Transaction
 
 log = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 0.025  # at most 40 transaction frames a second per socket, however busy ingest is
+FLUSH_SECONDS = 0.015  # at most ~67 transaction frames a second per socket, however busy ingest is
 STATS_SECONDS = 1.0
 MAX_PENDING = 5000  # a socket that falls this far behind is closed; the browser resumes from the database
-MAX_UNACKED = 20  # frames in flight to an acking client: half a second of frames at the flush rate
+MAX_UNACKED = 20  # frames in flight to an acking client: 0.3 s of frames at the flush rate
 RESUME_LIMIT = 500
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_SLOW = 4408
@@ -98,7 +98,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels runs close_old_connections in a thread before every handler: one thread hop per
-        # message from the browser (acks arrive up to 40 times a second). Our handlers only touch the
+        # message from the browser (acks arrive up to ~67 times a second). Our handlers only touch the
         # database through database_sync_to_async, which does that itself, so the hop is skipped.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:

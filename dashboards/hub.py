@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
@@ -92,7 +94,8 @@ class Hub:
     async def _count_open_cases(self) -> None:
         try:
             # Not on the thread-sensitive executor: its one thread also serves Django's sync views.
-            self._open_cases = await database_sync_to_async(open_cases, thread_sensitive=False)()
+            count = database_sync_to_async(open_cases, thread_sensitive=False, executor=_counter())
+            self._open_cases = await count()
         except DatabaseError as exc:  # keep the last count; the next tick tries again
             log.warning("could not count open cases: %s", exc)
         finally:
@@ -116,6 +119,12 @@ class Hub:
                     listener.deliver(message)
                 except Exception:
                     log.exception("a dashboard socket failed to take a message")
+
+
+@functools.cache
+def _counter() -> ThreadPoolExecutor:
+    """The process's one thread for open-case counts."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="open-cases")
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
