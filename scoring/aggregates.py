@@ -10,6 +10,7 @@ from django.db import connection
 
 from scoring.features import MERCHANT_SPAN_HOURS, MerchantBuckets, epoch_hour, label_delay_hours
 from scoring.models import MerchantHour
+from scoring.sql import binary_cursor
 
 # Counts that arrive for an hour already counted are added to it (live ingest and history import).
 ADD_TO_HOUR = (
@@ -28,7 +29,7 @@ CHUNK = 500
 # PostgreSQL: the query of buckets_for() written out (building it with the ORM cost ~230 µs a batch).
 _BUCKETS = """
 SELECT merchant_id, hour, count, fraud_count FROM {table}
-WHERE merchant_id = ANY(%s) AND hour >= %s AND hour < %s ORDER BY merchant_id, hour
+WHERE merchant_id = ANY(%b) AND hour >= %b AND hour < %b ORDER BY merchant_id, hour
 """
 
 
@@ -37,7 +38,7 @@ def buckets_for(merchant_ids: Iterable[str], *, first: datetime, last: datetime)
     merchants = list(set(merchant_ids))
     start, end = epoch_hour(first) - label_delay_hours() - MERCHANT_SPAN_HOURS, epoch_hour(last)
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+        with binary_cursor() as cursor:
             cursor.execute(_BUCKETS.format(table=MerchantHour._meta.db_table), [merchants, start, end])
             rows: Iterable[tuple[str, int, int, int]] = cursor.fetchall()
     else:
@@ -54,13 +55,18 @@ def buckets_for(merchant_ids: Iterable[str], *, first: datetime, last: datetime)
 
 def record(rows: Iterable[tuple[str, datetime, bool | None]]) -> None:
     """Count new transactions (merchant, timestamp, is_fraud) into their hours; call inside their transaction."""
+    _upsert(hour_counts(rows))
+
+
+def hour_counts(rows: Iterable[tuple[str, datetime, bool | None]]) -> dict[tuple[str, int], tuple[int, int]]:
+    """{(merchant, hour): (transactions, frauds)} of transactions (merchant, timestamp, is_fraud)."""
     counts: Counter[tuple[str, int]] = Counter()
     frauds: Counter[tuple[str, int]] = Counter()
     for merchant_id, at, is_fraud in rows:
         key = (merchant_id, epoch_hour(at))
         counts[key] += 1
         frauds[key] += bool(is_fraud)
-    _upsert({key: (counts[key], frauds[key]) for key in counts})
+    return {key: (counts[key], frauds[key]) for key in counts}
 
 
 def label_changed(*, merchant_id: str, at: datetime, was: bool | None, now: bool | None) -> None:

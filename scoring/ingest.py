@@ -1,8 +1,9 @@
 """The ingest pipeline: validated transactions → features → score → one database transaction → broadcast.
 
-`ingest()` is the one entry point for the API (single and batch alike). The database work of a whole
-request happens in one thread hop and one `transaction.atomic()`; the broadcast happens only after the
-commit, and a channel layer that is down never costs the caller its stored row.
+`ingest()` is the one entry point for the API (single and batch alike). The database work of a batch
+happens in one thread hop: two reads, then one all-or-nothing write (`save()`: on PostgreSQL a single
+statement). The broadcast happens only after the commit, and a channel layer that is down never costs
+the caller its stored row.
 """
 
 from __future__ import annotations
@@ -12,17 +13,23 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+import orjson
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Field
+from django.utils import timezone
 
 from scoring import aggregates
 from scoring.batcher import batcher_for_loop
 from scoring.classifier import Scored, Scorer, active_model
 from scoring.features import FEATURES, HISTORY_SPAN, CardHistory, TxFacts, epoch_hour, feature_vector, merchant_counts
-from scoring.models import Case, Decision, ListEntry, ListKind, Transaction
+from scoring.models import Case, CaseEvent, CaseStatus, Decision, ListEntry, ListKind, MerchantHour, Transaction
 from scoring.schemas import TransactionIn
+from scoring.sql import binary_cursor
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 4  # the first attempt does not look for stored external_ids
@@ -91,11 +98,7 @@ def _score_and_save(items: list[TransactionIn], *, scorer: Scorer) -> tuple[list
         _transaction(item, row=row, scored=s, version=scorer.version)
         for item, row, s in zip(items, rows, scored, strict=True)
     ]
-    with transaction.atomic():
-        Transaction.objects.insert_new(txs)
-        aggregates.record((tx.merchant_id, tx.timestamp, None) for tx in txs)
-        cases = Case.objects.open_for([tx for tx in txs if tx.decision != Decision.APPROVE])
-    return txs, cases
+    return txs, save(txs)
 
 
 def _transaction(item: TransactionIn, *, row: list[float], scored: Scored, version: str) -> Transaction:
@@ -119,6 +122,94 @@ def _transaction(item: TransactionIn, *, row: list[float], scored: Scored, versi
 
 def _json_row(row: list[float]) -> dict[str, float | None]:
     return {name: (None if v != v else v) for name, v in zip(FEATURES, row, strict=True)}
+
+
+# --- one write per batch ----------------------------------------------------------------------------
+
+
+def save(txs: list[Transaction]) -> dict[int, int]:
+    """Store scored transactions, count them into their merchants' hours and open a case (with its "opened"
+    audit event) for each flagged one, all or nothing; gives each its id and returns {tx id: case id}.
+
+    A stored `external_id` fails the whole batch with IntegrityError. Rows go in sorted by `external_id`
+    (so are their ids), so that two batches racing on the same ids take the unique index's entries in one
+    order, as merchant hours are taken in one order: neither can hold one the other needs.
+    """
+    txs = sorted(txs, key=lambda tx: tx.external_id)
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            Transaction.objects.bulk_create(txs)
+            aggregates.record((tx.merchant_id, tx.timestamp, None) for tx in txs)
+            return Case.objects.open_for([tx for tx in txs if tx.decision != Decision.APPROVE])
+    # One statement is a transaction of its own; inside a caller's (a test's), a savepoint keeps a failed
+    # one from breaking it.
+    with transaction.atomic() if connection.in_atomic_block else nullcontext(), binary_cursor() as cursor:
+        cursor.execute(_save_statement(), _save_params(txs))
+        stored = cursor.fetchall()
+    ids = {external_id: (pk, case_id) for pk, external_id, case_id in stored}
+    for tx in txs:
+        tx.pk = ids[tx.external_id][0]
+        tx._state.adding, tx._state.db = False, connection.alias
+    return {pk: case_id for pk, case_id in ids.values() if case_id is not None}
+
+
+# PostgreSQL: the batch's rows, their merchant hours, and the flagged ones' cases and audit events, in one
+# statement (a transaction by itself: no BEGIN and COMMIT round trips), the rows arriving as two JSON
+# documents (one orjson call each; an array parameter per column cost psycopg Python time per array).
+# Measured in-process against the sequence it replaced (BEGIN, nextval, COPY, upsert, cases, COMMIT):
+# 0.29-0.38 against 1.4-2.1 ms of CPU for one transaction (wall 1.4-1.7 against 2.8-5.1 ms), 2.2-2.7
+# against 5.1-7.1 ms for 100 (wall about the same, 16-18 ms).
+_SAVE = """
+WITH new AS (
+    INSERT INTO {transaction} ({columns}) SELECT {columns} FROM jsonb_to_recordset(%b::jsonb) AS r({types})
+    RETURNING id, external_id, decision
+), hours AS (
+    INSERT INTO {hour} (merchant_id, hour, count, fraud_count)
+    SELECT merchant_id, hour, count, fraud_count
+    FROM jsonb_to_recordset(%b::jsonb) AS h(merchant_id text, hour bigint, count bigint, fraud_count bigint)
+    {add_to_hour}
+), opened AS (
+    INSERT INTO {case} (transaction_id, status, note, opened_at)
+    SELECT id, %b, '', %b FROM new WHERE decision <> %b
+    RETURNING id, transaction_id, opened_at
+), audit AS (
+    INSERT INTO {event} (case_id, action, note, at) SELECT id, %b, '', opened_at FROM opened
+)
+SELECT new.id, new.external_id, opened.id FROM new LEFT JOIN opened ON opened.transaction_id = new.id
+"""
+
+
+@cache
+def _save_statement() -> str:
+    fields, quote = _saved_fields(), connection.ops.quote_name
+    return _SAVE.format(
+        transaction=Transaction._meta.db_table,
+        columns=", ".join(quote(f.column) for f in fields),
+        types=", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in fields),
+        hour=MerchantHour._meta.db_table,
+        add_to_hour=aggregates.ADD_TO_HOUR.format(table=MerchantHour._meta.db_table),
+        case=Case._meta.db_table,
+        event=CaseEvent._meta.db_table,
+    )
+
+
+@cache
+def _saved_fields() -> list[Field]:
+    return [f for f in Transaction._meta.concrete_fields if not f.primary_key]
+
+
+def _save_params(txs: list[Transaction]) -> list[Any]:
+    fields = [(f.column, f.attname) for f in _saved_fields()]
+    rows = [{column: getattr(tx, attname) for column, attname in fields} for tx in txs]
+    counts = aggregates.hour_counts((tx.merchant_id, tx.timestamp, None) for tx in txs)
+    # Sorted, as aggregates sorts its upserts: concurrent writers take the same rows in the same order.
+    hours = [
+        {"merchant_id": merchant_id, "hour": hour, "count": count, "fraud_count": frauds}
+        for (merchant_id, hour), (count, frauds) in sorted(counts.items())
+    ]
+    # Amounts as strings: exact, as the numeric column wants them.
+    documents = [orjson.dumps(rows, default=str).decode(), orjson.dumps(hours).decode()]
+    return [*documents, CaseStatus.OPEN, timezone.now(), Decision.APPROVE, "opened"]
 
 
 # --- features from the stored history ------------------------------------------------------------
@@ -152,7 +243,7 @@ _HISTORY = ("card_id", "timestamp", "amount", "merchant_id")
 # rest of the features. Both casts round exactly as datetime.timestamp() and float(Decimal) do.
 _CARD_HISTORIES = """
 SELECT card_id, EXTRACT(EPOCH FROM "timestamp")::float8, amount::float8, merchant_id FROM {table}
-WHERE card_id = ANY(%s) AND "timestamp" >= %s AND "timestamp" < %s ORDER BY "timestamp"
+WHERE card_id = ANY(%b) AND "timestamp" >= %b AND "timestamp" < %b ORDER BY "timestamp"
 """
 
 
@@ -163,7 +254,7 @@ def card_histories(items: list[TransactionIn]) -> dict[str, CardHistory]:
     cards = list({i.card_id for i in items})
     histories: dict[str, CardHistory] = defaultdict(CardHistory)
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+        with binary_cursor() as cursor:
             cursor.execute(_CARD_HISTORIES.format(table=Transaction._meta.db_table), [cards, start, end])
             rows: Iterable[tuple[str, float, float, str]] = cursor.fetchall()
     else:

@@ -7,10 +7,9 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
-from django.db import connections, models, transaction
+from django.db import models, transaction
 from django.db.models.lookups import In
 from django.utils import timezone
 
@@ -147,55 +146,7 @@ class ModelVersion(models.Model):
             self.save(update_fields=["is_active", "activated_at"])
 
 
-_sequences: dict[tuple[str, str], str] = {}
-
-
-def _id_sequence(cursor: Any, table: str, column: str) -> str:
-    """The sequence behind a table's id column, looked up once: `nextval(pg_get_serial_sequence(...))`
-    looks it up again for every id drawn (0.85 against 0.4 ms for 100 ids, measured)."""
-    key = (table, column)
-    if key not in _sequences:
-        cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, column])
-        _sequences[key] = cursor.fetchone()[0]
-    return _sequences[key]
-
-
 class TransactionQuerySet(models.QuerySet):
-    def insert_new(self, txs: list[Transaction]) -> None:
-        """Insert new transactions and give each its id, as `bulk_create` does, in the caller's transaction.
-
-        PostgreSQL: ids drawn from the table's sequence, then one text COPY of the rows: about 11 µs of
-        client CPU a row against ~125 µs for `bulk_create`, which compiles the statement field by field
-        and quotes the JSON columns' every character into UNNEST array literals (measured, batches of 100).
-        A repeated `external_id` fails the COPY as it fails an INSERT: with IntegrityError. Rows go in
-        sorted by `external_id` (ids still follow the given order), so two batches racing on the same
-        ids take the unique index's entries in one order, as `aggregates` sorts merchant hours: neither
-        can hold one the other needs while waiting for another.
-        """
-        db = connections[self.db]
-        if db.vendor != "postgresql" or not txs:
-            self.bulk_create(txs)
-            return
-        meta = self.model._meta
-        fields = [f for f in meta.concrete_fields if not f.primary_key]
-        json_at = {i for i, f in enumerate(fields) if isinstance(f, models.JSONField)}
-        table = db.ops.quote_name(meta.db_table)
-        columns = ", ".join(db.ops.quote_name(f.column) for f in [meta.pk, *fields])
-        with db.wrap_database_errors, db.cursor() as cursor:
-            sequence = _id_sequence(cursor, meta.db_table, meta.pk.column)
-            cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, len(txs)])
-            ids = [row[0] for row in cursor.fetchall()]
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                for pk, tx in sorted(zip(ids, txs, strict=True), key=lambda pair: pair[1].external_id):
-                    values = [getattr(tx, f.attname) for f in fields]
-                    for i in json_at:
-                        values[i] = orjson.dumps(values[i]).decode()
-                    copy.write_row((pk, *values))
-        for pk, tx in zip(ids, txs, strict=True):
-            tx.pk = pk
-            tx._state.adding = False
-            tx._state.db = self.db
-
     def after_id(self, after_id: int, *, limit: int) -> list[Transaction]:
         """The newest `limit` transactions with id > after_id, in id order (dashboard resume)."""
         rows = list(self.filter(id__gt=after_id).order_by("-id")[:limit])
@@ -324,36 +275,14 @@ class CaseStatus(models.TextChoices):
     LEGITIMATE = "legitimate", "Legitimate"
 
 
-# One statement opens the cases of a batch and their audit events (see CaseQuerySet.open_for).
-_OPEN_CASES = """
-WITH opened AS (
-    INSERT INTO {case} (transaction_id, status, note, opened_at)
-    SELECT tx, %(open)s, '', %(now)s FROM unnest(%(txs)s::bigint[]) AS tx
-    RETURNING id, transaction_id, opened_at
-), audit AS (
-    INSERT INTO {event} (case_id, action, note, at) SELECT id, %(action)s, '', opened_at FROM opened
-)
-SELECT transaction_id, id FROM opened
-"""
-
-
 class CaseQuerySet(models.QuerySet):
     def open_for(self, txs: list[Transaction]) -> dict[int, int]:
         """Open a case, with its "opened" audit event, for each of `txs` (stored, in the caller's
-        transaction); returns {transaction id: case id}.
-
-        PostgreSQL: one statement with one array parameter. `bulk_create` of the cases and then of their
-        events cost more than storing the transactions did when most of a batch was flagged.
-        """
+        transaction); returns {transaction id: case id}. (On PostgreSQL ingest opens them in its one
+        statement: scoring/ingest.py.)"""
         if not txs:
             return {}
-        db, now = connections[self.db], timezone.now()
-        if db.vendor == "postgresql":
-            tables = {"case": self.model._meta.db_table, "event": CaseEvent._meta.db_table}
-            params = {"txs": [tx.id for tx in txs], "open": CaseStatus.OPEN, "now": now, "action": "opened"}
-            with db.wrap_database_errors, db.cursor() as cursor:
-                cursor.execute(_OPEN_CASES.format(**tables), params)
-                return dict(cursor.fetchall())
+        now = timezone.now()
         cases = self.bulk_create([Case(transaction=tx, opened_at=now) for tx in txs])
         CaseEvent.objects.bulk_create([CaseEvent(case=case, action="opened", at=now) for case in cases])
         return {case.transaction_id: case.id for case in cases}

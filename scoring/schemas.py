@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 MAX_FUTURE = timedelta(minutes=5)
 MAX_BATCH = 1000
 
-Id64 = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control_characters(value: str) -> str:
+    # PostgreSQL cannot store a NUL in text at all: refused here, not failed on storing.
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (NUL, tab, newline, ...)")
+    return value
+
+
+Id64 = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_control_characters)]
 
 
 class TransactionIn(BaseModel):

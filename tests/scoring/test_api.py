@@ -134,6 +134,8 @@ INVALID_FIELDS = [
     ("external_id", ""),
     ("external_id", "x" * 65),
     ("external_id", 123),
+    ("external_id", "nul\x00inside"),
+    ("card_id", "line\nbreak"),
     ("card_id", ""),
     ("card_id", "c" * 65),
     ("merchant_id", ""),

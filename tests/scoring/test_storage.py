@@ -1,8 +1,8 @@
-"""The hot path's storage helpers: the COPY insert and the `any_of` lookup give what the ORM gives."""
+"""The hot path's storage: ingest's one-statement save and the `any_of` lookup give what the ORM gives."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.forms.models import model_to_dict
 
 from scoring import aggregates
+from scoring.ingest import save
 from scoring.models import Case, CaseEvent, CaseStatus, MerchantHour, Transaction
 
 AT = datetime(2026, 11, 2, 9, 30, 15, 123456, tzinfo=UTC)
@@ -36,14 +37,14 @@ def _tx(external_id: str, **fields) -> Transaction:
 
 
 @pytest.mark.django_db
-def test_insert_new_stores_every_field_as_bulk_create_does_and_sets_ids():
-    copied = [_tx("a-1"), _tx("a-2", country="", channel="", mcc="", features={})]
+def test_save_stores_every_field_as_bulk_create_does_and_sets_ids():
+    saved = [_tx("a-1"), _tx("a-2", country="", channel="", mcc="", features={})]
     created = [_tx("b-1"), _tx("b-2", country="", channel="", mcc="", features={})]
-    Transaction.objects.insert_new(copied)
+    save(saved)
     Transaction.objects.bulk_create(created)
 
-    assert all(tx.pk and not tx._state.adding for tx in copied)
-    for ours, django in zip(copied, created, strict=True):
+    assert all(tx.pk and not tx._state.adding for tx in saved)
+    for ours, django in zip(saved, created, strict=True):
         stored, expected = Transaction.objects.get(pk=ours.pk), Transaction.objects.get(pk=django.pk)
         ignore = {"id", "external_id", "received_at"}
         assert {k: v for k, v in model_to_dict(stored).items() if k not in ignore} == {
@@ -51,40 +52,51 @@ def test_insert_new_stores_every_field_as_bulk_create_does_and_sets_ids():
         }
         assert stored.received_at == ours.received_at
         assert stored.timestamp == AT
+        assert stored.external_id == ours.external_id
 
 
 @pytest.mark.django_db
-def test_insert_new_ids_follow_the_tables_sequence():
+def test_save_ids_follow_the_tables_sequence():
     first = [_tx("s-1")]
-    Transaction.objects.insert_new(first)
+    save(first)
     later = Transaction.objects.create(**{k: v for k, v in model_to_dict(_tx("s-2")).items() if k != "id"})
     assert later.pk > first[0].pk
 
 
 @pytest.mark.django_db
-def test_insert_new_gives_ids_in_the_given_order_whatever_the_external_ids():
+def test_save_gives_ids_in_external_id_order_and_leaves_the_callers_list_as_it_was():
     txs = [_tx("z-last-by-name"), _tx("a-first-by-name"), _tx("m-middle")]
-    Transaction.objects.insert_new(txs)
-    assert [tx.pk for tx in txs] == sorted(tx.pk for tx in txs)
-    stored = dict(Transaction.objects.values_list("external_id", "id"))
-    assert [stored[tx.external_id] for tx in txs] == [tx.pk for tx in txs]
+    save(txs)
+    assert [tx.external_id for tx in txs] == ["z-last-by-name", "a-first-by-name", "m-middle"]
+    assert txs[1].pk < txs[2].pk < txs[0].pk
+    assert dict(Transaction.objects.values_list("external_id", "id")) == {tx.external_id: tx.pk for tx in txs}
 
 
 @pytest.mark.django_db(transaction=True)
-def test_insert_new_with_a_stored_external_id_raises_integrity_error_and_stores_none_of_the_batch():
-    Transaction.objects.insert_new([_tx("dup")])
-    with pytest.raises(IntegrityError), transaction.atomic():
-        Transaction.objects.insert_new([_tx("fresh"), _tx("dup")])
+def test_save_with_a_stored_external_id_raises_integrity_error_and_stores_none_of_the_batch():
+    save([_tx("dup", decision="approve")])
+    with pytest.raises(IntegrityError):
+        save([_tx("fresh"), _tx("dup")])
     assert list(Transaction.objects.values_list("external_id", flat=True)) == ["dup"]
+    assert not Case.objects.exists() and not CaseEvent.objects.exists()
+    assert list(MerchantHour.objects.values_list("count", flat=True)) == [1]
 
 
 @pytest.mark.django_db
-def test_open_for_opens_a_case_and_its_opened_event_per_transaction_as_the_orm_does():
-    txs = [_tx("c-1"), _tx("c-2"), _tx("c-3")]
-    Transaction.objects.insert_new(txs)
-    by_hand = Case.objects.create(transaction=txs[2])
+def test_a_failed_save_inside_a_transaction_leaves_that_transaction_usable():
+    save([_tx("dup", decision="approve")])
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):
+            save([_tx("dup")])
+        assert Transaction.objects.count() == 1
 
-    opened = Case.objects.open_for(txs[:2])
+
+@pytest.mark.django_db
+def test_save_opens_a_case_and_its_opened_event_per_flagged_transaction_as_the_orm_does():
+    txs = [_tx("c-1"), _tx("c-2", decision="block"), _tx("c-3", decision="approve")]
+    opened = save(txs)
+
+    by_hand = Case(transaction=txs[0])  # the ORM's defaults
 
     assert set(opened) == {txs[0].pk, txs[1].pk}
     for tx in txs[:2]:
@@ -97,12 +109,21 @@ def test_open_for_opens_a_case_and_its_opened_event_per_transaction_as_the_orm_d
         assert case.status == CaseStatus.OPEN and case.opened_at is not None
         (event,) = CaseEvent.objects.filter(case=case)
         assert (event.action, event.actor, event.note, event.at) == ("opened", None, "", case.opened_at)
-    assert Case.objects.open_for([]) == {}
+    assert not Case.objects.filter(transaction=txs[2]).exists()
+
+
+@pytest.mark.django_db
+def test_save_counts_the_batch_into_its_merchants_hours():
+    save([_tx("h-1"), _tx("h-2"), _tx("h-3", merchant_id="m-2", timestamp=AT + timedelta(hours=1))])
+    save([_tx("h-4")])
+    hours = {(h.merchant_id, h.hour, h.count, h.fraud_count) for h in MerchantHour.objects.all()}
+    hour = int(AT.timestamp() // 3600)
+    assert hours == {("m-1", hour, 3, 0), ("m-2", hour + 1, 1, 0)}
 
 
 @pytest.mark.django_db
 def test_any_of_lookup_finds_what_in_finds():
-    Transaction.objects.insert_new([_tx(f"l-{i}", card_id=f"c-{i % 3}") for i in range(9)])
+    save([_tx(f"l-{i}", card_id=f"c-{i % 3}") for i in range(9)])
     cards = ["c-0", "c-2", "nobody", None]
     assert set(Transaction.objects.filter(card_id__any_of=cards)) == set(Transaction.objects.filter(card_id__in=cards))
     ids = list(Transaction.objects.values_list("id", flat=True)[:4])
