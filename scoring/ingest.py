@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -207,9 +208,16 @@ def _save_params(txs: list[Transaction]) -> list[Any]:
         {"merchant_id": merchant_id, "hour": hour, "count": count, "fraud_count": frauds}
         for (merchant_id, hour), (count, frauds) in sorted(counts.items())
     ]
-    # Amounts as strings: exact, as the numeric column wants them.
-    documents = [orjson.dumps(rows, default=str).decode(), orjson.dumps(hours).decode()]
+    documents = [orjson.dumps(rows, default=_decimal).decode(), orjson.dumps(hours).decode()]
     return [*documents, CaseStatus.OPEN, timezone.now(), Decision.APPROVE, "opened"]
+
+
+def _decimal(value: Any) -> str:
+    """Amounts as strings, exact as the numeric column wants them; anything else orjson cannot write is an error
+    (a catch-all `str` would store a numpy float in a JSON column as a string)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} into a stored row")
 
 
 # --- features from the stored history ------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from django.db import IntegrityError, transaction
 from django.forms.models import model_to_dict
@@ -53,6 +54,13 @@ def test_save_stores_every_field_as_bulk_create_does_and_sets_ids():
         assert stored.received_at == ours.received_at
         assert stored.timestamp == AT
         assert stored.external_id == ours.external_id
+
+
+@pytest.mark.django_db
+def test_save_refuses_a_value_it_would_store_as_something_else():
+    with pytest.raises(TypeError, match="float32"):
+        save([_tx("np-1", features={"amount": np.float32(1.5)})])
+    assert not Transaction.objects.exists()
 
 
 @pytest.mark.django_db
