@@ -159,7 +159,7 @@ def save(txs: list[Transaction]) -> dict[int, int]:
 # documents (one orjson call each; an array parameter per column cost psycopg Python time per array).
 # Measured in-process against the sequence it replaced (BEGIN, nextval, COPY, upsert, cases, COMMIT):
 # 0.29-0.38 against 1.4-2.1 ms of CPU for one transaction (wall 1.4-1.7 against 2.8-5.1 ms), 2.2-2.7
-# against 5.1-7.1 ms for 100 (wall about the same, 16-18 ms).
+# against 5.1-7.1 ms for 100 (wall about the same: 16-18 against 14-20 ms).
 _SAVE = """
 WITH new AS (
     INSERT INTO {transaction} ({columns}) SELECT {columns} FROM jsonb_to_recordset(%b::jsonb) AS r({types})
