@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from scoring import aggregates, ingest
 from scoring.features import FEATURE_INDEX
@@ -198,3 +199,35 @@ def test_stored_transaction_keeps_the_features_the_model_saw(model_version):
     tx = Transaction.objects.get(pk=outcome.result["id"])
     assert tx.features["amount"] == 77.0
     assert tx.features["amount_vs_card_avg_30d"] is None
+
+
+def test_a_batch_costs_the_same_statements_whatever_its_size(model_version):
+    """Feature state, rows, merchant hours and cases: a fixed set of statements per batch, not per item."""
+
+    def statements(items: list[TransactionIn]) -> list[str]:
+        seen: list[str] = []
+
+        def count(execute, sql, params, many, context):
+            seen.append(sql.split(None, 1)[0].upper())
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(count):
+            outcomes, _ = ingest.store(items)
+        assert all(o.created for o in outcomes)
+        assert any(o.result["case_id"] for o in outcomes)  # the case statements run too
+        # Savepoints only because the test runs inside a transaction.
+        return [s for s in seen if s not in ("SAVEPOINT", "RELEASE")]
+
+    ListEntry.objects.create(kind="block", entity="card", value="card-0", reason="flagged for the test")
+    stored("old-1", at=T0 - timedelta(days=2), card="card-0", merchant="merch-0")
+    statements([item(external_id="warm", card_id="card-0")])  # fills the caches (model, lists)
+    one = statements([item(external_id="one", card_id="card-0", merchant_id="merch-0")])
+    many = statements(
+        [item(external_id=f"many-{i}", card_id=f"card-{i % 7}", merchant_id=f"merch-{i % 5}") for i in range(40)]
+    )
+
+    assert one == many
+    if connection.vendor == "postgresql":
+        assert one == ["SELECT", "SELECT", "WITH"]  # two reads, one write
+    else:
+        assert one == ["SELECT", "SELECT", "INSERT", "INSERT", "INSERT", "INSERT"]  # rows, hours, cases, events
