@@ -34,7 +34,7 @@ class AnyOf(In):
     parsed form (it caches statements of at most 50 parameters): parsing and quoting an `IN` of 100
     placeholders took 190-350 µs a query here, one array of 100 values 85-155 µs. Ingest uses it to look
     up the stored rows of a batch of up to 1,000 ids after an insert met one (scoring/ingest.py); the
-    feature reads write the same `= ANY(%s)` in their SQL strings.
+    feature reads write the same `= ANY(...)` in their SQL strings (scoring/sql.py binds it in binary).
     """
 
     lookup_name = "any_of"
