@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -17,24 +18,28 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
-from django.urls import path, re_path  # noqa: E402
 
 from dashboards.routing import websocket_urlpatterns  # noqa: E402
-from scoring.consumers import BatchIngestConsumer, IngestConsumer  # noqa: E402
+from scoring.endpoint import IngestEndpoint  # noqa: E402
 
-# The two ingest endpoints skip Django's request cycle (see scoring/consumers.py); all else is Django.
-http_routes = [
-    path("api/v1/transactions", IngestConsumer.as_asgi()),
-    path("api/v1/transactions/batch", BatchIngestConsumer.as_asgi()),
-    re_path(r"", ASGIStaticFilesHandler(django_app)),
-]
-
-application = ProtocolTypeRouter(
+router = ProtocolTypeRouter(
     {
-        "http": URLRouter(http_routes),
+        "http": ASGIStaticFilesHandler(django_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+# The two ingest endpoints skip Django's request cycle and Channels' routing (see scoring/endpoint.py).
+INGEST = {
+    "/api/v1/transactions": IngestEndpoint(batch=False),
+    "/api/v1/transactions/batch": IngestEndpoint(batch=True),
+}
+
+
+async def application(scope: dict, receive: Any, send: Any) -> None:
+    """Requests to the two ingest paths go straight to their endpoint; all else to Channels' router."""
+    endpoint = INGEST.get(scope.get("path", "")) if scope["type"] == "http" else None
+    await (endpoint or router)(scope, receive, send)
+
 
 # Start-up objects live for the whole process: keep them out of full collections (long GC pauses).
 gc.collect()

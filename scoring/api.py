@@ -1,6 +1,6 @@
 """The JSON API (API.md): thin async views over `scoring.ingest`, documented by their schemas.
 
-Under ASGI the two POST ingest endpoints are answered by scoring/consumers.py (same schemas, same
+Under ASGI the two POST ingest endpoints are answered by scoring/endpoint.py (same schemas, same
 pipeline, no Django middleware); the operations here describe them in the OpenAPI document and answer
 any client that reaches Django itself.
 """
