@@ -41,8 +41,11 @@ class IngestEndpoint:
         except _ClientGone:
             return
         status, answer = (413, TOO_LARGE) if body is None else await self.respond(scope, body)
-        await send({"type": "http.response.start", "status": status, "headers": JSON_HEADERS})
-        await send({"type": "http.response.body", "body": orjson.dumps(answer)})
+        content = orjson.dumps(answer)
+        # With a length the server sends the body as it is, not chunked (what integrators' clients expect).
+        headers = [*JSON_HEADERS, (b"content-length", str(len(content)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
     async def respond(self, scope: Scope, body: bytes) -> tuple[int, dict[str, Any]]:
         if scope["method"] != "POST":

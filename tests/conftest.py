@@ -97,6 +97,7 @@ class AsgiResponse:
     def __init__(self, message: dict) -> None:
         self.status_code = message["status"]
         self.content = message["body"]
+        self.headers = {k.decode().lower(): v.decode() for k, v in message.get("headers", [])}
 
     def json(self):
         return orjson.loads(self.content)

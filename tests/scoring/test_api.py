@@ -38,6 +38,15 @@ async def test_ingest_scores_stores_and_answers_201(api, model_version):
     assert stored.score == body["score"]
 
 
+async def test_answers_are_json_with_their_length_not_chunked(api, model_version):
+    created = await api.post("/api/v1/transactions", tx_body())
+    refused = await api.post("/api/v1/transactions", tx_body(external_id="x", amount="-1"))
+
+    for response in (created, refused):
+        assert response.headers["content-type"] == "application/json"
+        assert int(response.headers["content-length"]) == len(response.content)
+
+
 async def test_flagged_transaction_opens_a_case_and_approved_does_not(api, model_version):
     # The tiny test model flags amounts far above the card's average.
     low = await api.post("/api/v1/transactions", tx_body(external_id="t-low", amount="10.00"))
