@@ -145,3 +145,27 @@ def test_merchant_hours_add_up_across_upserts():
     aggregates.record([("m-1", AT, None)])
     hours = {(h.merchant_id, h.count, h.fraud_count) for h in MerchantHour.objects.all()}
     assert hours == {("m-1", 3, 1), ("m-2", 1, 0)}
+
+
+@pytest.mark.django_db
+def test_a_stored_external_id_is_refused_by_the_database_itself():
+    save([_tx("dup-1")])
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        save([_tx("dup-1", card_id="card-2")])
+    assert Transaction.objects.filter(external_id="dup-1").count() == 1
+
+
+@pytest.mark.django_db
+def test_transactions_carry_no_index_that_nothing_queries():
+    """unique=True on a CharField gives PostgreSQL a second, LIKE-prefix index on it that every insert pays
+    for; no query here filters by prefix (the admin's search is a contains)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the LIKE-prefix index is PostgreSQL's")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", [Transaction._meta.db_table])
+        definitions = [row[0] for row in cursor.fetchall()]
+    assert not [d for d in definitions if "pattern_ops" in d]
+    assert any("UNIQUE" in d and "(external_id)" in d for d in definitions)
