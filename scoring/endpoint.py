@@ -25,6 +25,9 @@ from scoring.schemas import BatchIn, TransactionIn, refusal
 log = logging.getLogger(__name__)
 JSON_HEADERS = [(b"content-type", b"application/json")]
 TOO_LARGE = {"error": "body is larger than the limit; send at most 1,000 transactions a batch"}
+INTERNAL_ERROR = {
+    "error": "internal error: the request may or may not have been stored; retry it with the same external_ids"
+}
 
 Scope = dict[str, Any]
 
@@ -40,7 +43,12 @@ class IngestEndpoint:
             body = await _read_body(scope, receive)
         except _ClientGone:
             return
-        status, answer = (413, TOO_LARGE) if body is None else await self.respond(scope, body)
+        try:
+            status, answer = (413, TOO_LARGE) if body is None else await self.respond(scope, body)
+        except Exception:
+            # A JSON answer that says what to do, rather than the server's bare 500 page.
+            log.exception("ingest failed")
+            status, answer = 500, INTERNAL_ERROR
         content = orjson.dumps(answer)
         # With a length the server sends the body as it is, not chunked (what integrators' clients expect).
         headers = [*JSON_HEADERS, (b"content-length", str(len(content)).encode())]

@@ -456,6 +456,20 @@ async def test_the_documented_django_operations_answer_like_the_asgi_fast_path(a
     assert invalid.json()["items"] == {"0": {"amount": ["Input should be greater than 0"]}}
 
 
+async def test_an_unexpected_failure_is_a_json_500_that_says_to_retry(api, model_version, monkeypatch, caplog):
+    from scoring import endpoint
+
+    async def broken(items):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(endpoint, "ingest", broken)
+    response = await api.post("/api/v1/transactions", tx_body())
+
+    assert response.status_code == 500
+    assert "retry it with the same external_ids" in response.json()["error"]
+    assert "ingest failed" in caplog.text
+
+
 async def test_get_on_the_ingest_endpoint_is_405(api, model_version):
     response = await api.get("/api/v1/transactions")
 
