@@ -6,7 +6,8 @@
 # Env: DUR (10 s per phase), PORT (8100), SERVERS ("daphne uvicorn granian"), E2E_RATE (500), E2E_CLIENTS (20),
 #      BROWSER_RATE (1000 tx/s into the live page in chromium, first server only; 0 skips it),
 #      BATCH (100), BATCH_CONC (4), PEER (1: also run the yardstick), OUT (bench/results/<time>),
-#      TRAIN_ARGS (options for train_model: "--trees 300 --depth 6" serves a model of the yardstick's size).
+#      TRAIN_ARGS (options for train_model: "--trees 300 --depth 6" serves a model of the yardstick's size),
+#      SCALE_OUT (1: also two uvicorn processes on PORT and PORT+1 behind round-robin load; 0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -113,6 +114,30 @@ for server in $SERVERS; do
   while curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; do sleep 0.2; done  # port free again
   trap - EXIT
 done
+
+if [[ ${SCALE_OUT:-1} == 1 ]]; then
+  # Issue 5's scale-out figure: two processes of the Procfile's server behind round-robin load (wrk's two
+  # threads, one per process). This machine has two cores: the servers are not pinned, the load stays on
+  # CPU 1 as in the other phases, so this shows the mechanism, not how far more cores would take it.
+  PORT2=$((PORT + 1))
+  echo "== two uvicorn processes on $PORT and $PORT2, round-robin load (servers unpinned)"
+  setsid bash -c "for p in $PORT $PORT2; do '$ROOT/.venv/bin/uvicorn' fraudsite.asgi:application --host 127.0.0.1 \
+    --port \$p --no-access-log --log-level warning & done; wait" > "$OUT/server-x2.log" 2>&1 &
+  PAIR_PID=$!
+  trap 'kill -- -$PAIR_PID 2>/dev/null || true' EXIT
+  for _ in $(seq 1 120); do
+    curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && curl -fs "http://127.0.0.1:$PORT2/healthz" >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  RR=(env POST_LUA="$SHARED/post.lua" RR_TARGETS="127.0.0.1:$PORT,127.0.0.1:$PORT2")
+  "${PIN_LOAD[@]}" "${RR[@]}" wrk -t2 -c32 -d5s -s bench/roundrobin.lua "$BASE/api/v1/transactions" -- "$KEY" "${RUN}x2w" \
+    > "$OUT/warmup-x2.txt" 2>&1 || true
+  phase "$PAIR_PID" "uvicorn_x2_c64" "${PIN_LOAD[@]}" "${RR[@]}" wrk -t2 -c64 -d"${DUR}s" --latency --timeout 30s \
+    -s bench/roundrobin.lua "$BASE/api/v1/transactions" -- "$KEY" "${RUN}x2"
+  kill -- -"$PAIR_PID" 2>/dev/null || true; wait "$PAIR_PID" 2>/dev/null || true
+  while curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; do sleep 0.2; done
+  trap - EXIT
+fi
 
 echo "== import_transactions: ~200,000 simulated rows into PostgreSQL"
 "$PY" manage.py simulate --write-csv "$OUT/history.csv" --days 30 --cards 4500 > /dev/null
