@@ -87,7 +87,15 @@ start_server() {  # start_server NAME -> sets SERVER_PID
 
 BASE="http://127.0.0.1:$PORT"
 RUN="r$(date +%s)"
+# Each server starts on an empty store (the model, key and login stay): the phases add ~70,000 rows and
+# their cases a server, and the batch phase waits on PostgreSQL, so a later server would otherwise be
+# measured on a bigger database than an earlier one.
+empty_store() {
+  psql -h 127.0.0.1 -U postgres -d "$DB" -qc \
+    "TRUNCATE scoring_caseevent, scoring_case, scoring_transaction, scoring_merchanthour RESTART IDENTITY CASCADE"
+}
 for server in $SERVERS; do
+  empty_store
   start_server "$server"
   trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
   echo "== $server on $BASE (pid $SERVER_PID, pinned: ${PIN_SERVER[*]:-no}); results in $OUT"
@@ -121,6 +129,7 @@ if [[ ${SCALE_OUT:-1} == 1 ]]; then
   # CPU 1 as in the other phases, so this shows the mechanism, not how far more cores would take it.
   PORT2=$((PORT + 1))
   echo "== two uvicorn processes on $PORT and $PORT2, round-robin load (servers unpinned)"
+  empty_store
   setsid bash -c "for p in $PORT $PORT2; do '$ROOT/.venv/bin/uvicorn' fraudsite.asgi:application --host 127.0.0.1 \
     --port \$p --no-access-log --log-level warning & done; wait" > "$OUT/server-x2.log" 2>&1 &
   PAIR_PID=$!
