@@ -87,7 +87,7 @@ start_server() {  # start_server NAME -> sets SERVER_PID
 
 BASE="http://127.0.0.1:$PORT"
 RUN="r$(date +%s)"
-# Each server starts on an empty store (the model, key and login stay): the phases add ~70,000 rows and
+# Each server starts on an empty store (the model, key and login stay): the phases add 76,000-99,000 rows and
 # their cases a server, and the batch phase waits on PostgreSQL, so a later server would otherwise be
 # measured on a bigger database than an earlier one.
 empty_store() {
