@@ -17,6 +17,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -248,10 +250,14 @@ _HISTORY = ("card_id", "timestamp", "amount", "merchant_id")
 # PostgreSQL: the query of card_histories() written out. Built by the ORM for each batch it cost ~620 µs
 # of CPU; as this string it runs in ~90 µs (measured, most of the difference was building it). Seconds
 # and amounts come back as floats: a datetime and a Decimal for every history row cost more than the
-# rest of the features. Both casts round exactly as datetime.timestamp() and float(Decimal) do.
+# rest of the features. Both round exactly as datetime.timestamp() and float(Decimal) do (date_part is
+# float8 division of the exact microseconds; EXTRACT would compute a numeric first). Rows come in the
+# covering index's order (card, time), so PostgreSQL sorts nothing and each card's rows arrive together:
+# for 32 cards and ~3,000 rows, 1.7-1.8 against 2.4-2.5 ms of PostgreSQL CPU and 1.2 against 1.36 ms here
+# (in-process, against EXTRACT and ORDER BY "timestamp" with one add() a row).
 _CARD_HISTORIES = """
-SELECT card_id, EXTRACT(EPOCH FROM "timestamp")::float8, amount::float8, merchant_id FROM {table}
-WHERE card_id = ANY(%b) AND "timestamp" >= %b AND "timestamp" < %b ORDER BY "timestamp"
+SELECT card_id, date_part('epoch', "timestamp"), amount::float8, merchant_id FROM {table}
+WHERE card_id = ANY(%b) AND "timestamp" >= %b AND "timestamp" < %b ORDER BY card_id, "timestamp"
 """
 
 
@@ -267,10 +273,12 @@ def card_histories(items: list[TransactionIn]) -> dict[str, CardHistory]:
             rows: Iterable[tuple[str, float, float, str]] = cursor.fetchall()
     else:
         stored = Transaction.objects.filter(card_id__in=cards, timestamp__gte=start, timestamp__lt=end)
-        # ties in any order: no card feature depends on it
-        rows = ((c, at.timestamp(), float(a), m) for c, at, a, m in stored.order_by("timestamp").values_list(*_HISTORY))
-    for card_id, at, amount, merchant_id in rows:
-        histories[card_id].add(at=at, amount=amount, merchant_id=merchant_id)
+        ordered = stored.order_by("card_id", "timestamp").values_list(*_HISTORY)
+        rows = ((c, at.timestamp(), float(a), m) for c, at, a, m in ordered)
+    # Each card's rows in time order (ties in any order: no card feature depends on it).
+    for card_id, card_rows in groupby(rows, key=itemgetter(0)):
+        _, times, amounts, merchants = zip(*card_rows, strict=True)
+        histories[card_id] = CardHistory(times=list(times), amounts=list(amounts), merchants=list(merchants))
     if len(items) > 1:
         for item in items:
             histories[item.card_id].add(

@@ -73,6 +73,25 @@ def test_card_windows_count_only_earlier_transactions_inside_each_window():
     assert f["card_distinct_merchants_1d"] == 1
 
 
+def test_card_histories_hold_each_cards_stored_rows_in_time_order_with_exact_seconds():
+    # Microseconds, so that a conversion through anything but exact arithmetic would show.
+    times = [T0 - timedelta(hours=h, microseconds=us) for h, us in ((30, 1), (2, 999_999), (1, 123_457))]
+    for n, at in enumerate(times):
+        stored(f"a-{n}", at=at, amount=f"{n + 1}.10", merchant=f"m-{n}")
+    other = T0 - timedelta(hours=3, microseconds=500_001)
+    stored("b-0", at=other, amount="7.77", card="card-2")
+    stored("b-old", at=T0 - timedelta(days=31), card="card-2")  # outside the 30 days
+
+    histories = ingest.card_histories([item(card_id="card-1"), item(card_id="card-2", amount="5.00")])
+
+    # The batch's own items come last (both at T0): later items of a batch see the earlier ones.
+    assert histories["card-1"].times[:3] == [at.timestamp() for at in times]
+    assert histories["card-1"].amounts[:3] == [1.1, 2.1, 3.1]
+    assert histories["card-1"].merchants[:3] == ["m-0", "m-1", "m-2"]
+    assert histories["card-2"].times == [other.timestamp(), T0.timestamp()]
+    assert histories["card-2"].amounts == [7.77, 5.0]
+
+
 def test_first_transaction_of_a_card_has_missing_history_features():
     f = features_of(item())
 
