@@ -169,3 +169,18 @@ def test_transactions_carry_no_index_that_nothing_queries():
         definitions = [row[0] for row in cursor.fetchall()]
     assert not [d for d in definitions if "pattern_ops" in d]
     assert any("UNIQUE" in d and "(external_id)" in d for d in definitions)
+
+
+@pytest.mark.django_db
+def test_transactions_are_vacuumed_after_a_fixed_number_of_inserts_on_postgresql():
+    """Card histories are index-only scans: rows a vacuum has not marked all-visible cost a heap visit each,
+    and autovacuum's default waits for 20 % of the table to be new."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL storage parameter")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [Transaction._meta.db_table])
+        options = cursor.fetchone()[0] or []
+    assert "autovacuum_vacuum_insert_threshold=20000" in options
+    assert "autovacuum_vacuum_insert_scale_factor=0" in options
