@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 RATE ?= 5
 PYTHON ?= python3
+# These machines' pip configuration lists local package folders that hold only some packages; pip warns
+# once for every package missing from each (86 lines on a first install). Everything else pip says stays.
+PIP_NOISE := { grep -v -e 'is ignored: it is neither a file nor a directory' || true; }
 
 .PHONY: install demo serve test lint browser bench evaluate clean
 
@@ -13,8 +16,8 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@echo "== setting up $(VENV) (first run: about a minute)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | $(PIP_NOISE); exit $${PIPESTATUS[0]}
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 | $(PIP_NOISE); exit $${PIPESTATUS[0]}
 	@touch $@
 
 demo: install
