@@ -59,14 +59,18 @@ def record(rows: Iterable[tuple[str, datetime, bool | None]]) -> None:
 
 
 def hour_counts(rows: Iterable[tuple[str, datetime, bool | None]]) -> dict[tuple[str, int], tuple[int, int]]:
-    """{(merchant, hour): (transactions, frauds)} of transactions (merchant, timestamp, is_fraud)."""
+    """{(merchant, hour): (transactions, frauds)} of transactions (merchant, timestamp, is_fraud).
+
+    Sorted by (merchant, hour), the order every writer takes the rows in, so that concurrent writers
+    cannot each hold a row the other waits for (no deadlocks).
+    """
     counts: Counter[tuple[str, int]] = Counter()
     frauds: Counter[tuple[str, int]] = Counter()
     for merchant_id, at, is_fraud in rows:
         key = (merchant_id, epoch_hour(at))
         counts[key] += 1
         frauds[key] += bool(is_fraud)
-    return {key: (counts[key], frauds[key]) for key in counts}
+    return {key: (counts[key], frauds[key]) for key in sorted(counts)}
 
 
 def label_changed(*, merchant_id: str, at: datetime, was: bool | None, now: bool | None) -> None:
@@ -77,8 +81,8 @@ def label_changed(*, merchant_id: str, at: datetime, was: bool | None, now: bool
 
 
 def _upsert(deltas: dict[tuple[str, int], tuple[int, int]]) -> None:
-    # Sorted, so that concurrent writers lock the same rows in the same order (no deadlocks).
-    keys = sorted(deltas)
+    """Add `deltas` to their hours, in their order (hour_counts' order, or a single hour)."""
+    keys = list(deltas)
     if not keys:
         return
     table = MerchantHour._meta.db_table

@@ -204,11 +204,10 @@ def _saved_fields() -> list[Field]:
 def _save_params(txs: list[Transaction]) -> list[Any]:
     fields = [(f.column, f.attname) for f in _saved_fields()]
     rows = [{column: getattr(tx, attname) for column, attname in fields} for tx in txs]
-    counts = aggregates.hour_counts((tx.merchant_id, tx.timestamp, None) for tx in txs)
-    # Sorted, as aggregates sorts its upserts: concurrent writers take the same rows in the same order.
+    counts = aggregates.hour_counts((tx.merchant_id, tx.timestamp, None) for tx in txs)  # in lock order
     hours = [
         {"merchant_id": merchant_id, "hour": hour, "count": count, "fraud_count": frauds}
-        for (merchant_id, hour), (count, frauds) in sorted(counts.items())
+        for (merchant_id, hour), (count, frauds) in counts.items()
     ]
     documents = [orjson.dumps(rows, default=_decimal).decode(), orjson.dumps(hours).decode()]
     return [*documents, CaseStatus.OPEN, timezone.now(), Decision.APPROVE, "opened"]

@@ -139,6 +139,20 @@ def test_any_of_lookup_finds_what_in_finds():
     assert not Transaction.objects.filter(card_id__any_of=[])
 
 
+def test_hour_counts_come_in_the_one_order_every_writer_locks_hours_in():
+    later = AT + timedelta(hours=1)
+    rows = [("m-2", AT, None), ("m-1", later, True), ("m-2", AT, True), ("m-1", AT, None)]
+
+    counts = aggregates.hour_counts(rows)
+
+    hour = int(AT.timestamp() // 3600)
+    assert list(counts.items()) == [
+        (("m-1", hour), (1, 0)),
+        (("m-1", hour + 1), (1, 1)),
+        (("m-2", hour), (2, 1)),
+    ]
+
+
 @pytest.mark.django_db
 def test_merchant_hours_add_up_across_upserts():
     aggregates.record([("m-1", AT, None), ("m-1", AT, True), ("m-2", AT, False)])
