@@ -10,6 +10,7 @@ from unittest import mock
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.utils import timezone
 
 from scoring import history
@@ -231,3 +232,21 @@ def test_import_transactions_command_explains_a_file_it_cannot_read_as_csv(tmp_p
         call_command("import_transactions", str(path), stdout=StringIO())
 
     assert not Transaction.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_leaves_postgresql_the_statistics_and_visibility_its_reads_need(tmp_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("VACUUM and ANALYZE are PostgreSQL's")
+    lines = []
+    report = import_csv(csv_file(tmp_path, good(1), good(2)), source="x", progress=lines.append)
+
+    assert report.stored == 2
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, last_vacuum IS NOT NULL, last_analyze IS NOT NULL FROM pg_stat_user_tables "
+            "WHERE relname IN (%s, %s) ORDER BY relname",
+            [MerchantHour._meta.db_table, Transaction._meta.db_table],
+        )
+        assert cursor.fetchall() == [("scoring_merchanthour", True, True), ("scoring_transaction", True, True)]
+    assert lines[-1].startswith("VACUUM (ANALYZE) of the imported tables")
