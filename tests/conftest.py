@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import orjson
 import pytest
@@ -27,6 +29,20 @@ def tiny_artifact() -> bytes:
         num_boost_round=20,
     )
     return bytes(booster.save_raw("ubj"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_the_sync_threads_connection(django_db_setup):
+    """Async tests run their sync database code on asgiref's one sync thread, and under the test runner
+    that thread's connection is still open when the session ends (outside tests channels closes it after
+    each call: checked with a script). Closed here, before the test databases are dropped; else
+    PostgreSQL refuses to drop them ("being accessed by other users") and the next run starts by
+    recreating them."""
+    yield
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    asyncio.run(sync_to_async(connections.close_all)())
 
 
 @pytest.fixture(autouse=True)
