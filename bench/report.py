@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -76,6 +77,48 @@ def main(out: Path) -> None:
             print(f"{'import_transactions':<22}{rate:>9}   rows/s ({stored} rows in {seconds} s, {where})")
     print("tx/s: wrk closed loop (achieved); e2e: open loop at a fixed rate, latency from the scheduled send.")
     print("CPU ms/tx: server process CPU per transaction (steadier than rates on a shared machine).")
+    verdicts = targets(ours, peer_by_kind)
+    if verdicts:
+        model = os.environ.get("TRAIN_ARGS", "").strip()
+        served = f"train_model {model}; the tx/s goals are for the default model" if model else "the default model"
+        print(f"\nIssue 5's targets in this run (server on one core; ours serving {served}):")
+        for line in verdicts:
+            print(f"  {line}")
+
+
+def targets(ours: dict[str, dict], peer_by_kind: dict[str, dict]) -> list[str]:
+    """Issue 5's speed goals, each as met or not by the phases of this run (one process, one core)."""
+    single = {n: r for n, r in ours.items() if re.fullmatch(r"[a-z]+_c\d+", n)}
+    batch = {n: r for n, r in ours.items() if re.fullmatch(r"[a-z]+_batch\d+", n)}
+    e2e = {n: r["result"] for n, r in ours.items() if r["result"].get("tool") == "e2e_ws"}
+    lines = []
+    for label, phases, goal in (("single POSTs", single, 3_000), ("batch ingest", batch, 20_000)):
+        if phases:
+            name = max(phases, key=lambda n: figures(phases[n])[0])
+            rate = figures(phases[name])[0]
+            lines.append(f"{_verdict(rate >= goal)} {label} >= {goal:,} tx/s: best {rate:,.0f} ({name})")
+    for name, res in e2e.items():
+        p99, missed, rate = res["e2e_ms"]["p99"], res["missed_total"], res.get("achieved_rate", 0)
+        met = p99 <= 50 and missed == 0 and rate >= 500 * 0.98
+        lines.append(
+            f"{_verdict(met)} POST -> socket p99 <= 50 ms at 500 tx/s, {res['clients']} dashboards, 0 missed: "
+            f"{name} p99 {p99:.1f} ms at {rate:.0f} tx/s, {missed} missed"
+        )
+    for name, row in {**single, **batch}.items():
+        peer = peer_by_kind.get(name.split("_", 1)[1])
+        if peer is None:
+            continue
+        (rate, _, p99, _), (peer_rate, _, peer_p99, _) = figures(row), figures(peer)
+        met = peer_rate > 0 and rate >= 1.5 * peer_rate and p99 <= peer_p99
+        lines.append(
+            f"{_verdict(met)} >= 1.5x the yardstick (its own model), HTTP p99 no worse: {name} "
+            f"{rate / peer_rate if peer_rate else 0:.2f}x, p99 {p99:.0f} against {peer_p99:.0f} ms"
+        )
+    return lines
+
+
+def _verdict(met: bool) -> str:
+    return "met    " if met else "NOT met"
 
 
 if __name__ == "__main__":

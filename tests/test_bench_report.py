@@ -1,0 +1,43 @@
+"""make bench's verdicts on issue 5's targets, from phase results as benchlib.py writes them."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location("bench_report", Path(__file__).parent.parent / "bench" / "report.py")
+report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report)
+
+
+def wrk(rps: float, p99: float, items: int = 1) -> dict:
+    return {
+        "result": {"tool": "wrk", "rps": rps, "items_per_req": items, "errors": {}, "lat_ms": {"p50": 1, "p99": p99}}
+    }
+
+
+def e2e(p99: float, missed: int, rate: float = 500) -> dict:
+    result = {"tool": "e2e_ws", "achieved_rate": rate, "clients": 20, "missed_total": missed, "e2e_ms": {"p99": p99}}
+    return {"result": result}
+
+
+def test_each_target_is_met_only_by_a_phase_that_reaches_it():
+    ours = {
+        "uvicorn_c16": wrk(2_900, p99=10),
+        "uvicorn_c64": wrk(3_100, p99=30),
+        "uvicorn_batch100": wrk(80, p99=90, items=100),
+        "uvicorn_e2e_500": e2e(p99=49.0, missed=0),
+        "daphne_e2e_500": e2e(p99=20.0, missed=1),
+        "uvicorn_x2_c64": wrk(9_000, p99=20),  # two processes: not a one-core figure
+    }
+    peer = {"c16": wrk(2_000, p99=80), "c64": wrk(2_000, p99=20)}
+
+    lines = report.targets(ours, peer)
+
+    assert lines[0].startswith("met") and "best 3,100 (uvicorn_c64)" in lines[0]
+    assert lines[1].startswith("NOT met") and "best 8,000 (uvicorn_batch100)" in lines[1]
+    assert lines[2].startswith("met") and "uvicorn_e2e_500" in lines[2]
+    assert lines[3].startswith("NOT met") and "daphne_e2e_500" in lines[3]  # a missed push
+    assert lines[4].startswith("NOT met") and "uvicorn_c16 1.45x" in lines[4]  # under 1.5x
+    assert lines[5].startswith("NOT met") and "uvicorn_c64 1.55x" in lines[5]  # p99 worse than the yardstick's
+    assert len(lines) == 6
