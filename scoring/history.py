@@ -117,13 +117,14 @@ def _settle(progress: Progress | None) -> None:
     """PostgreSQL, after a bulk load: what autovacuum would do some time later, now. ANALYZE gives the
     planner the new rows' statistics; VACUUM marks their pages all-visible, without which the card
     histories' index-only scan visits a heap page for every row (see migration 0006). Outside a
-    transaction only (VACUUM cannot run in one)."""
+    transaction only (VACUUM cannot run in one); a table that autovacuum is already at is skipped, not
+    waited for."""
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         return
     started = time.monotonic()
     tables = ", ".join(connection.ops.quote_name(m._meta.db_table) for m in (Transaction, MerchantHour))
     with connection.cursor() as cursor:
-        cursor.execute(f"VACUUM (ANALYZE) {tables}")
+        cursor.execute(f"VACUUM (ANALYZE, SKIP_LOCKED) {tables}")
     if progress:
         progress(f"VACUUM (ANALYZE) of the imported tables: {time.monotonic() - started:.1f} s")
 
