@@ -305,10 +305,13 @@ class _Store:
             return
         hours = connection.ops.quote_name(MerchantHour._meta.db_table)
         with connection.cursor() as cursor:
+            # In the order live ingest takes merchant hours (aggregates.hour_counts: Python's sort, by code
+            # point, which is the "C" collation's, whatever the database's), so neither waits on the other
+            # holding a row it needs.
             cursor.execute(
                 f"""INSERT INTO {hours} (merchant_id, hour, count, fraud_count)
                 SELECT merchant_id, hour, sum(count), sum(fraud_count) FROM history_hours
-                GROUP BY 1, 2 ORDER BY 1, 2 """
+                GROUP BY 1, 2 ORDER BY merchant_id COLLATE "C", hour """
                 + aggregates.ADD_TO_HOUR.format(table=hours)
             )
 
