@@ -26,6 +26,10 @@ from scoring.classifier import FeatureMismatch, NoActiveModel
 from scoring.ingest import ingest
 from scoring.models import ModelVersion, Transaction
 from scoring.schemas import (
+    DATABASE_DOWN,
+    NOT_JSON,
+    TOO_LARGE,
+    UNAUTHORIZED,
     BatchIn,
     BatchResult,
     Error,
@@ -156,18 +160,18 @@ def invalid_fields(request: HttpRequest, exc: ValidationError) -> HttpResponse:
 def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     message = str(exc)
     if exc.status_code == 400 and message.startswith("Cannot parse request body"):
-        message = "body is not valid JSON; send a JSON object"
+        message = NOT_JSON
     return _error(request, exc.status_code, {"error": message})
 
 
 @api.exception_handler(AuthenticationError)
 def unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return _error(request, 401, {"error": "missing, unknown or revoked API key: send Authorization: Bearer <key>"})
+    return _error(request, 401, {"error": UNAUTHORIZED})
 
 
 @api.exception_handler(RequestDataTooBig)
 def too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
-    return _error(request, 413, {"error": "body is larger than the limit; send at most 1,000 transactions a batch"})
+    return _error(request, 413, {"error": TOO_LARGE})
 
 
 @api.exception_handler(FeatureMismatch)
@@ -180,4 +184,4 @@ def no_model(request: HttpRequest, exc: Exception) -> HttpResponse:
 @api.exception_handler(InterfaceError)
 def database_down(request: HttpRequest, exc: Exception) -> HttpResponse:
     log.error("database unavailable: %s", exc)
-    return _error(request, 503, {"error": "the database is unavailable; nothing was stored, retry later"})
+    return _error(request, 503, {"error": DATABASE_DOWN})

@@ -20,11 +20,10 @@ from pydantic import ValidationError
 from scoring import keys
 from scoring.classifier import FeatureMismatch, NoActiveModel
 from scoring.ingest import ingest
-from scoring.schemas import BatchIn, TransactionIn, refusal
+from scoring.schemas import DATABASE_DOWN, TOO_LARGE, UNAUTHORIZED, BatchIn, TransactionIn, refusal
 
 log = logging.getLogger(__name__)
 JSON_HEADERS = [(b"content-type", b"application/json")]
-TOO_LARGE = {"error": "body is larger than the limit; send at most 1,000 transactions a batch"}
 INTERNAL_ERROR = {
     "error": "internal error: the request may or may not have been stored; retry it with the same external_ids"
 }
@@ -44,7 +43,7 @@ class IngestEndpoint:
         except _ClientGone:
             return
         try:
-            status, answer = (413, TOO_LARGE) if body is None else await self.respond(scope, body)
+            status, answer = (413, {"error": TOO_LARGE}) if body is None else await self.respond(scope, body)
         except Exception:
             # A JSON answer that says what to do, rather than the server's bare 500 page.
             log.exception("ingest failed")
@@ -59,7 +58,7 @@ class IngestEndpoint:
         if scope["method"] != "POST":
             return 405, {"error": "use POST"}
         if not await keys.is_valid(keys.bearer_key(_header(scope, b"authorization"))):
-            return 401, {"error": "missing, unknown or revoked API key: send Authorization: Bearer <key>"}
+            return 401, {"error": UNAUTHORIZED}
         try:
             payload = (BatchIn if self.batch else TransactionIn).model_validate_json(body or b"{}")
         except ValidationError as exc:
@@ -74,7 +73,7 @@ class IngestEndpoint:
             return 503, {"error": str(exc)}
         except (OperationalError, InterfaceError) as exc:
             log.error("database unavailable: %s", exc)
-            return 503, {"error": "the database is unavailable; nothing was stored, retry later"}
+            return 503, {"error": DATABASE_DOWN}
 
 
 class _ClientGone(Exception):

@@ -99,11 +99,19 @@ class Error(BaseModel):
     items: dict[str, dict[str, list[str]]] | None = None
 
 
+# Refusals as API.md words them, shared by the ninja operations (scoring/api.py) and the plain ASGI
+# ingest endpoint (scoring/endpoint.py), which answer the same contract.
+NOT_JSON = "body is not valid JSON; send a JSON object"
+UNAUTHORIZED = "missing, unknown or revoked API key: send Authorization: Bearer <key>"
+TOO_LARGE = "body is larger than the limit; send at most 1,000 transactions a batch"
+DATABASE_DOWN = "the database is unavailable; nothing was stored, retry later"
+
+
 def refusal(errors: list[dict]) -> tuple[int, dict]:
     """API.md's refusal for pydantic errors (locations relative to the body): 400 for a body that is not
     JSON, else 422 naming every bad field, or every bad item of a batch by its index."""
     if any(err.get("type") == "json_invalid" for err in errors):
-        return 400, {"error": "body is not valid JSON; send a JSON object"}
+        return 400, {"error": NOT_JSON}
     fields: dict[str, list[str]] = {}
     items: dict[str, dict[str, list[str]]] = {}
     for err in errors:
