@@ -30,6 +30,7 @@ async def is_valid(raw_key: str) -> bool:
     if hit is not None and hit[1] > time.monotonic():
         return hit[0]
     lookup = _lookups.get(digest)
+    # a lookup of another event loop (an earlier test's, now closed) cannot be awaited from this one
     if lookup is None or lookup.get_loop() is not asyncio.get_running_loop():
         lookup = _lookups[digest] = asyncio.get_running_loop().create_task(_look_up(raw_key, digest))
         lookup.add_done_callback(lambda done: _lookups.pop(digest, None) if _lookups.get(digest) is done else None)
