@@ -61,6 +61,17 @@ class CardHistory:
     amounts: list[float] = field(default_factory=list)
     merchants: list[str] = field(default_factory=list)
 
+    @classmethod
+    def ordered(cls, times: list[float], amounts: list[float], merchants: list[str]) -> CardHistory:
+        """A history from rows that should already be in time order (as a query gives them); sorts if not.
+
+        Checking costs one pass in C; a history out of order would silently give wrong windows.
+        """
+        if times != sorted(times):
+            rows = sorted(zip(times, amounts, merchants, strict=True))
+            times, amounts, merchants = (list(column) for column in zip(*rows, strict=True))
+        return cls(times=times, amounts=amounts, merchants=merchants)
+
     def add(self, *, at: float, amount: float, merchant_id: str) -> None:
         """Insert one transaction, keeping time order (new ones nearly always go last)."""
         i = len(self.times)

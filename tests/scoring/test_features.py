@@ -51,6 +51,18 @@ def test_transactions_at_the_same_instant_do_not_see_each_other():
     assert row[FEATURE_INDEX["card_sum_1h"]] == 10.0
 
 
+def test_a_card_history_given_out_of_order_is_sorted_with_its_columns_kept_together():
+    card = CardHistory.ordered([30.0, 10.0, 20.0], [3.0, 1.0, 2.0], ["c", "a", "b"])
+    assert (card.times, card.amounts, card.merchants) == ([10.0, 20.0, 30.0], [1.0, 2.0, 3.0], ["a", "b", "c"])
+
+
+def test_a_card_history_given_in_order_is_kept_as_given():
+    times = [1.0, 2.0, 2.0]
+    card = CardHistory.ordered(times, [5.0, 7.0, 6.0], ["x", "z", "y"])
+    assert card.times is times
+    assert (card.amounts, card.merchants) == ([5.0, 7.0, 6.0], ["x", "z", "y"])
+
+
 def test_merchant_counts_see_whole_hours_before_the_transactions_own_hour():
     hour = epoch_hour(AT)
     merchant = MerchantBuckets()
