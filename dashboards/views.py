@@ -117,6 +117,7 @@ def case_detail(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
         "case": case,
         "tx": tx,
         "reasons": reasons_in_words(tx),
+        "features": tx.feature_values(),
         "history": [feed_item(row, labels=labels) for row in history],
         "merchant": Transaction.objects.merchant_figures(tx.merchant_id, now=timezone.now()),
         "events": case.events.select_related("actor"),

@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from scoring import cases, keys
 from scoring.classifier import active_model
@@ -158,6 +158,18 @@ class TransactionAdmin(admin.ModelAdmin):
     search_fields = ["external_id", "card_id", "merchant_id"]
     date_hierarchy = "timestamp"
     show_full_result_count = False  # COUNT(*) over millions of rows on every page is slow
+    exclude = ["features"]  # a bare list of numbers; shown by name below
+    readonly_fields = ["values_the_model_saw"]
+
+    @admin.display(description="values the model saw")
+    def values_the_model_saw(self, tx: Transaction) -> str:
+        values = tx.feature_values()
+        if not values:
+            return "—"
+        rows = format_html_join(
+            "", "<tr><th>{}</th><td>{}</td></tr>", ((k, "—" if v is None else f"{v:.6g}") for k, v in values.items())
+        )
+        return format_html("<table>{}</table>", rows)
 
     @admin.display(description="decision", ordering="decision")
     def decision_colored(self, tx: Transaction) -> str:

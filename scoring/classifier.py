@@ -57,8 +57,8 @@ class Scorer:
         self.block_threshold = mv.block_threshold
         self.booster = load_booster(bytes(mv.artifact))
 
-    def score(self, rows: list[list[float]]) -> list[Scored]:
-        """Scores and top reasons for many rows in one vectorised call."""
+    def score(self, rows: list[list[float]] | np.ndarray) -> list[Scored]:
+        """Scores and top reasons for many rows (lists, or a float32 matrix) in one vectorised call."""
         x = np.asarray(rows, dtype=np.float32).reshape(len(rows), len(FEATURES))
         # nthread=1: the default (all cores) costs ~6 ms per DMatrix here and fights the server for CPU.
         # No feature names: __init__ checked the model's against FEATURES once, and naming and checking

@@ -273,7 +273,7 @@ class _Store:
             "score": 0.0,
             "decision": Decision.APPROVE.value,
             "reasons": [],
-            "features": {},
+            "features": [],
             "model_version": f"imported:{source}",
         }
         self.constants = tuple(_prep(name, value) for name, value in constants.items())

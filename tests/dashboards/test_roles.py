@@ -28,7 +28,7 @@ def case() -> Case:
         score=0.93,
         decision="block",
         reasons=[],
-        features={},
+        features=[],
         model_version="test",
     )
     tx.save()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,8 @@ from django.test import Client
 from django.utils import timezone
 
 from dashboards import broadcast
-from scoring.models import Case, CaseEvent, CaseStatus, Transaction
+from scoring.features import FEATURES
+from scoring.models import Case, CaseEvent, CaseStatus, ModelVersion, Transaction
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -36,7 +38,7 @@ def make_tx(**fields: Any) -> Transaction:
         "score": 0.1,
         "decision": "approve",
         "reasons": [{"feature": "amount", "contribution": 0.2}],
-        "features": {"amount": 25.0},
+        "features": [],
         "model_version": "test",
     }
     values.update(fields)
@@ -373,22 +375,53 @@ def test_case_row_endpoint_renders_the_row_for_the_asking_analyst(alice_client: 
 # --- case page ----------------------------------------------------------------------------------
 
 
+def feature_values(**named: float) -> list[float]:
+    """A stored feature row in FEATURES order: the named values, NaN (missing) elsewhere."""
+    values = [math.nan] * len(FEATURES)
+    for name, value in named.items():
+        values[FEATURES.index(name)] = value
+    return values
+
+
 def test_case_page_shows_reasons_in_words(alice_client: Client) -> None:
+    ModelVersion.objects.create(version="v-words", artifact=b"", features=FEATURES)
     case = make_case(
         reasons=[
             {"feature": "amount_vs_card_avg_30d", "contribution": 1.84},
             {"feature": "seconds_since_card_prev", "contribution": 0.4},
             {"feature": "is_night", "contribution": -0.2},
         ],
-        features={"amount_vs_card_avg_30d": 7.5, "seconds_since_card_prev": None, "is_night": 0.0},
+        features=feature_values(amount_vs_card_avg_30d=7.5, is_night=0.0, card_count_1d=3.0),
+        model_version="v-words",
     )
 
-    body = alice_client.get(f"/cases/{case.id}/").content.decode()
+    response = alice_client.get(f"/cases/{case.id}/")
+    body = response.content.decode()
 
     assert "Amount is 7.5× this card&#x27;s 30-day average" in body
     assert "No earlier transaction of this card in 30 days" in body
     assert "Made during the day" in body
     assert "+1.84 towards fraud" in body
+    # Every value the model saw, by name, missing ones as missing.
+    assert response.context["features"]["card_count_1d"] == 3.0
+    assert response.context["features"]["seconds_since_card_prev"] is None
+    assert list(response.context["features"]) == FEATURES
+
+
+def test_case_page_of_a_transaction_whose_model_version_is_gone_shows_reasons_without_values(
+    alice_client: Client,
+) -> None:
+    case = make_case(
+        reasons=[{"feature": "amount_vs_card_avg_30d", "contribution": 1.84}],
+        features=feature_values(amount_vs_card_avg_30d=7.5),
+        model_version="v-deleted",
+    )
+
+    response = alice_client.get(f"/cases/{case.id}/")
+
+    assert response.status_code == 200
+    assert "Amount vs card avg 30d" in response.content.decode()
+    assert response.context["features"] == {}
 
 
 def test_case_page_says_list_reasons_in_words(alice_client: Client) -> None:

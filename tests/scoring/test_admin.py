@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
+from scoring.features import FEATURES
 from scoring.models import ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +27,7 @@ def flagged_case(external_id: str = "tx-1", *, score: float = 0.95) -> Case:
         decision="block",
         model_version="t",
         reasons=[{"feature": "amount", "contribution": 1.2}],
-        features={"amount": 500.0},
+        features=[],
     )
     return Case.objects.create(transaction=tx)
 
@@ -98,6 +100,20 @@ def test_transactions_are_read_only_in_the_admin(analyst, lead):
         assert response.status_code == 403
     case.transaction.refresh_from_db()
     assert case.transaction.score == 0.95
+
+
+def test_a_transactions_admin_page_shows_the_values_the_model_saw_by_name(analyst, model_version):
+    case = flagged_case()
+    values = [float(i) for i in range(len(FEATURES))]
+    values[FEATURES.index("seconds_since_card_prev")] = math.nan
+    Transaction.objects.filter(pk=case.transaction.pk).update(features=values, model_version=model_version.version)
+
+    body = logged_in(analyst).get(f"/admin/scoring/transaction/{case.transaction.pk}/change/").content.decode()
+
+    assert "values the model saw" in body.lower()
+    position = FEATURES.index("card_count_1d")
+    assert f"<tr><th>card_count_1d</th><td>{position}</td></tr>" in body
+    assert "<tr><th>seconds_since_card_prev</th><td>—</td></tr>" in body
 
 
 def test_analyst_cannot_reach_models_keys_or_lists_in_the_admin(analyst):

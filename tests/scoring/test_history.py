@@ -47,7 +47,7 @@ def test_import_stores_rows_as_labeled_history_without_cases(tmp_path):
     assert rows["t3"].is_fraud is None and rows["t3"].labeled_at is None and rows["t3"].channel == ""
     assert {tx.model_version for tx in rows.values()} == {"imported:bank-a"}
     assert {tx.decision for tx in rows.values()} == {"approve"}
-    assert rows["t1"].score == 0 and rows["t1"].reasons == [] and rows["t1"].features == {}
+    assert rows["t1"].score == 0 and rows["t1"].reasons == [] and rows["t1"].features == []
     # Past traffic: received "at" its event time, so the dashboards' last 15 minutes do not count it as new.
     assert all(tx.received_at == tx.timestamp for tx in rows.values())
     assert not Case.objects.exists()

@@ -9,15 +9,19 @@ import numpy as np
 import pytest
 from django.db import IntegrityError, transaction
 from django.forms.models import model_to_dict
+from django.utils import timezone
 
-from scoring import aggregates
-from scoring.ingest import save
+from scoring import aggregates, ingest
+from scoring.classifier import Scored
+from scoring.features import FEATURE_INDEX, FEATURES
+from scoring.ingest import NewRow
 from scoring.models import Case, CaseEvent, CaseStatus, MerchantHour, Transaction
+from scoring.schemas import TransactionIn
 
 AT = datetime(2026, 11, 2, 9, 30, 15, 123456, tzinfo=UTC)
 
 
-def _tx(external_id: str, **fields) -> Transaction:
+def _row(external_id: str, *, score: float = 0.123456, decision: str = "review", **fields) -> NewRow:
     values = {
         "external_id": external_id,
         "card_id": "card-1",
@@ -28,63 +32,100 @@ def _tx(external_id: str, **fields) -> Transaction:
         "country": "NL",
         "channel": "ecom",
         "mcc": "5411",
-        "score": 0.123456,
-        "decision": "review",
-        "reasons": [{"feature": "amount", "contribution": 0.5}, {"feature": 'quote " and \\ back', "contribution": -1}],
-        "features": {"amount": 1234.56, "seconds_since_card_prev": None},
-        "model_version": "v-1",
     }
-    return Transaction(**(values | fields))
+    reasons = [{"feature": "amount", "contribution": 0.5}, {"feature": 'quote " and \\ back', "contribution": -1}]
+    return NewRow(TransactionIn(**(values | fields)), Scored(score=score, decision=decision, reasons=reasons))
+
+
+def _features(count: int) -> np.ndarray:
+    """Feature rows as the model reads them: float32, NaN where a value is missing."""
+    x = np.arange(count * len(FEATURES), dtype=np.float32).reshape(count, len(FEATURES)) / 7
+    x[:, FEATURE_INDEX["seconds_since_card_prev"]] = np.nan
+    return x
+
+
+def save(rows: list[NewRow], *, version: str = "v-1") -> dict[int, int]:
+    """ingest.save() with feature rows; returns {transaction id: case id} of the flagged."""
+    ingest.save(rows, features=_features(len(rows)), version=version)
+    return {row.id: row.case_id for row in rows if row.case_id is not None}
 
 
 @pytest.mark.django_db
-def test_save_stores_every_field_as_bulk_create_does_and_sets_ids():
-    saved = [_tx("a-1"), _tx("a-2", country="", channel="", mcc="", features={})]
-    created = [_tx("b-1"), _tx("b-2", country="", channel="", mcc="", features={})]
-    save(saved)
-    Transaction.objects.bulk_create(created)
+def test_save_stores_every_field_as_the_orm_does_and_sets_ids():
+    saved = [_row("a-1"), _row("a-2", country=None, channel=None, mcc=None, amount=Decimal("0.5"))]
+    created = [_row("b-1"), _row("b-2", country=None, channel=None, mcc=None, amount=Decimal("0.5"))]
+    features = _features(2)
+    ingest.save(saved, features=features, version="v-1")
+    at = timezone.now()
+    by_orm = [
+        ingest._transaction(r, features=f, version="v-1", at=at)
+        for r, f in zip(created, features.tolist(), strict=True)
+    ]
+    Transaction.objects.bulk_create(by_orm)
 
-    assert all(tx.pk and not tx._state.adding for tx in saved)
-    for ours, django in zip(saved, created, strict=True):
-        stored, expected = Transaction.objects.get(pk=ours.pk), Transaction.objects.get(pk=django.pk)
-        ignore = {"id", "external_id", "received_at"}
+    assert all(row.id for row in saved)
+    for ours, django in zip(saved, by_orm, strict=True):
+        stored, expected = Transaction.objects.get(pk=ours.id), Transaction.objects.get(pk=django.pk)
+        ignore = {"id", "external_id", "received_at", "features"}
         assert {k: v for k, v in model_to_dict(stored).items() if k not in ignore} == {
             k: v for k, v in model_to_dict(expected).items() if k not in ignore
         }
-        assert stored.received_at == ours.received_at
+        np.testing.assert_array_equal(stored.features, expected.features)  # NaN where NaN
         assert stored.timestamp == AT
-        assert stored.external_id == ours.external_id
+        assert stored.external_id == ours.item.external_id
 
 
 @pytest.mark.django_db
-def test_save_refuses_a_value_it_would_store_as_something_else():
-    with pytest.raises(TypeError, match="float32"):
-        save([_tx("np-1", features={"amount": np.float32(1.5)})])
+def test_stored_features_are_the_float32_values_the_model_read_with_nan_kept():
+    rows = [_row("f-1"), _row("f-2")]
+    features = _features(2)
+    ingest.save(rows, features=features, version="v-1")
+
+    for row, expected in zip(rows, features, strict=True):
+        stored = Transaction.objects.get(pk=row.id).features
+        assert len(stored) == len(FEATURES)
+        np.testing.assert_array_equal(np.asarray(stored, dtype=np.float32), expected)
+
+
+@pytest.mark.django_db
+def test_features_given_as_an_object_are_refused_not_stored_as_its_keys():
+    tx = ingest._transaction(_row("d-1"), features=[], version="v-1", at=timezone.now())
+    tx.features = {"amount": 1.0}
+    with pytest.raises(TypeError, match="list of values"), transaction.atomic():
+        tx.save()
     assert not Transaction.objects.exists()
 
 
 @pytest.mark.django_db
 def test_save_ids_follow_the_tables_sequence():
-    first = [_tx("s-1")]
+    first = [_row("s-1")]
     save(first)
-    later = Transaction.objects.create(**{k: v for k, v in model_to_dict(_tx("s-2")).items() if k != "id"})
-    assert later.pk > first[0].pk
+    later = ingest._transaction(_row("s-2"), features=[], version="v-1", at=timezone.now())
+    later.save()
+    assert later.pk > first[0].id
 
 
 @pytest.mark.django_db
 def test_save_gives_ids_in_external_id_order_and_leaves_the_callers_list_as_it_was():
-    txs = [_tx("z-last-by-name"), _tx("a-first-by-name"), _tx("m-middle")]
-    save(txs)
-    assert [tx.external_id for tx in txs] == ["z-last-by-name", "a-first-by-name", "m-middle"]
-    assert txs[1].pk < txs[2].pk < txs[0].pk
-    assert dict(Transaction.objects.values_list("external_id", "id")) == {tx.external_id: tx.pk for tx in txs}
+    rows = [_row("z-last-by-name"), _row("a-first-by-name"), _row("m-middle"), _row("B-capital-first")]
+    save(rows)
+    names = [row.item.external_id for row in rows]
+    assert names == ["z-last-by-name", "a-first-by-name", "m-middle", "B-capital-first"]
+    assert rows[3].id < rows[1].id < rows[2].id < rows[0].id  # code-point order, whatever the collation
+    assert dict(Transaction.objects.values_list("external_id", "id")) == {
+        n: row.id for n, row in zip(names, rows, strict=True)
+    }
+    # Each row's features are its own, whatever order the rows went in.
+    for row, expected in zip(rows, _features(len(rows)), strict=True):
+        stored = Transaction.objects.get(pk=row.id).features
+        np.testing.assert_array_equal(np.asarray(stored, dtype=np.float32), expected)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_save_with_a_stored_external_id_raises_integrity_error_and_stores_none_of_the_batch():
-    save([_tx("dup", decision="approve")])
+    save([_row("dup", decision="approve")])
     with pytest.raises(IntegrityError):
-        save([_tx("fresh"), _tx("dup")])
+        save([_row("fresh"), _row("dup")])
     assert list(Transaction.objects.values_list("external_id", flat=True)) == ["dup"]
     assert not Case.objects.exists() and not CaseEvent.objects.exists()
     assert list(MerchantHour.objects.values_list("count", flat=True)) == [1]
@@ -92,24 +133,24 @@ def test_save_with_a_stored_external_id_raises_integrity_error_and_stores_none_o
 
 @pytest.mark.django_db
 def test_a_failed_save_inside_a_transaction_leaves_that_transaction_usable():
-    save([_tx("dup", decision="approve")])
+    save([_row("dup", decision="approve")])
     with transaction.atomic():
         with pytest.raises(IntegrityError):
-            save([_tx("dup")])
+            save([_row("dup")])
         assert Transaction.objects.count() == 1
 
 
 @pytest.mark.django_db
 def test_save_opens_a_case_and_its_opened_event_per_flagged_transaction_as_the_orm_does():
-    txs = [_tx("c-1"), _tx("c-2", decision="block"), _tx("c-3", decision="approve")]
-    opened = save(txs)
+    rows = [_row("c-1"), _row("c-2", decision="block"), _row("c-3", decision="approve")]
+    opened = save(rows)
 
-    by_hand = Case(transaction=txs[0])  # the ORM's defaults
+    by_hand = Case(transaction=Transaction())  # the ORM's defaults
 
-    assert set(opened) == {txs[0].pk, txs[1].pk}
-    for tx in txs[:2]:
-        case = Case.objects.get(transaction=tx)
-        assert opened[tx.pk] == case.pk
+    assert set(opened) == {rows[0].id, rows[1].id}
+    for row in rows[:2]:
+        case = Case.objects.get(transaction_id=row.id)
+        assert opened[row.id] == case.pk
         ignore = {"id", "transaction", "opened_at"}
         assert {k: v for k, v in model_to_dict(case).items() if k not in ignore} == {
             k: v for k, v in model_to_dict(by_hand).items() if k not in ignore
@@ -117,13 +158,13 @@ def test_save_opens_a_case_and_its_opened_event_per_flagged_transaction_as_the_o
         assert case.status == CaseStatus.OPEN and case.opened_at is not None
         (event,) = CaseEvent.objects.filter(case=case)
         assert (event.action, event.actor, event.note, event.at) == ("opened", None, "", case.opened_at)
-    assert not Case.objects.filter(transaction=txs[2]).exists()
+    assert rows[2].case_id is None and not Case.objects.filter(transaction_id=rows[2].id).exists()
 
 
 @pytest.mark.django_db
 def test_save_counts_the_batch_into_its_merchants_hours():
-    save([_tx("h-1"), _tx("h-2"), _tx("h-3", merchant_id="m-2", timestamp=AT + timedelta(hours=1))])
-    save([_tx("h-4")])
+    save([_row("h-1"), _row("h-2"), _row("h-3", merchant_id="m-2", timestamp=AT + timedelta(hours=1))])
+    save([_row("h-4")])
     hours = {(h.merchant_id, h.hour, h.count, h.fraud_count) for h in MerchantHour.objects.all()}
     hour = int(AT.timestamp() // 3600)
     assert hours == {("m-1", hour, 3, 0), ("m-2", hour + 1, 1, 0)}
@@ -131,7 +172,7 @@ def test_save_counts_the_batch_into_its_merchants_hours():
 
 @pytest.mark.django_db
 def test_any_of_lookup_finds_what_in_finds():
-    save([_tx(f"l-{i}", card_id=f"c-{i % 3}") for i in range(9)])
+    save([_row(f"l-{i}", card_id=f"c-{i % 3}") for i in range(9)])
     cards = ["c-0", "c-2", "nobody", None]
     assert set(Transaction.objects.filter(card_id__any_of=cards)) == set(Transaction.objects.filter(card_id__in=cards))
     ids = list(Transaction.objects.values_list("id", flat=True)[:4])
@@ -163,10 +204,10 @@ def test_merchant_hours_add_up_across_upserts():
 
 @pytest.mark.django_db
 def test_a_stored_external_id_is_refused_by_the_database_itself():
-    save([_tx("dup-1")])
+    save([_row("dup-1")])
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        save([_tx("dup-1", card_id="card-2")])
+        save([_row("dup-1", card_id="card-2")])
     assert Transaction.objects.filter(external_id="dup-1").count() == 1
 
 

@@ -152,7 +152,7 @@ def test_saved_model_version_loads_and_scores(small_frame):
 def test_labeled_frame_takes_old_approved_rows_without_a_label_as_legitimate():
     now = timezone.now()
     common = {"card_id": "c", "merchant_id": "m", "amount": 5, "currency": "EUR", "score": 0.1}
-    common |= {"reasons": [], "features": {}, "model_version": "v"}
+    common |= {"reasons": [], "features": [], "model_version": "v"}
     Transaction.objects.create(external_id="old", timestamp=now - timedelta(days=20), decision="approve", **common)
     Transaction.objects.create(external_id="young", timestamp=now - timedelta(days=1), decision="approve", **common)
     Transaction.objects.create(
