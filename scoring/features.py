@@ -13,6 +13,7 @@ import math
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 
 from django.conf import settings
 
@@ -110,6 +111,14 @@ class MerchantBuckets:
     frauds: list[int] = field(default_factory=list)
     _totals: tuple[list[int], list[int]] | None = field(default=None, repr=False)
 
+    @classmethod
+    def ordered(cls, hours: list[int], counts: list[int], frauds: list[int]) -> MerchantBuckets:
+        """Buckets from rows that should already be in hour order (as a query gives them); sorts if not."""
+        if hours != sorted(hours):
+            rows = sorted(zip(hours, counts, frauds, strict=True))
+            hours, counts, frauds = (list(column) for column in zip(*rows, strict=True))
+        return cls(hours=hours, counts=counts, frauds=frauds)
+
     def add(self, hour: int, *, count: int = 1, frauds: int = 0) -> None:
         i = bisect_left(self.hours, hour)
         if i < len(self.hours) and self.hours[i] == hour:
@@ -131,10 +140,7 @@ class MerchantBuckets:
 
 
 def _running(values: list[int]) -> list[int]:
-    totals = [0]
-    for v in values:
-        totals.append(totals[-1] + v)
-    return totals
+    return list(accumulate(values, initial=0))
 
 
 def merchant_counts(buckets: MerchantBuckets, *, at: datetime) -> MerchantCounts:

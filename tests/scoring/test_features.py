@@ -63,6 +63,17 @@ def test_a_card_history_given_in_order_is_kept_as_given():
     assert (card.amounts, card.merchants) == ([5.0, 7.0, 6.0], ["x", "z", "y"])
 
 
+def test_merchant_buckets_given_out_of_order_are_sorted_and_count_as_if_added_one_by_one():
+    ordered = MerchantBuckets.ordered([7, 3, 5], [70, 30, 50], [1, 0, 2])
+    added = MerchantBuckets()
+    for hour, count, frauds in ((7, 70, 1), (3, 30, 0), (5, 50, 2)):
+        added.add(hour, count=count, frauds=frauds)
+
+    assert (ordered.hours, ordered.counts, ordered.frauds) == ([3, 5, 7], [30, 50, 70], [0, 2, 1])
+    assert ordered.between(4, 8) == added.between(4, 8) == (120, 3)
+    assert ordered.between(0, 100) == (150, 3) and ordered.between(8, 9) == (0, 0)
+
+
 def test_merchant_counts_see_whole_hours_before_the_transactions_own_hour():
     hour = epoch_hour(AT)
     merchant = MerchantBuckets()
