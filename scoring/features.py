@@ -14,6 +14,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
+from typing import NamedTuple
 
 from django.conf import settings
 
@@ -83,7 +84,6 @@ class CardHistory:
         self.merchants.insert(i, merchant_id)
 
 
-MerchantCounts = dict[str, float]
 MERCHANT_HOURS = {"1d": 24, "7d": 7 * 24, "30d": 30 * 24}
 MERCHANT_SPAN_HOURS = max(MERCHANT_HOURS.values())
 
@@ -143,19 +143,27 @@ def _running(values: list[int]) -> list[int]:
     return list(accumulate(values, initial=0))
 
 
+class MerchantCounts(NamedTuple):
+    """A merchant's figures as of one transaction, one value a window of MERCHANT_WINDOWS, in its order."""
+
+    counts: list[float]  # transactions
+    labeled: list[float]  # transactions before the label delay: what fraud shares are of
+    frauds: list[float]  # confirmed frauds before the label delay
+
+
 def merchant_counts(buckets: MerchantBuckets, *, at: datetime) -> MerchantCounts:
     """The merchant's counts as of `at`: whole hours before the transaction's own hour only.
 
     Fraud counts and shares only look at hours older than the label delay, as a chargeback feed allows.
     """
     hour, delay = epoch_hour(at), label_delay_hours()
-    counts: MerchantCounts = {}
-    for w, span in MERCHANT_HOURS.items():
-        counts[f"merchant_count_{w}"] = float(buckets.between(hour - span, hour)[0])
-        total, frauds = buckets.between(hour - delay - span, hour - delay)
-        counts[f"delayed_count_{w}"] = float(total)
-        counts[f"merchant_fraud_count_{w}"] = float(frauds)
-    return counts
+    counts, labeled, frauds = [], [], []
+    for span in MERCHANT_HOURS.values():
+        counts.append(float(buckets.between(hour - span, hour)[0]))
+        total, fraud = buckets.between(hour - delay - span, hour - delay)
+        labeled.append(float(total))
+        frauds.append(float(fraud))
+    return MerchantCounts(counts=counts, labeled=labeled, frauds=frauds)
 
 
 def feature_vector(tx: TxFacts, *, card: CardHistory, merchant: MerchantCounts) -> list[float]:
@@ -177,11 +185,11 @@ def feature_vector(tx: TxFacts, *, card: CardHistory, merchant: MerchantCounts) 
     row.append(at - card.times[end - 1] if end else MISSING)
     day_start = bisect_left(card.times, at - DAY, 0, end)
     row.append(float(len(set(card.merchants[day_start:end]))))
-    row += [merchant[f"merchant_count_{w}"] for w in MERCHANT_WINDOWS]
-    row += [merchant[f"merchant_fraud_count_{w}"] for w in MERCHANT_WINDOWS]
-    for w in MERCHANT_WINDOWS:
-        labeled = merchant[f"delayed_count_{w}"]
-        row.append(merchant[f"merchant_fraud_count_{w}"] / labeled if labeled else 0.0)
+    row += merchant.counts
+    row += merchant.frauds
+    row += [
+        frauds / labeled if labeled else 0.0 for frauds, labeled in zip(merchant.frauds, merchant.labeled, strict=True)
+    ]
     utc = tx.at.astimezone(UTC)
     row += [float(utc.hour), float(utc.hour < 6), float(utc.weekday() >= 5), float(CHANNEL_CODES[tx.channel])]
     return row
