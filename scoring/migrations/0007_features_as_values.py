@@ -2,8 +2,9 @@
 
 PostgreSQL: `real[]` (see FeatureValuesField): the JSON objects were 70 % of a row, and parsing them most of
 an insert's cost. Each stored object becomes the list of its model version's features (`ModelVersion.features`;
-the code's FEATURES for a version no longer stored), missing or null values becoming NaN. Rows without
-features (imported history) keep none. Backwards, the lists become objects again by the same names.
+for a version no longer stored, FEATURES as they were when this was written), missing or null values NaN.
+Rows without features (imported history) keep none. Backwards, the lists become objects again by the same
+names.
 
 It rewrites every scored row in one UPDATE (100,000 rows in ~3 s here): on a large table, run it in a quiet
 hour and VACUUM (ANALYZE) the table afterwards.
