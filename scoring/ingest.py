@@ -119,32 +119,10 @@ class NewRow:
     answered: dict[str, Any] | None = None
 
     def result(self, version: str) -> dict[str, Any]:
-        item, scored = self.item, self.scored
-        return answer(
-            id=self.id,
-            external_id=item.external_id,
-            score=scored.score,
-            decision=scored.decision,
-            reasons=scored.reasons,
-            model_version=version,
-            case_id=self.case_id,
-        )
+        return answer(self.item, self.scored, id=self.id, model_version=version, case_id=self.case_id)
 
     def event(self) -> dict[str, Any]:
-        item, scored = self.item, self.scored
-        return feed_event(
-            id=self.id,
-            external_id=item.external_id,
-            card_id=item.card_id,
-            merchant_id=item.merchant_id,
-            amount=item.amount,
-            currency=item.currency,
-            timestamp=item.timestamp,
-            score=scored.score,
-            decision=scored.decision,
-            reasons=scored.reasons,
-            case_id=self.case_id,
-        )
+        return feed_event(self.item, self.scored, id=self.id, case_id=self.case_id)
 
 
 def _score_and_save(items: list[TransactionIn], *, scorer: Scorer) -> list[NewRow]:

@@ -8,7 +8,7 @@ import math
 import secrets
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
@@ -186,47 +186,51 @@ def _float_list(values: list[float | None]) -> list[float]:
     return [math.nan if v is None else float(v) for v in values]
 
 
-def answer(
-    *, id: int, external_id: str, score: float, decision: str, reasons: list, model_version: str, case_id: int | None
-) -> dict[str, Any]:
+class _Sent(Protocol):
+    """What the caller sent about a transaction (a TransactionIn, or a stored Transaction)."""
+
+    external_id: str
+    card_id: str
+    merchant_id: str
+    amount: Any
+    currency: str
+    timestamp: datetime
+
+
+class _Said(Protocol):
+    """What the model and lists said about it (a Scored, or a stored Transaction)."""
+
+    score: float
+    decision: str
+    reasons: list
+
+
+def answer(sent: _Sent, said: _Said, *, id: int, model_version: str, case_id: int | None) -> dict[str, Any]:
     """The API's answer for one transaction (201/200 bodies and GET): stored rows and new ones alike."""
     return {
         "id": id,
-        "external_id": external_id,
-        "score": score,
-        "decision": decision,
-        "reasons": reasons,
+        "external_id": sent.external_id,
+        "score": said.score,
+        "decision": said.decision,
+        "reasons": said.reasons,
         "model_version": model_version,
         "case_id": case_id,
     }
 
 
-def feed_event(
-    *,
-    id: int,
-    external_id: str,
-    card_id: str,
-    merchant_id: str,
-    amount: Any,
-    currency: str,
-    timestamp: datetime,
-    score: float,
-    decision: str,
-    reasons: list,
-    case_id: int | None,
-) -> dict[str, Any]:
+def feed_event(sent: _Sent, said: _Said, *, id: int, case_id: int | None) -> dict[str, Any]:
     """The dashboard's view of one transaction, as pushed over the socket: stored rows and new ones alike."""
     return {
         "id": id,
-        "external_id": external_id,
-        "card_id": card_id,
-        "merchant_id": merchant_id,
-        "amount": str(amount),
-        "currency": currency,
-        "timestamp": _iso(timestamp),
-        "score": score,
-        "decision": decision,
-        "reasons": reasons,
+        "external_id": sent.external_id,
+        "card_id": sent.card_id,
+        "merchant_id": sent.merchant_id,
+        "amount": str(sent.amount),
+        "currency": sent.currency,
+        "timestamp": _iso(sent.timestamp),
+        "score": said.score,
+        "decision": said.decision,
+        "reasons": said.reasons,
         "case_id": case_id,
     }
 
@@ -307,15 +311,7 @@ class Transaction(models.Model):
 
     def result(self, *, case_id: int | None) -> dict[str, Any]:
         """The API's answer for this transaction (201/200 bodies and GET)."""
-        return answer(
-            id=self.id,
-            external_id=self.external_id,
-            score=self.score,
-            decision=self.decision,
-            reasons=self.reasons,
-            model_version=self.model_version,
-            case_id=case_id,
-        )
+        return answer(self, self, id=self.id, model_version=self.model_version, case_id=case_id)
 
     def feature_values(self) -> dict[str, float | None]:
         """The values the model saw, by feature name (None where a value was missing); empty for rows that were
@@ -352,19 +348,7 @@ class Transaction(models.Model):
 
     def event(self, *, case_id: int | None) -> dict[str, Any]:
         """The dashboard's view of this transaction, as pushed over the socket."""
-        return feed_event(
-            id=self.id,
-            external_id=self.external_id,
-            card_id=self.card_id,
-            merchant_id=self.merchant_id,
-            amount=self.amount,
-            currency=self.currency,
-            timestamp=self.timestamp,
-            score=self.score,
-            decision=self.decision,
-            reasons=self.reasons,
-            case_id=case_id,
-        )
+        return feed_event(self, self, id=self.id, case_id=case_id)
 
 
 def _iso(value: datetime) -> str:
