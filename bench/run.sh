@@ -168,6 +168,8 @@ echo "== import_transactions: ~200,000 simulated rows into PostgreSQL"
 # The simulator's cards and merchants (c004321, m00123) renamed as the load tools name theirs (card-04321,
 # merch-0123), so that the month phase below scores the load's cards and merchants against this history.
 sed -i -E 's/^([^,]*),c0([0-9]{5}),m0([0-9]{4}),/\1,card-\2,merch-\3,/' "$OUT/history.csv"
+sed -n 2p "$OUT/history.csv" | grep -q '^[^,]*,card-[0-9]*,merch-' \
+  || echo "   the simulator's ids were not renamed: the month phase would score cards without history" >&2
 /usr/bin/time -f "%e" -o "$OUT/import.time" "$PY" manage.py import_transactions "$OUT/history.csv" --source bench \
   > "$OUT/import.txt"
 tail -2 "$OUT/import.txt" | sed 's/^/   /'
