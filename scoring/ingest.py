@@ -42,7 +42,7 @@ from scoring.models import (
     feed_event,
 )
 from scoring.schemas import TransactionIn
-from scoring.sql import binary_cursor
+from scoring.sql import Float4Array, binary_cursor
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 4  # the first attempt does not look for stored external_ids
@@ -266,8 +266,7 @@ def _save_params(rows: list[NewRow], *, features: np.ndarray, version: str) -> l
         for column, value in zip(hours, (merchant_id, hour, count, frauds), strict=True):
             column.append(value)
     now = timezone.now()
-    flat = features.ravel().tolist()  # float32 values, exact as float8 and again as real
-    return [flat, version, now, *columns, *hours, CaseStatus.OPEN, now, Decision.APPROVE, "opened"]
+    return [Float4Array(features), version, now, *columns, *hours, CaseStatus.OPEN, now, Decision.APPROVE, "opened"]
 
 
 # --- features from the stored history ------------------------------------------------------------

@@ -10,9 +10,18 @@ against 3.2-3.5 ms for 100.
 
 from __future__ import annotations
 
+import struct
+from dataclasses import dataclass
+
+import numpy as np
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.utils import CursorWrapper
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+
+FLOAT4_ARRAY_OID = 1021  # real[]
+FLOAT4_OID = 700
 
 
 def binary_cursor() -> CursorWrapper:
@@ -26,3 +35,33 @@ def binary_cursor() -> CursorWrapper:
     cursor = psycopg.Cursor(db.connection)
     cursor.format = psycopg.pq.Format.BINARY
     return CursorWrapper(cursor, db)
+
+
+@dataclass(frozen=True)
+class Float4Array:
+    """A float32 numpy array sent as one binary `real[]` parameter (flattened), NaN where NaN.
+
+    psycopg adapts numpy scalars but not arrays: a list of Python floats cost ~0.11 µs an element to dump,
+    3.2 µs a transaction for ingest's 29 features; this builds the array's binary form in one numpy pass.
+    """
+
+    values: np.ndarray
+
+
+class Float4ArrayDumper(Dumper):
+    """PostgreSQL's binary array format: a header (dimensions, no nulls, element type, size, lower bound 1),
+    then each element as its length (4) and its big-endian float4."""
+
+    format = Format.BINARY
+    oid = FLOAT4_ARRAY_OID
+    _element = np.dtype([("length", ">i4"), ("value", ">f4")])
+
+    def dump(self, obj: Float4Array) -> bytes:
+        flat = np.asarray(obj.values, dtype=np.float32).ravel()
+        elements = np.empty(flat.size, dtype=self._element)
+        elements["length"] = 4
+        elements["value"] = flat
+        return struct.pack("!iiIii", 1, 0, FLOAT4_OID, flat.size, 1) + elements.tobytes()
+
+
+psycopg.adapters.register_dumper(Float4Array, Float4ArrayDumper)

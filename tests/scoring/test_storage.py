@@ -100,6 +100,22 @@ def test_features_given_as_an_object_are_refused_not_stored_as_its_keys():
 
 
 @pytest.mark.django_db
+def test_a_float32_matrix_goes_to_postgresql_as_one_flat_real_array_exactly():
+    from django.db import connection
+
+    from scoring.sql import Float4Array, binary_cursor
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL wire format")
+    x = np.array([[1.5, np.nan, -0.1], [1e9, 0.0, 3.4e38]], dtype=np.float32)
+    with binary_cursor() as cursor:
+        cursor.execute("SELECT %b::real[], pg_typeof(%b)::text", [Float4Array(x), Float4Array(x)])
+        ((values, kind),) = cursor.fetchall()
+    assert kind == "real[]"
+    np.testing.assert_array_equal(np.asarray(values, dtype=np.float32), x.ravel())
+
+
+@pytest.mark.django_db
 def test_save_ids_follow_the_tables_sequence():
     first = [_row("s-1")]
     save(first)
