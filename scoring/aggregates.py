@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from itertools import groupby
 from operator import itemgetter
+from typing import Any
 
 from django.db import connection
 
@@ -43,24 +44,40 @@ SELECT merchant_id, array_agg(hour), array_agg(count), array_agg(fraud_count) FR
 
 def buckets_for(merchant_ids: Iterable[str], *, first: datetime, last: datetime) -> dict[str, MerchantBuckets]:
     """Every hour that features of transactions between `first` and `last` can look at, in one query."""
-    merchants = list(set(merchant_ids))
-    start, end = epoch_hour(first) - label_delay_hours() - MERCHANT_SPAN_HOURS, epoch_hour(last)
-    buckets: dict[str, MerchantBuckets] = defaultdict(MerchantBuckets)
+    merchants, start, end = _bucket_range(merchant_ids, first=first, last=last)
     if connection.vendor == "postgresql":
+        sql, params = buckets_query(merchant_ids, first=first, last=last)
         with binary_cursor() as cursor:
-            cursor.execute(_BUCKETS.format(table=MerchantHour._meta.db_table), [merchants, start, end])
-            for merchant_id, hours, counts, frauds in cursor.fetchall():
-                buckets[merchant_id] = MerchantBuckets.ordered(hours, counts, frauds)
-        return buckets
+            cursor.execute(sql, params)
+            return buckets_from(cursor.fetchall())
     rows = (
         MerchantHour.objects.filter(merchant_id__in=merchants, hour__gte=start, hour__lt=end)
         .order_by("merchant_id", "hour")
         .values_list("merchant_id", "hour", "count", "fraud_count")
     )
+    buckets: dict[str, MerchantBuckets] = defaultdict(MerchantBuckets)
     for merchant_id, merchant_rows in groupby(rows, key=itemgetter(0)):
         _, hours, counts, frauds = zip(*merchant_rows, strict=True)
         buckets[merchant_id] = MerchantBuckets(hours=list(hours), counts=list(counts), frauds=list(frauds))
     return buckets
+
+
+def buckets_query(merchant_ids: Iterable[str], *, first: datetime, last: datetime) -> tuple[str, list[Any]]:
+    """PostgreSQL: buckets_for()'s statement and parameters, for a caller that sends it with others."""
+    merchants, start, end = _bucket_range(merchant_ids, first=first, last=last)
+    return _BUCKETS.format(table=MerchantHour._meta.db_table), [merchants, start, end]
+
+
+def buckets_from(rows: Iterable[tuple[str, list[int], list[int], list[int]]]) -> dict[str, MerchantBuckets]:
+    """PostgreSQL: buckets_for()'s result from its statement's rows."""
+    buckets: dict[str, MerchantBuckets] = defaultdict(MerchantBuckets)
+    for merchant_id, hours, counts, frauds in rows:
+        buckets[merchant_id] = MerchantBuckets.ordered(hours, counts, frauds)
+    return buckets
+
+
+def _bucket_range(merchant_ids: Iterable[str], *, first: datetime, last: datetime) -> tuple[list[str], int, int]:
+    return list(set(merchant_ids)), epoch_hour(first) - label_delay_hours() - MERCHANT_SPAN_HOURS, epoch_hour(last)
 
 
 def record(rows: Iterable[tuple[str, datetime, bool | None]]) -> None:

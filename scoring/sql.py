@@ -11,7 +11,9 @@ against 3.2-3.5 ms for 100.
 from __future__ import annotations
 
 import struct
+from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -35,6 +37,24 @@ def binary_cursor() -> CursorWrapper:
     cursor = psycopg.Cursor(db.connection)
     cursor.format = psycopg.pq.Format.BINARY
     return CursorWrapper(cursor, db)
+
+
+def read_together(statements: list[tuple[str, list[Any]]]) -> list[list[tuple[Any, ...]]]:
+    """The rows of several reads, sent in one round trip (psycopg's pipeline mode), each through a
+    `binary_cursor()`; errors come out as Django's.
+
+    Ingest's three reads of a batch (stored ids, card histories, merchant hours), in-process, batches of 8:
+    157-159 against 198-203 µs of CPU here, PostgreSQL 300 against 400-433 µs, wall 411-422 against 623-685 µs,
+    against one round trip each.
+    """
+    db = connections[DEFAULT_DB_ALIAS]
+    db.ensure_connection()
+    with ExitStack() as stack:
+        cursors = [stack.enter_context(binary_cursor()) for _ in statements]
+        with db.wrap_database_errors, db.connection.pipeline():
+            for cursor, (sql, params) in zip(cursors, statements, strict=True):
+                cursor.execute(sql, params)
+        return [cursor.fetchall() for cursor in cursors]
 
 
 @dataclass(frozen=True)

@@ -248,6 +248,38 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(model_version):
 
     assert one == many
     if connection.vendor == "postgresql":
-        assert one == ["SELECT", "SELECT", "WITH"]  # two reads, one write
+        assert one == ["SELECT", "SELECT", "SELECT", "WITH"]  # stored ids, two reads, one write
     else:
-        assert one == ["SELECT", "SELECT", "INSERT", "INSERT", "INSERT", "INSERT"]  # rows, hours, cases, events
+        assert one == [
+            "SELECT",
+            "SELECT",
+            "SELECT",
+            "INSERT",
+            "INSERT",
+            "INSERT",
+            "INSERT",
+        ]  # rows, hours, cases, events
+
+
+def test_a_retry_in_a_batch_costs_one_scoring_and_one_write(model_version, monkeypatch):
+    """A stored external_id in a batch is found before scoring: the others are scored and written once, not
+    scored, refused by the unique index, rolled back and scored again."""
+    (first,), _ = ingest.store([item(external_id="r-1")])
+    scored_rows = []
+    real_score = ingest.Scorer.score
+    monkeypatch.setattr(ingest.Scorer, "score", lambda self, x: scored_rows.append(len(x)) or real_score(self, x))
+    writes = []
+
+    def count(execute, sql, params, many, context):
+        writes.extend(["WITH"] if sql.lstrip().startswith("WITH") else [])
+        writes.extend(["INSERT"] if sql.lstrip().upper().startswith('INSERT INTO "SCORING_TRANSACTION') else [])
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
+        outcomes, events = ingest.store([item(external_id="r-2"), item(external_id="r-1"), item(external_id="r-3")])
+
+    assert [o.created for o in outcomes] == [True, False, True]
+    assert outcomes[1].result == first.result
+    assert scored_rows == [2]  # r-2 and r-3, once
+    assert len(writes) == 1
+    assert [e["external_id"] for e in events] == ["r-2", "r-3"]

@@ -116,6 +116,21 @@ def test_a_float32_matrix_goes_to_postgresql_as_one_flat_real_array_exactly():
 
 
 @pytest.mark.django_db
+def test_reads_sent_together_come_back_in_order_and_fail_as_djangos_errors():
+    from django.db import ProgrammingError, connection
+
+    from scoring.sql import read_together
+
+    if connection.vendor != "postgresql":
+        pytest.skip("psycopg's pipeline mode")
+    one, two = read_together([("SELECT 1", []), ("SELECT %b::int + 1", [41])])
+    assert (one, two) == ([(1,)], [(42,)])
+    with pytest.raises(ProgrammingError), transaction.atomic():
+        read_together([("SELECT 1", []), ("SELECT * FROM no_such_table", [])])
+    assert Transaction.objects.count() == 0  # the connection is still usable
+
+
+@pytest.mark.django_db
 def test_save_ids_follow_the_tables_sequence():
     first = [_row("s-1")]
     save(first)
