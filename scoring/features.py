@@ -85,6 +85,7 @@ class CardHistory:
 
 
 MERCHANT_HOURS = {"1d": 24, "7d": 7 * 24, "30d": 30 * 24}
+assert list(MERCHANT_HOURS) == list(MERCHANT_WINDOWS), "merchant_counts() gives its values in FEATURES' order"
 MERCHANT_SPAN_HOURS = max(MERCHANT_HOURS.values())
 
 
