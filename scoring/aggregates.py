@@ -13,7 +13,6 @@ from django.db import connection
 
 from scoring.features import MERCHANT_SPAN_HOURS, MerchantBuckets, epoch_hour, label_delay_hours
 from scoring.models import MerchantHour
-from scoring.sql import binary_cursor
 
 # Counts that arrive for an hour already counted are added to it (live ingest and history import).
 ADD_TO_HOUR = (
@@ -29,7 +28,7 @@ _UPSERT_ARRAYS = (
 CHUNK = 500
 
 
-# PostgreSQL: the query of buckets_for() written out (building it with the ORM cost ~230 µs a batch). One row
+# PostgreSQL: the query of buckets_with_orm() written out (building it with the ORM cost ~230 µs a batch). One row
 # per merchant, its hours as three arrays, which psycopg decodes in C: with a month of history (192,000
 # imported rows, ~126 merchant hours a transaction), a row per hour cost 49-50 µs of CPU a transaction here
 # to read, one bisect and insert each. The subquery's order (the unique index's) is the arrays' order, and
@@ -42,14 +41,10 @@ SELECT merchant_id, array_agg(hour), array_agg(count), array_agg(fraud_count) FR
 """
 
 
-def buckets_for(merchant_ids: Iterable[str], *, first: datetime, last: datetime) -> dict[str, MerchantBuckets]:
-    """Every hour that features of transactions between `first` and `last` can look at, in one query."""
+def buckets_with_orm(merchant_ids: Iterable[str], *, first: datetime, last: datetime) -> dict[str, MerchantBuckets]:
+    """Every hour that features of transactions between `first` and `last` can look at, in one ORM query
+    (SQLite; on PostgreSQL ingest sends buckets_query() with its other reads)."""
     merchants, start, end = _bucket_range(merchant_ids, first=first, last=last)
-    if connection.vendor == "postgresql":
-        sql, params = buckets_query(merchant_ids, first=first, last=last)
-        with binary_cursor() as cursor:
-            cursor.execute(sql, params)
-            return buckets_from(cursor.fetchall())
     rows = (
         MerchantHour.objects.filter(merchant_id__in=merchants, hour__gte=start, hour__lt=end)
         .order_by("merchant_id", "hour")
@@ -63,13 +58,13 @@ def buckets_for(merchant_ids: Iterable[str], *, first: datetime, last: datetime)
 
 
 def buckets_query(merchant_ids: Iterable[str], *, first: datetime, last: datetime) -> tuple[str, list[Any]]:
-    """PostgreSQL: buckets_for()'s statement and parameters, for a caller that sends it with others."""
+    """PostgreSQL: the statement and parameters that read the same hours as buckets_with_orm()."""
     merchants, start, end = _bucket_range(merchant_ids, first=first, last=last)
     return _BUCKETS.format(table=MerchantHour._meta.db_table), [merchants, start, end]
 
 
 def buckets_from(rows: Iterable[tuple[str, list[int], list[int], list[int]]]) -> dict[str, MerchantBuckets]:
-    """PostgreSQL: buckets_for()'s result from its statement's rows."""
+    """PostgreSQL: buckets_with_orm()'s result from the rows of buckets_query()'s statement."""
     buckets: dict[str, MerchantBuckets] = defaultdict(MerchantBuckets)
     for merchant_id, hours, counts, frauds in rows:
         buckets[merchant_id] = MerchantBuckets.ordered(hours, counts, frauds)

@@ -215,13 +215,14 @@ def _transaction(row: NewRow, *, features: list[float], version: str, at: dateti
     )
 
 
-# PostgreSQL: the batch's rows, their merchant hours, and the flagged ones' cases and audit events, in one
-# statement (a transaction by itself: no BEGIN and COMMIT round trips). The rows arrive as one binary array
-# a column (psycopg writes those in C) and the features as one flat array (a row's values are its slice):
-# PostgreSQL parses nothing but the reasons' JSON. In-process, 200-transaction batches, against the same
-# rows as one JSON document with the features as JSON objects: 23-24 against 38-40 µs of PostgreSQL CPU a
-# transaction, 10 against 16 µs here (two pairs). The rows are inserted in external_id order, compared as
-# Python compares them (COLLATE "C"), the order hour_counts() gives the merchant hours too.
+# PostgreSQL: the batch's rows, their merchant hours, and the flagged ones' cases and audit events, in one statement (a
+# transaction by itself: no BEGIN and COMMIT round trips). The rows arrive as one binary array a column (psycopg writes
+# those in C) and the features as one flat array (a row's values are its slice): PostgreSQL parses nothing but the
+# reasons' JSON. In-process, 200-transaction batches, a prototype of this statement against the same rows as one JSON
+# document with the features as JSON objects: 23-24 against 38-40 µs of PostgreSQL CPU a transaction, 10 against 16 µs
+# here (two pairs); store() as a whole, with this statement (281631a): PostgreSQL 39-42.5 against 55-58 µs, here
+# 56-58 against 62-63 (three pairs). The rows are inserted in external_id order, compared as Python compares them
+# (COLLATE "C"), the order hour_counts() gives the merchant hours too.
 _SAVE = """
 WITH new AS (
     INSERT INTO {transaction} (external_id, card_id, merchant_id, amount, currency, "timestamp", country, channel,
@@ -262,28 +263,29 @@ def _save_statement() -> str:
 
 
 def _save_params(rows: list[NewRow], *, features: np.ndarray, version: str) -> list[Any]:
-    columns: list[list[Any]] = [[] for _ in range(12)]
-    (external_ids, cards, merchants, amounts, currencies, times, countries, channels, mccs) = columns[:9]
-    scores, decisions, reasons = columns[9:]
-    for row in rows:
-        item, scored = row.item, row.scored
-        external_ids.append(item.external_id)
-        cards.append(item.card_id)
-        merchants.append(item.merchant_id)
-        amounts.append(str(item.amount))  # exact: numeric parses the decimal string
-        currencies.append(item.currency)
-        times.append(item.timestamp)
-        countries.append(item.country or "")
-        channels.append(item.channel or "")
-        mccs.append(item.mcc or "")
-        scores.append(scored.score)
-        decisions.append(scored.decision)
-        reasons.append(orjson.dumps(scored.reasons).decode())
-    counts = aggregates.hour_counts((row.item.merchant_id, row.item.timestamp, None) for row in rows)  # lock order
-    hours: list[list[Any]] = [[], [], [], []]
-    for (merchant_id, hour), (count, frauds) in counts.items():
-        for column, value in zip(hours, (merchant_id, hour, count, frauds), strict=True):
-            column.append(value)
+    """_SAVE's parameters: the features, then a list per column in the order its unnest() takes them."""
+    items, said = [row.item for row in rows], [row.scored for row in rows]
+    columns = [
+        [i.external_id for i in items],
+        [i.card_id for i in items],
+        [i.merchant_id for i in items],
+        [str(i.amount) for i in items],  # exact: numeric parses the decimal string
+        [i.currency for i in items],
+        [i.timestamp for i in items],
+        [i.country or "" for i in items],
+        [i.channel or "" for i in items],
+        [i.mcc or "" for i in items],
+        [s.score for s in said],
+        [s.decision for s in said],
+        [orjson.dumps(s.reasons).decode() for s in said],
+    ]
+    counts = aggregates.hour_counts((i.merchant_id, i.timestamp, None) for i in items)  # in lock order
+    hours = [
+        [merchant_id for merchant_id, _ in counts],
+        [hour for _, hour in counts],
+        [count for count, _ in counts.values()],
+        [frauds for _, frauds in counts.values()],
+    ]
     now = timezone.now()
     return [Float4Array(features), version, now, *columns, *hours, CaseStatus.OPEN, now, Decision.APPROVE, "opened"]
 
@@ -314,7 +316,7 @@ def read_history(items: list[TransactionIn]) -> History:
         return History(
             stored_ids=list(stored.values_list("external_id", flat=True)),
             cards=_card_histories_with_orm(items),
-            merchants=aggregates.buckets_for(merchant_ids, first=first, last=last),
+            merchants=aggregates.buckets_with_orm(merchant_ids, first=first, last=last),
         )
     table = Transaction._meta.db_table
     ids, cards, merchants = read_together(

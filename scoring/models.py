@@ -152,11 +152,11 @@ class ModelVersion(models.Model):
 class FeatureValuesField(models.Field):
     """The feature values a model saw, in that model's feature order (`ModelVersion.features`).
 
-    PostgreSQL: `real[]`, 4 bytes a value (the float32 the model reads), which ingest writes as binary
-    arrays. As JSON keyed by name they were 70 % of a transaction's row, and parsing them was most of
-    PostgreSQL's work on an insert (in-process, 200-transaction batches: 23-24 against 38-40 µs of its CPU
-    a transaction, with the other columns also sent as binary arrays). Elsewhere: a JSON list, missing
-    values as null. In Python a list of floats, NaN where a value is missing (no history).
+    PostgreSQL: `real[]`, 4 bytes a value (the float32 the model reads), which ingest writes as binary arrays. As JSON
+    keyed by name they were 70 % of a transaction's row, and parsing them was most of PostgreSQL's work on an insert
+    (in-process, 200-transaction batches, a prototype of ingest's statement: 23-24 against 38-40 µs of its CPU a
+    transaction, with the other columns also sent as binary arrays). Elsewhere: a JSON list, missing values as null. In
+    Python a list of floats, NaN where a value is missing (no history).
     """
 
     description = "Feature values in the model's feature order"
