@@ -95,7 +95,8 @@ def recent_stats() -> list[Bucket]:
     flagged, blocked = ~Q(decision=Decision.APPROVE), Q(decision=Decision.BLOCK)
     bins = {f"bin{i}": Count("id", filter=Q(score__gte=i / BINS) & _below(i)) for i in range(BINS)}
     rows = (
-        Transaction.objects.filter(received_at__gte=since)
+        Transaction.objects.scored()
+        .filter(received_at__gte=since)
         .annotate(minute=TruncMinute("received_at"))
         .values("minute")
         .annotate(

@@ -26,7 +26,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from scoring import aggregates
-from scoring.models import Decision, MerchantHour, Transaction
+from scoring.models import IMPORTED, Decision, MerchantHour, Transaction
 from scoring.schemas import TransactionIn
 
 REQUIRED = ("external_id", "card_id", "merchant_id", "amount", "currency", "timestamp")
@@ -274,7 +274,7 @@ class _Store:
             "decision": Decision.APPROVE.value,
             "reasons": [],
             "features": [],
-            "model_version": f"imported:{source}",
+            "model_version": f"{IMPORTED}{source}",
         }
         self.constants = tuple(_prep(name, value) for name, value in constants.items())
         self.labeled_at = _prep("labeled_at", now)  # when the label came: only for labeled rows
@@ -402,8 +402,8 @@ VARYING = ("external_id", "card_id", "merchant_id", "amount", "currency", "times
 VARYING += ("is_fraud",)
 _BINARY_TYPES = ("text", "text", "text", "numeric", "text", "timestamptz", "text", "text", "text", "bool")
 CONSTANT = ("score", "decision", "reasons", "features", "model_version")
-# received_at is the event time: history is past traffic, and the dashboards' live figures (the last 15
-# minutes by received_at) must not count a large import as traffic arriving now.
+# received_at is the event time: history is past traffic, received when it happened, not now. The live
+# dashboards leave imported rows out altogether (TransactionQuerySet.scored()), recent history included.
 NAMES = (*VARYING, "labeled_at", *CONSTANT, "received_at")
 
 

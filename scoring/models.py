@@ -235,15 +235,27 @@ def feed_event(sent: _Sent, said: _Said, *, id: int, case_id: int | None) -> dic
     }
 
 
+IMPORTED = "imported:"  # model_version of imported history: "imported:<source>"
+
+
 class TransactionQuerySet(models.QuerySet):
+    def scored(self) -> TransactionQuerySet:
+        """Traffic the service scored, without imported history: what the live dashboards show and count.
+
+        Imported rows carry score 0 and `approve` without having been scored; shown live, a fresh import
+        (the demo's history ends now) filled the feed with them and the figures with its last 15 minutes.
+        """
+        return self.exclude(model_version__startswith=IMPORTED)
+
     def after_id(self, after_id: int, *, limit: int) -> list[Transaction]:
-        """The newest `limit` transactions with id > after_id, in id order (dashboard resume)."""
-        rows = list(self.filter(id__gt=after_id).order_by("-id")[:limit])
+        """The newest `limit` scored transactions with id > after_id, in id order (dashboard resume)."""
+        rows = list(self.scored().filter(id__gt=after_id).order_by("-id")[:limit])
         rows.reverse()
         return rows
 
     def newest(self, limit: int) -> TransactionQuerySet:
-        return self.order_by("-id")[:limit]
+        """The newest `limit` scored transactions (the live feed)."""
+        return self.scored().order_by("-id")[:limit]
 
     def merchant_figures(self, merchant_id: str, *, now: datetime) -> dict[str, Any]:
         """A merchant's activity by event time: last 24 h and 7 days, flagged share, confirmed frauds."""

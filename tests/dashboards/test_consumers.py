@@ -153,6 +153,19 @@ async def test_resume_replays_what_was_missed_in_id_order(api, model_version, an
     assert message["replay"] is True
 
 
+async def test_resume_does_not_replay_imported_history(api, model_version, analyst_user):
+    first = (await api.post("/api/v1/transactions", tx_body(external_id="seen"))).json()
+    await database_sync_to_async(_store_plain_rows)(2, model_version="imported:bank-a")
+    await api.post("/api/v1/transactions", tx_body(external_id="missed"))
+
+    async with socket(analyst_user) as communicator:
+        await communicator.connect()
+        await communicator.send_json_to({"type": "resume", "after_id": first["id"]})
+        message = await next_of_type(communicator, "transactions")
+
+    assert [i["external_id"] for i in message["items"]] == ["missed"]
+
+
 async def test_resume_is_bounded_to_the_newest_500(model_version, analyst_user):
     await database_sync_to_async(_store_plain_rows)(520)
 
@@ -167,7 +180,7 @@ async def test_resume_is_bounded_to_the_newest_500(model_version, analyst_user):
     assert ids[-1] == await Transaction.objects.order_by("-id").values_list("id", flat=True).afirst()
 
 
-def _store_plain_rows(n: int) -> None:
+def _store_plain_rows(n: int, *, model_version: str = "t") -> None:
     from django.utils import timezone
 
     Transaction.objects.bulk_create(
@@ -180,7 +193,7 @@ def _store_plain_rows(n: int) -> None:
             timestamp=timezone.now(),
             score=0.1,
             decision="approve",
-            model_version="t",
+            model_version=model_version,
         )
         for i in range(n)
     )

@@ -13,7 +13,7 @@ from scoring.models import Transaction
 pytestmark = pytest.mark.django_db
 
 
-def stored(external_id: str, *, score: float, decision: str, amount: str = "10.00") -> None:
+def stored(external_id: str, *, score: float, decision: str, amount: str = "10.00", model_version: str = "t") -> None:
     Transaction.objects.create(
         external_id=external_id,
         card_id="c",
@@ -23,7 +23,7 @@ def stored(external_id: str, *, score: float, decision: str, amount: str = "10.0
         timestamp=timezone.now(),
         score=score,
         decision=decision,
-        model_version="t",
+        model_version=model_version,
     )
 
 
@@ -45,6 +45,20 @@ def test_a_new_dashboard_starts_from_the_stored_last_15_minutes():
     assert figures["histogram"][6] == 1
     assert figures["histogram"][9] == 1
     assert sum(m["count"] for m in figures["volume"]) == 2
+
+
+def test_imported_history_of_the_last_15_minutes_is_not_counted_as_traffic():
+    stored("live", score=0.62, decision="review")
+    for i in range(3):  # history whose event time (its received_at) falls in the last 15 minutes
+        stored(f"old-{i}", score=0.0, decision="approve", model_version="imported:bank-a")
+
+    stats = LiveStats()
+    stats.seed(recent_stats())
+    figures = stats.snapshot()
+
+    assert figures["count_15m"] == 1
+    assert figures["flagged_share"] == 1.0
+    assert figures["histogram"][0] == 0
 
 
 def test_live_items_add_to_the_figures():

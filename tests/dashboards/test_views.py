@@ -90,6 +90,16 @@ def test_live_page_shows_the_newest_fifty_transactions(alice_client: Client) -> 
     assert f'id="tx-{txs[4].id}"' not in body
 
 
+def test_live_page_leaves_imported_history_out_of_the_feed(alice_client: Client) -> None:
+    live = make_tx()
+    imported = make_tx(model_version="imported:bank-a", score=0.0, reasons=[])  # stored after the live one
+
+    body = alice_client.get("/").content.decode()
+
+    assert f'id="tx-{live.id}"' in body
+    assert f'id="tx-{imported.id}"' not in body
+
+
 def test_live_page_rows_link_to_their_case(alice_client: Client) -> None:
     case = make_case()
 
