@@ -19,8 +19,8 @@ from django_htmx.middleware import HtmxDetails
 from dashboards.forms import ResolveForm
 from dashboards.stats import LiveStats, open_cases, recent_stats
 from scoring import cases
-from scoring.features import FEATURES
-from scoring.models import Case, ModelVersion, Transaction
+from scoring.features import FEATURES, shown
+from scoring.models import IMPORTED, Case, ModelVersion, Transaction
 
 FEED_ROWS = 50
 PANEL_CASES = 10
@@ -113,11 +113,13 @@ def case_detail(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
         .order_by("-timestamp", "-id")[:CARD_HISTORY]
     )
     labels = reason_labels()
+    features = tx.feature_values()
     context = {
         "case": case,
         "tx": tx,
         "reasons": reasons_in_words(tx),
-        "features": tx.feature_values(),
+        "features": features,
+        "feature_table": [(name, shown(value)) for name, value in features.items()],
         "history": [feed_item(row, labels=labels) for row in history],
         "merchant": Transaction.objects.merchant_figures(tx.merchant_id, now=timezone.now()),
         "events": case.events.select_related("actor"),
@@ -205,6 +207,7 @@ def feed_item(tx: Transaction, *, labels: dict[str, str] | None = None) -> dict[
     return tx.event(case_id=case.id if case else None) | {
         "reason_text": " · ".join(labels.get(name, name.replace("_", " ")) for name in pushing[:2]),
         "case_state": case_state(case),
+        "imported": tx.model_version.startswith(IMPORTED),  # history, not scored here: no score to show
     }
 
 

@@ -12,6 +12,7 @@ from django.utils.html import format_html, format_html_join
 
 from scoring import cases, keys
 from scoring.classifier import active_model
+from scoring.features import shown
 from scoring.models import ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
 
 SCORE_BANDS = {
@@ -167,7 +168,7 @@ class TransactionAdmin(admin.ModelAdmin):
         if not values:
             return "—"
         rows = format_html_join(
-            "", "<tr><th>{}</th><td>{}</td></tr>", ((k, "—" if v is None else f"{v:.6g}") for k, v in values.items())
+            "", "<tr><th>{}</th><td>{}</td></tr>", ((name, shown(value)) for name, value in values.items())
         )
         return format_html("<table>{}</table>", rows)
 

@@ -236,6 +236,16 @@ def describe(name: str, value: float) -> str:
     return f"{name} = {value:g}"
 
 
+def shown(value: float | None) -> str:
+    """A feature value for a table of values: whole numbers without decimals, others to at most 4, "—" for
+    missing. (Django's floatformat keeps trailing zeros: 354.02 showed as "354.0200".)"""
+    if value is None or value != value:
+        return "—"
+    if value == int(value):
+        return f"{value:.0f}"
+    return f"{value:.4f}".rstrip("0").rstrip(".")
+
+
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, Protocol
 
+import numpy as np
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import models, transaction
@@ -182,6 +183,12 @@ class FeatureValuesField(models.Field):
         return json.dumps([None if v != v else v for v in value])
 
 
+def _shortest_float32(value: float) -> float:
+    """The shortest decimal that reads back as the same float32: the model saw 354.02 as a float32, which
+    widens to 354.0199890136719 and showed on the case page as "354.0200"."""
+    return float(str(np.float32(value)))
+
+
 def _float_list(values: list[float | None]) -> list[float]:
     return [math.nan if v is None else float(v) for v in values]
 
@@ -331,7 +338,7 @@ class Transaction(models.Model):
         names = self._feature_names
         if names is None or len(names) != len(self.features):
             return {}
-        return {name: (None if v != v else v) for name, v in zip(names, self.features, strict=True)}
+        return {name: (None if v != v else _shortest_float32(v)) for name, v in zip(names, self.features, strict=True)}
 
     @cached_property
     def _feature_names(self) -> list[str] | None:

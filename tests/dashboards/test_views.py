@@ -9,6 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
@@ -416,6 +417,32 @@ def test_case_page_shows_reasons_in_words(alice_client: Client) -> None:
     assert response.context["features"]["card_count_1d"] == 3.0
     assert response.context["features"]["seconds_since_card_prev"] is None
     assert list(response.context["features"]) == FEATURES
+
+
+def test_case_page_shows_the_float32_values_the_model_saw_as_their_shortest_decimals(alice_client: Client) -> None:
+    ModelVersion.objects.create(version="v-f32", artifact=b"", features=FEATURES)
+    saw = float(np.float32(354.02))  # what a float32 feature widens to: 354.0199890136719
+    case = make_case(features=feature_values(amount=saw, card_sum_1d=float(np.float32(1444.69))), model_version="v-f32")
+
+    response = alice_client.get(f"/cases/{case.id}/")
+    body = response.content.decode()
+
+    assert response.context["features"]["amount"] == 354.02
+    assert np.float32(response.context["features"]["amount"]) == np.float32(saw)  # the same float32
+    assert ">354.02<" in body and ">1444.69<" in body
+    assert "354.0200" not in body and "1444.6899" not in body
+
+
+def test_case_page_shows_imported_history_of_the_card_as_history_not_as_approved(alice_client: Client) -> None:
+    case = make_case(card_id="card-h")
+    make_tx(card_id="card-h", external_id="bank-a-1", model_version="imported:bank-a", score=0.0, reasons=[])
+
+    body = alice_client.get(f"/cases/{case.id}/").content.decode()
+    row = body.split('<span class="tx-id mono" data-field="external_id">bank-a-1</span>', 1)
+    head, tail = row[0].rsplit("<tr ", 1)[1], row[1].split("</tr>", 1)[0]
+
+    assert "tx-imported" in head
+    assert ">History<" in tail and ">Approve<" not in tail and "0.000" not in tail
 
 
 def test_case_page_of_a_transaction_whose_model_version_is_gone_shows_reasons_without_values(

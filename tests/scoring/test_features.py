@@ -17,6 +17,7 @@ from scoring.features import (
     epoch_hour,
     feature_vector,
     merchant_counts,
+    shown,
 )
 from scoring.history import store_history
 from scoring.ingest import feature_rows
@@ -122,3 +123,19 @@ def test_a_batch_scored_online_sees_the_same_features_as_training_on_the_stored_
 
 def _item(record: dict) -> TransactionIn:
     return TransactionIn.model_validate({k: v for k, v in record.items() if k != "is_fraud"})
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (354.02, "354.02"),
+        (13.0, "13"),
+        (3.1855669, "3.1856"),
+        (1e9, "1000000000"),
+        (0.00001, "0"),
+        (None, "—"),
+        (math.nan, "—"),
+    ],
+)
+def test_a_value_is_shown_without_trailing_zeros_and_missing_as_a_dash(value, text):
+    assert shown(value) == text
