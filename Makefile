@@ -6,8 +6,11 @@ PORT ?= 8000
 RATE ?= 5
 PYTHON ?= python3
 # These machines' pip configuration lists local package folders that hold only some packages; pip warns
-# once for every package missing from each (86 lines on a first install). Everything else pip says stays.
-PIP_NOISE := { grep -v -e 'is ignored: it is neither a file nor a directory' || true; }
+# once for every package missing from each (86 lines on a first install). setuptools adds a ten-line
+# advice box to every editable install (folders named like the package could shadow it: here they are
+# the package). Everything else pip says stays.
+PIP_NOISE := { grep -v -e 'is ignored: it is neither a file nor a directory' \
+  | sed -e '/BuildBackendWarning: Editable installation/,/with strategy, WheelFile/d'; true; }
 
 .PHONY: install demo serve test lint browser bench evaluate clean
 
