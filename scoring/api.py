@@ -99,7 +99,7 @@ async def create_batch(request: HttpRequest, payload: BatchIn) -> Status:
 
 @api.get(
     "/transactions/{tx_id}",
-    response={200: TransactionResult, 401: Error, 404: Error},
+    response={200: TransactionResult, 401: Error, 404: Error, 422: Error, 503: Error},
     summary="A stored result",
     exclude_unset=True,
 )
@@ -112,7 +112,7 @@ async def get_transaction(request: HttpRequest, tx_id: int) -> Status:
 
 @api.post(
     "/labels",
-    response={200: LabelResult, 401: Error, 404: Error, 422: Error},
+    response={200: LabelResult, 404: Error, **REFUSALS},
     summary="Record a chargeback or a confirmation",
     exclude_unset=True,
 )

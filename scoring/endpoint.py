@@ -51,6 +51,8 @@ class IngestEndpoint:
         content = orjson.dumps(answer)
         # With a length the server sends the body as it is, not chunked (what integrators' clients expect).
         headers = [*JSON_HEADERS, (b"content-length", str(len(content)).encode())]
+        if status == 405:
+            headers.append((b"allow", b"POST"))  # RFC 9110: a 405 names the methods that work
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
