@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 MAX_FUTURE = timedelta(minutes=5)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_BATCH = 1000
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -42,6 +43,20 @@ AMOUNT_SCHEMA = {
         },
     ]
 }
+
+
+def plausible_instant(value: datetime) -> datetime:
+    """An event or report time from the Unix epoch to 5 minutes from now.
+
+    The lower bound keeps the arithmetic of features and storage in range: a fuzzer's year-1 timestamp
+    ("0001-01-01T00:00:00+03:04") was a 500, its 30-day history window starting before datetime's year 1.
+    """
+    if value < EARLIEST:
+        raise ValueError("is before 1970-01-01")
+    if value > datetime.now(UTC) + MAX_FUTURE:
+        raise ValueError("is more than 5 minutes in the future")
+    return value
+
 
 Id64 = Annotated[
     str,
@@ -70,10 +85,8 @@ class TransactionIn(BaseModel):
 
     @field_validator("timestamp")
     @classmethod
-    def not_in_the_future(cls, value: datetime) -> datetime:
-        if value > datetime.now(UTC) + MAX_FUTURE:
-            raise ValueError("is more than 5 minutes in the future")
-        return value
+    def in_range(cls, value: datetime) -> datetime:
+        return plausible_instant(value)
 
 
 class BatchIn(BaseModel):
@@ -114,14 +127,12 @@ class LabelIn(BaseModel):
 
     @field_validator("reported_at")
     @classmethod
-    def reported_by_now(cls, value: datetime | None) -> datetime | None:
+    def in_range(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return value
-        if value > datetime.now(UTC) + MAX_FUTURE:
-            raise ValueError("is more than 5 minutes in the future")
         # As an instant in UTC: PostgreSQL refuses the text of an offset beyond ±15:59 (ISO 8601 allows
         # ±23:59), which the ORM sends for a label; a fuzzer's "+18:19" was a 500.
-        return value.astimezone(UTC)
+        return plausible_instant(value).astimezone(UTC)
 
 
 class LabelResult(BaseModel):

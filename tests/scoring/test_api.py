@@ -170,6 +170,8 @@ INVALID_FIELDS = [
     ("channel", "phone"),
     ("mcc", "54111"),
     ("mcc", "54a1"),
+    ("timestamp", "1969-12-31T23:59:59Z"),
+    ("timestamp", "0001-01-01T00:00:00+03:04"),  # a 500 once: its history window began before year 1
 ]
 
 

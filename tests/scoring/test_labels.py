@@ -49,6 +49,17 @@ async def test_a_report_time_in_the_future_is_422_and_labels_nothing(api, model_
     assert (await Transaction.objects.aget(external_id="cb-future")).is_fraud is None
 
 
+async def test_a_report_time_before_1970_is_422(api, model_version):
+    await api.post("/api/v1/transactions", tx_body(external_id="cb-past"))
+
+    response = await api.post(
+        "/api/v1/labels", {"external_id": "cb-past", "is_fraud": True, "reported_at": "0001-01-01T00:00:00+03:04"}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["fields"]["reported_at"] == ["is before 1970-01-01"]
+
+
 async def test_the_same_label_twice_changes_nothing(api, model_version):
     await api.post("/api/v1/transactions", tx_body(external_id="cb-2"))
 
