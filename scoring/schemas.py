@@ -78,7 +78,9 @@ class TransactionIn(BaseModel):
         Decimal, Field(gt=0, le=1_000_000_000, decimal_places=2, allow_inf_nan=False), WithJsonSchema(AMOUNT_SCHEMA)
     ] = Field(description="> 0, at most 2 decimals, at most 1,000,000,000 (number or decimal string)")
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(description="ISO 4217, e.g. EUR")
-    timestamp: AwareDatetime = Field(description="Event time, ISO 8601 with a timezone")
+    timestamp: AwareDatetime = Field(
+        description="Event time, ISO 8601 with a timezone, from 1970-01-01 to 5 minutes from now"
+    )
     country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = None
     channel: Literal["pos", "ecom", "atm"] | None = None
     mcc: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")] | None = None
@@ -123,7 +125,9 @@ class LabelIn(BaseModel):
 
     external_id: Id64
     is_fraud: bool
-    reported_at: AwareDatetime | None = None
+    reported_at: AwareDatetime | None = Field(
+        None, description="ISO 8601 with a timezone, from 1970-01-01 to 5 minutes from now"
+    )
 
     @field_validator("reported_at")
     @classmethod
