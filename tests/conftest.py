@@ -38,11 +38,8 @@ def _close_connections_left_by_in_process_requests(django_db_setup):
     PostgreSQL refuses: "being accessed by other users", and the next run starts by recreating them).
 
     Async tests run their sync database code on asgiref's one sync thread, whose connection stays open.
-    Requests driven through the whole ASGI application in-process leave connections on per-request
-    threads that have ended; they close when collected. Neither happens in a server: outside tests
-    channels closes after each call (checked with a script), and 14 GETs of a stored transaction under
-    uvicorn with a pool of 10 all answered in milliseconds (in-process, without a collection, the 11th
-    waited 30 s for a connection).
+    (Requests through the whole ASGI application used to leave one more each, out of the pool, until the
+    `api` fixture began to let the application finish; a full suite then ran out of connections.)
     """
     yield
     from asgiref.sync import sync_to_async
@@ -141,7 +138,11 @@ def api(api_key):
             raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             raw += [(b"host", b"testserver")]
             communicator = HttpCommunicator(application, method, path, body=body, headers=raw)
-            return AsgiResponse(await communicator.get_response(timeout=10))
+            response = AsgiResponse(await communicator.get_response(timeout=10))
+            # Let the application finish as a server lets it: Django closes the request's database
+            # connection after the response is sent. Left pending, every request kept one out of the pool.
+            await communicator.wait(timeout=10)
+            return response
 
         async def post(self, path: str, body, *, headers: dict[str, str] | None = None) -> AsgiResponse:
             data = body.encode() if isinstance(body, str) else body if isinstance(body, bytes) else orjson.dumps(body)
