@@ -243,6 +243,7 @@ def feed_event(sent: _Sent, said: _Said, *, id: int, case_id: int | None) -> dic
 
 
 IMPORTED = "imported:"  # model_version of imported history: "imported:<source>"
+FEED_LOOKBACK = 100_000  # ids the live feed and a dashboard's resume look back over (see _lately_scored)
 
 
 class TransactionQuerySet(models.QuerySet):
@@ -256,13 +257,24 @@ class TransactionQuerySet(models.QuerySet):
 
     def after_id(self, after_id: int, *, limit: int) -> list[Transaction]:
         """The newest `limit` scored transactions with id > after_id, in id order (dashboard resume)."""
-        rows = list(self.scored().filter(id__gt=after_id).order_by("-id")[:limit])
+        rows = list(self._lately_scored().filter(id__gt=after_id).order_by("-id")[:limit])
         rows.reverse()
         return rows
 
     def newest(self, limit: int) -> TransactionQuerySet:
         """The newest `limit` scored transactions (the live feed)."""
-        return self.scored().order_by("-id")[:limit]
+        return self._lately_scored().order_by("-id")[:limit]
+
+    def _lately_scored(self) -> TransactionQuerySet:
+        """Scored transactions among the newest FEED_LOOKBACK ids.
+
+        Right after a large import and before any traffic, finding the newest scored rows meant reading every
+        imported row: over the demo's 341,000 on SQLite 31 ms warm (620 ms on the first read), and in
+        proportion to a bigger history. The bound keeps that read to 100,000 rows (10 ms there); with no
+        traffic since the import, the feed starts empty.
+        """
+        top = self.order_by("-id").values_list("id", flat=True).first()
+        return self.scored().filter(id__gt=(top or 0) - FEED_LOOKBACK)
 
     def merchant_figures(self, merchant_id: str, *, now: datetime) -> dict[str, Any]:
         """A merchant's activity by event time: last 24 h and 7 days, flagged share, confirmed frauds."""

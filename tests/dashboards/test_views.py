@@ -19,6 +19,7 @@ from django.test import Client
 from django.utils import timezone
 
 from dashboards import broadcast
+from scoring import models
 from scoring.features import FEATURES
 from scoring.models import Case, CaseEvent, CaseStatus, ModelVersion, Transaction
 
@@ -99,6 +100,20 @@ def test_live_page_leaves_imported_history_out_of_the_feed(alice_client: Client)
 
     assert f'id="tx-{live.id}"' in body
     assert f'id="tx-{imported.id}"' not in body
+
+
+def test_live_feed_looks_back_over_the_newest_ids_only(alice_client: Client, monkeypatch) -> None:
+    monkeypatch.setattr(models, "FEED_LOOKBACK", 3)  # 100,000 in production
+    before = make_tx()
+    for _ in range(3):  # an import after it, no traffic since
+        make_tx(model_version="imported:bank-a")
+
+    body = alice_client.get("/").content.decode()
+    after = make_tx()  # traffic again
+    later = alice_client.get("/").content.decode()
+
+    assert f'id="tx-{before.id}"' not in body
+    assert f'id="tx-{after.id}"' in later
 
 
 def test_live_page_rows_link_to_their_case(alice_client: Client) -> None:
