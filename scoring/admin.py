@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from scoring import cases, keys
 from scoring.classifier import active_model
 from scoring.features import shown
-from scoring.models import ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
+from scoring.models import IMPORTED, ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
 
 SCORE_BANDS = {
     "lt50": ("below 0.5", 0.0, 0.5),
@@ -39,6 +39,23 @@ class ScoreBandFilter(admin.SimpleListFilter):
 
 class CaseScoreBandFilter(ScoreBandFilter):
     field = "transaction__score"
+
+
+class SourceFilter(admin.SimpleListFilter):
+    """Scored traffic or imported history (score 0 and 'approve' without having been scored)."""
+
+    title = "source"
+    parameter_name = "source"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("scored", "Scored here"), ("imported", "Imported history")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "scored":
+            return queryset.scored()
+        if self.value() == "imported":
+            return queryset.filter(model_version__startswith=IMPORTED)
+        return queryset
 
 
 def decision_badge(decision: str) -> str:
@@ -155,7 +172,7 @@ class TransactionAdmin(admin.ModelAdmin):
         "decision_colored",
         "is_fraud",
     ]
-    list_filter = ["decision", ScoreBandFilter, "is_fraud", "channel", "currency"]
+    list_filter = [SourceFilter, "decision", ScoreBandFilter, "is_fraud", "channel", "currency"]
     search_fields = ["external_id", "card_id", "merchant_id"]
     date_hierarchy = "timestamp"
     show_full_result_count = False  # COUNT(*) over millions of rows on every page is slow
@@ -174,6 +191,8 @@ class TransactionAdmin(admin.ModelAdmin):
 
     @admin.display(description="decision", ordering="decision")
     def decision_colored(self, tx: Transaction) -> str:
+        if tx.model_version.startswith(IMPORTED):
+            return format_html('<span style="color:#666" title="{}">history</span>', tx.model_version)
         return decision_badge(tx.decision)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -184,3 +184,18 @@ def test_activating_a_model_whose_features_do_not_match_the_code_is_refused(lead
 
     assert ModelVersion.objects.active() == model_version
     assert any("train a new model" in str(m) for m in response.context["messages"])
+
+
+def test_the_transactions_list_tells_imported_history_from_scored_traffic(analyst):
+    flagged_case("scored-1")
+    imported = flagged_case("bank-a-1").transaction
+    Transaction.objects.filter(pk=imported.pk).update(model_version="imported:bank-a", decision="approve", score=0)
+    client = logged_in(analyst)
+
+    everything = client.get("/admin/scoring/transaction/").content.decode()
+    only_scored = client.get("/admin/scoring/transaction/?source=scored").content.decode()
+    only_imported = client.get("/admin/scoring/transaction/?source=imported").content.decode()
+
+    assert 'title="imported:bank-a">history</span>' in everything
+    assert "scored-1" in only_scored and "bank-a-1" not in only_scored
+    assert "bank-a-1" in only_imported and "scored-1" not in only_imported
