@@ -114,6 +114,31 @@ async def test_logged_in_analyst_receives_a_posted_transaction(api, model_versio
     }
 
 
+JUNK = [
+    "not json",
+    "[1, 2]",
+    '"resume"',
+    '{"type": "resume", "after_id": -1}',
+    '{"type": "resume", "after_id": "12"}',
+    '{"type": "resume", "after_id": 100000000000000000000000000000}',
+    '{"type": "ack", "seq": 99999999999}',
+    '{"type": "ack", "seq": true}',
+    '{"type": "nonsense"}',
+]
+
+
+async def test_junk_from_a_dashboard_is_ignored_and_the_socket_goes_on(api, model_version, analyst_user):
+    async with socket(analyst_user) as communicator:
+        await communicator.connect()
+        for text in JUNK:
+            await communicator.send_to(text_data=text)
+        await communicator.send_to(bytes_data=b"\xff\xfe")
+        created = (await api.post("/api/v1/transactions", tx_body(external_id="after-junk"))).json()
+        message = await next_of_type(communicator, "transactions")
+
+    assert [item["id"] for item in message["items"]] == [created["id"]]
+
+
 async def test_a_retried_transaction_is_not_broadcast_twice(api, model_version, analyst_user):
     async with socket(analyst_user) as communicator:
         await communicator.connect()
