@@ -43,6 +43,7 @@ class Hub:
         self._channel = ""
         self._figures: tuple[int, dict[str, Any]] = (-1, {})
         self._open_cases: int | None = None
+        self.open_cases_at = 0.0  # wall-clock time the latest count's query started (pages compare it)
         self._counted_at = -OPEN_CASES_SECONDS
         self._counting: asyncio.Task[None] | None = None
 
@@ -95,7 +96,8 @@ class Hub:
         try:
             # Not on the thread-sensitive executor: its one thread also serves Django's sync views.
             count = database_sync_to_async(open_cases, thread_sensitive=False, executor=_counter())
-            self._open_cases = await count()
+            started = time.time()
+            self._open_cases, self.open_cases_at = await count(), started
         except DatabaseError as exc:  # keep the last count; the next tick tries again
             log.warning("could not count open cases: %s", exc)
         finally:

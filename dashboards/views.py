@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -68,13 +69,15 @@ def live(request: HtmxHttpRequest) -> HttpResponse:
     labels = reason_labels()
     stats = LiveStats()
     stats.seed(recent_stats())
-    figures = stats.snapshot() | {"open_cases": open_cases()}
+    counted_at = time.time()
+    figures = stats.snapshot() | {"open_cases": open_cases(), "open_cases_at": counted_at}
     context = {
         "items": [feed_item(tx, labels=labels) for tx in rows],
         "figures": figures,
         "feed_config": feed_config(),
         "panel_cases": Case.objects.queue()[:PANEL_CASES],
         "open_count": figures["open_cases"],
+        "counted_at": counted_at,
     }
     return render(request, "dashboards/live.html", context)
 
@@ -83,7 +86,8 @@ def live(request: HtmxHttpRequest) -> HttpResponse:
 @analyst_required
 def open_cases_panel(request: HtmxHttpRequest) -> HttpResponse:
     """The live page's top open cases, re-fetched by live.js when a case changes."""
-    context = {"panel_cases": Case.objects.queue()[:PANEL_CASES], "open_count": open_cases()}
+    counted_at = time.time()
+    context = {"panel_cases": Case.objects.queue()[:PANEL_CASES], "open_count": open_cases(), "counted_at": counted_at}
     return render(request, "dashboards/live.html#open-cases", context)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from contextlib import asynccontextmanager
 
 import orjson
@@ -235,6 +236,7 @@ async def test_stats_arrive_every_second_with_the_live_figures(api, model_versio
     assert len(stats["histogram"]) == 10
     assert len(stats["volume"]) == 15
     assert stats["open_cases"] == 1
+    assert 0 < time.time() - stats["open_cases_at"] < 10  # when that count's query started
 
 
 async def test_a_slow_open_case_count_never_holds_up_transaction_frames(api, model_version, analyst_user, monkeypatch):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import re
+import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -172,6 +174,9 @@ def test_open_cases_panel_renders_alone_for_htmx(alice_client: Client) -> None:
     assert body.lstrip().startswith('<section id="open-cases"')
     assert f'id="open-case-{case.id}"' in body
     assert "<html" not in body
+    # The count and when it was taken: live.js lets the freshest count (this or the socket's) win.
+    assert 'data-open-count="1"' in body
+    assert abs(float(re.search(r'data-counted-at="([0-9.]+)"', body).group(1)) - time.time()) < 60
 
 
 def test_live_page_says_when_there_is_nothing_yet(alice_client: Client) -> None:

@@ -248,6 +248,32 @@ def test_live_figures_and_charts_render(desk: Desk):
     expect(page.locator("#open-cases li[id^=open-case-]")).to_have_count(len(flagged), timeout=WAIT_MS)
 
 
+def test_the_open_case_figure_agrees_with_the_panel_whenever_the_panel_changes(desk: Desk):
+    page = desk.login(desk.context(), ALICE)
+    wait_until_live(page)
+    # On every swap of the panel, the panel's count and the figure's, as the page shows them once the
+    # swap's task is over (a MutationObserver's callback runs right after it).
+    page.evaluate(
+        """() => {
+          window.openSeen = [];
+          new MutationObserver(() => {
+            const panel = document.getElementById("open-cases");
+            const figure = document.getElementById("stat-open-cases");
+            const shown = parseInt(panel.querySelector("header a").textContent.replace(/[^0-9]/g, ""), 10);
+            window.openSeen.push([shown, Number(figure.dataset.number)]);
+          }).observe(document.getElementById("open-cases").parentNode, { childList: true });
+        }"""
+    )
+
+    for i in range(2):
+        desk.post(external_id=f"open-{i}", card_id=f"card-open-{i}", amount=FLAGGED_AMOUNT)
+        expect(page.locator("#open-cases li[id^=open-case-]")).to_have_count(i + 1, timeout=WAIT_MS)
+    seen = page.evaluate("window.openSeen")
+
+    assert seen and seen[-1][0] == 2
+    assert all(panel == figure for panel, figure in seen), seen
+
+
 def test_browser_console_has_no_errors(desk: Desk):
     context = desk.context()
     errors: list[str] = []

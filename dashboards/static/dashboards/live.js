@@ -166,13 +166,26 @@
       });
     }
 
+    // The open-case count comes from two places: the socket's stats (the process counts once a second)
+    // and the panel, re-fetched when a case changes. The freshest count wins, so the figure agrees with
+    // the panel the moment the panel changes and an older stats count never puts it back.
+    let openCasesAt = 0;
+    function setOpenCases(count, countedAt) {
+      if (count === undefined || count === null) return;
+      if (typeof countedAt === "number") {
+        if (countedAt < openCasesAt) return;
+        openCasesAt = countedAt;
+      }
+      setNumber("stat-open-cases", count);
+    }
+
     function updateFigures(stats) {
       setNumber("stat-rate", stats.rate);
       setNumber("stat-count", stats.count_15m);
       setNumber("stat-flagged", stats.flagged_share);
       setNumber("stat-blocked", stats.blocked_count);
       setNumber("stat-blocked-amount", stats.blocked_amount);
-      setNumber("stat-open-cases", stats.open_cases);
+      setOpenCases(stats.open_cases, stats.open_cases_at);
       if (Array.isArray(stats.histogram)) drawHistogram(stats.histogram);
       if (Array.isArray(stats.volume)) drawVolume(stats.volume);
     }
@@ -269,6 +282,13 @@
         window.htmx.ajax("GET", config.open_cases_url, { target: "#open-cases", swap: "outerHTML" });
       }, 1000);
     }
+
+    document.body.addEventListener("htmx:afterSwap", () => {
+      const panel = document.getElementById("open-cases");
+      if (panel && panel.dataset.openCount !== undefined) {
+        setOpenCases(Number(panel.dataset.openCount), Number(panel.dataset.countedAt));
+      }
+    });
 
     // --- the socket --------------------------------------------------------------------------------
 
