@@ -161,8 +161,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                 await self._flush()
                 # Stats wait for the process's first open-case count (a tick later), never for a query.
                 if loop.time() >= next_stats and (count := self.hub.open_cases()) is not None:
-                    stats = {"type": broadcast.MSG_STATS, **self.hub.figures(), "open_cases": count}
-                    await self._send(stats | {"open_cases_at": self.hub.open_cases_at})
+                    counts = {"open_cases": count, "open_cases_at": self.hub.open_cases_at}
+                    await self._send({"type": broadcast.MSG_STATS, **self.hub.figures(), **counts})
                     next_stats = loop.time() + STATS_SECONDS
             await asyncio.sleep(FLUSH_SECONDS)
 

@@ -21,7 +21,7 @@ from dashboards.forms import ResolveForm
 from dashboards.stats import LiveStats, open_cases, recent_stats
 from scoring import cases
 from scoring.features import FEATURES, shown
-from scoring.models import IMPORTED, Case, ModelVersion, Transaction
+from scoring.models import Case, ModelVersion, Transaction
 
 FEED_ROWS = 50
 PANEL_CASES = 10
@@ -211,7 +211,7 @@ def feed_item(tx: Transaction, *, labels: dict[str, str] | None = None) -> dict[
     return tx.event(case_id=case.id if case else None) | {
         "reason_text": " · ".join(labels.get(name, name.replace("_", " ")) for name in pushing[:2]),
         "case_state": case_state(case),
-        "imported": tx.model_version.startswith(IMPORTED),  # history, not scored here: no score to show
+        "imported": tx.is_imported,  # history, not scored here: no score to show
     }
 
 

@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from scoring import cases, keys
 from scoring.classifier import active_model
 from scoring.features import shown
-from scoring.models import IMPORTED, ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
+from scoring.models import ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
 
 SCORE_BANDS = {
     "lt50": ("below 0.5", 0.0, 0.5),
@@ -54,7 +54,7 @@ class SourceFilter(admin.SimpleListFilter):
         if self.value() == "scored":
             return queryset.scored()
         if self.value() == "imported":
-            return queryset.filter(model_version__startswith=IMPORTED)
+            return queryset.imported()
         return queryset
 
 
@@ -191,7 +191,7 @@ class TransactionAdmin(admin.ModelAdmin):
 
     @admin.display(description="decision", ordering="decision")
     def decision_colored(self, tx: Transaction) -> str:
-        if tx.model_version.startswith(IMPORTED):
+        if tx.is_imported:
             return format_html('<span style="color:#666" title="{}">history</span>', tx.model_version)
         return decision_badge(tx.decision)
 

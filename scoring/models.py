@@ -255,6 +255,10 @@ class TransactionQuerySet(models.QuerySet):
         """
         return self.exclude(model_version__startswith=IMPORTED)
 
+    def imported(self) -> TransactionQuerySet:
+        """Imported history only (the admin's filter)."""
+        return self.filter(model_version__startswith=IMPORTED)
+
     def after_id(self, after_id: int, *, limit: int) -> list[Transaction]:
         """The newest `limit` scored transactions with id > after_id, in id order (dashboard resume)."""
         rows = list(self._lately_scored().filter(id__gt=after_id).order_by("-id")[:limit])
@@ -351,6 +355,11 @@ class Transaction(models.Model):
         if names is None or len(names) != len(self.features):
             return {}
         return {name: (None if v != v else _shortest_float32(v)) for name, v in zip(names, self.features, strict=True)}
+
+    @property
+    def is_imported(self) -> bool:
+        """Imported history: stored with score 0 and `approve`, never scored here."""
+        return self.model_version.startswith(IMPORTED)
 
     @cached_property
     def _feature_names(self) -> list[str] | None:
