@@ -1,4 +1,5 @@
-"""The active XGBoost model: loaded once per process, scored in batches, explained with exact SHAP.
+"""The active XGBoost model: loaded once per process, scored in batches, explained with exact SHAP
+(looked up in tables built from XGBoost's own values when the trees are small: scoring/explain.py).
 
 Each process checks every MODEL_REFRESH_SECONDS which version is active, so activating or rolling
 back a version in the admin reaches every server without a restart.
@@ -18,6 +19,7 @@ import numpy as np
 import xgboost as xgb
 from django.conf import settings
 
+from scoring.explain import ShapTables
 from scoring.features import FEATURES
 from scoring.models import Decision, ModelVersion
 
@@ -56,21 +58,30 @@ class Scorer:
         self.review_threshold = mv.review_threshold
         self.block_threshold = mv.block_threshold
         self.booster = load_booster(bytes(mv.artifact))
+        self.tables = ShapTables.build(self.booster, len(FEATURES))
 
     def score(self, rows: list[list[float]] | np.ndarray) -> list[Scored]:
         """Scores and top reasons for many rows (lists, or a float32 matrix) in one vectorised call."""
         x = np.asarray(rows, dtype=np.float32).reshape(len(rows), len(FEATURES))
-        # nthread=1: the default (all cores) costs ~6 ms per DMatrix here and fights the server for CPU.
-        # No feature names: __init__ checked the model's against FEATURES once, and naming and checking
-        # them on every call cost ~80 µs of a one-row call's ~370 (measured).
-        matrix = xgb.DMatrix(x, missing=np.nan, nthread=1)
-        contribs = self.booster.predict(matrix, pred_contribs=True, validate_features=False)
+        contribs = self.contributions(x)
         # Exact SHAP values add up to the margin (the last column is the bias): one call gives both.
         probs = 1.0 / (1.0 + np.exp(-contribs.sum(axis=1, dtype=np.float64)))
         return [
             Scored(score=round(p, 6), decision=self.decide(p), reasons=reasons)
             for p, reasons in zip(probs.tolist(), top_reasons(contribs), strict=True)
         ]
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """Exact SHAP values of float32 rows, the bias last: from the tables when the model has them."""
+        if self.tables is not None:
+            contribs = self.tables.contributions(x)
+            if not np.isnan(contribs).any():  # a way through a tree that no row took when building: none known
+                return contribs
+        # nthread=1: the default (all cores) costs ~6 ms per DMatrix here and fights the server for CPU.
+        # No feature names: __init__ checked the model's against FEATURES once, and naming and checking
+        # them on every call cost ~80 µs of a one-row call's ~370 (measured).
+        matrix = xgb.DMatrix(x, missing=np.nan, nthread=1)
+        return self.booster.predict(matrix, pred_contribs=True, validate_features=False)
 
     def decide(self, score: float) -> str:
         if score >= self.block_threshold:

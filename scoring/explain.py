@@ -1,0 +1,141 @@
+"""Exact SHAP contributions of a small-tree model, looked up instead of recomputed for every row.
+
+XGBoost's exact (path-dependent) TreeSHAP looks at a row only to see which child it takes at each split
+of a tree: everything else it computes comes from the tree itself. A tree of depth 3 has at most 7 splits,
+so at most 128 ways through it, and its contributions are one of 128 vectors. `ShapTables` asks XGBoost
+for those vectors once, when a model loads (a row taking each way that a row can take, through one tree
+at a time), and then explains a batch with array lookups: 2.1 against 17.0-18.6 µs a row for the
+default model of 50 trees of depth 3 (batches of 200, one thread; measured), 0.14 s to build. The values
+are XGBoost's own, summed in another order. `build()` gives None when rows taking the same way through a
+tree got different values, when 1,000 of its rows looked up differ from XGBoost's through the whole model,
+for deeper trees, or for a model it does not know how to read; the scorer then calls XGBoost per batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import xgboost as xgb
+
+log = logging.getLogger(__name__)
+
+MAX_SPLITS = 8  # splits a tree (256 ways through it); the default depth 3 has 7
+MAX_ROWS = 4096  # rows asked of XGBoost for one tree (every combination of its features' intervals)
+TOLERANCE = 1e-5  # float32 sums in another order
+CHECK_ROWS = 1000  # of those rows, checked through the whole model
+
+
+@dataclass(frozen=True)
+class _Tree:
+    features: np.ndarray  # the feature of each split (int)
+    thresholds: np.ndarray  # a row goes left when its value is below (float32)
+    default_left: np.ndarray  # where a missing value goes (bool)
+
+
+@dataclass(frozen=True)
+class ShapTables:
+    """The model's splits as (trees, MAX_SPLITS) arrays and, per tree, the contributions of each way."""
+
+    features: np.ndarray  # (trees, splits) feature index of each split; padding splits read feature 0
+    thresholds: np.ndarray  # (trees, splits) float32; padding: -inf, so a row never goes left
+    default_left: np.ndarray  # (trees, splits) bool; padding: False
+    table: np.ndarray  # (trees * 2**splits, features) float32 contributions; NaN for ways no row takes
+    bias: float  # the expected margin: XGBoost's last contribution column, the same for every row
+
+    @classmethod
+    def build(cls, booster: xgb.Booster, n_features: int) -> ShapTables | None:
+        """Tables for `booster`, or None when they would be too big or cannot be checked equal."""
+        trees = _read_trees(booster)
+        if trees is None or not trees or max(len(t.features) for t in trees) > MAX_SPLITS:
+            return None
+        splits = max(len(t.features) for t in trees)
+        features = np.zeros((len(trees), splits), dtype=np.intp)
+        thresholds = np.full((len(trees), splits), -np.inf, dtype=np.float32)
+        default_left = np.zeros((len(trees), splits), dtype=bool)
+        for i, tree in enumerate(trees):
+            n = len(tree.features)
+            features[i, :n], thresholds[i, :n], default_left[i, :n] = tree.features, tree.thresholds, tree.default_left
+        table = np.full((len(trees) << splits, n_features), np.nan, dtype=np.float32)
+        tables = cls(features, thresholds, default_left, table, bias=0.0)
+        checked = []
+        for i, tree in enumerate(trees):
+            x = _rows_taking_every_way(tree, n_features)
+            if x is None:
+                return None
+            # One tree's contributions; its bias column also holds the base score, left out here.
+            phi = booster[i : i + 1].predict(_matrix(x), pred_contribs=True, validate_features=False)[:, :n_features]
+            ways = tables._ways(x)[:, i] + (i << splits)
+            table[ways] = phi
+            if not np.allclose(table[ways], phi, rtol=0, atol=TOLERANCE, equal_nan=True):
+                log.warning("tree %d: rows taking the same way got different contributions; not using tables", i)
+                return None
+            checked.append(x)
+        x = np.concatenate(checked)
+        x = x[np.random.default_rng(0).choice(len(x), size=min(len(x), CHECK_ROWS), replace=False)]
+        expected = booster.predict(_matrix(x), pred_contribs=True, validate_features=False)
+        tables = cls(features, thresholds, default_left, table, bias=float(expected[0, -1]))
+        if not np.allclose(tables.contributions(x), expected, rtol=0, atol=TOLERANCE * len(trees)):
+            log.warning("looked-up contributions differ from XGBoost's; not using tables")
+            return None
+        return tables
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """XGBoost's `pred_contribs` for the float32 rows `x`: (rows, features + 1), the bias last."""
+        phi = self.table[self._ways(x) + self._first_way].sum(axis=1, dtype=np.float64)
+        return np.concatenate([phi, np.full((len(x), 1), self.bias)], axis=1)
+
+    @property
+    def _first_way(self) -> np.ndarray:
+        return np.arange(len(self.features))[None, :] << self.features.shape[1]
+
+    def _ways(self, x: np.ndarray) -> np.ndarray:
+        """(rows, trees): which way each row takes through each tree, as bits (1: left at that split)."""
+        values = x[:, self.features]  # (rows, trees, splits)
+        left = np.where(np.isnan(values), self.default_left, values < self.thresholds)
+        return left @ (1 << np.arange(self.features.shape[1]))
+
+
+def _matrix(x: np.ndarray) -> xgb.DMatrix:
+    return xgb.DMatrix(x, missing=np.nan, nthread=1)
+
+
+def _read_trees(booster: xgb.Booster) -> list[_Tree] | None:
+    """The splits of each tree of a binary gbtree model with numerical splits; None for anything else."""
+    model = json.loads(booster.save_raw(raw_format="json"))["learner"]
+    gbm = model["gradient_booster"]
+    if gbm.get("name") != "gbtree" or model["objective"]["name"] != "binary:logistic":
+        return None
+    trees = []
+    for tree in gbm["model"]["trees"]:
+        if any(tree.get("split_type", [])) or tree.get("categories"):
+            return None
+        inner = [i for i, left in enumerate(tree["left_children"]) if left != -1]
+        trees.append(
+            _Tree(
+                features=np.array([tree["split_indices"][i] for i in inner], dtype=np.intp),
+                thresholds=np.array([tree["split_conditions"][i] for i in inner], dtype=np.float32),
+                default_left=np.array([bool(tree["default_left"][i]) for i in inner], dtype=bool),
+            )
+        )
+    return trees
+
+
+def _rows_taking_every_way(tree: _Tree, n_features: int) -> np.ndarray | None:
+    """Rows that between them take every way a row can take through `tree`: each feature it splits on
+    takes a value from every interval its thresholds make, and a missing value, in every combination."""
+    used = sorted(set(tree.features.tolist()))
+    choices = []
+    for feature in used:
+        cuts = np.unique(tree.thresholds[tree.features == feature])
+        below = np.nextafter(cuts[0], np.float32(-np.inf))
+        choices.append([below, *cuts, np.float32(np.nan)])  # a value at a threshold goes right
+    if np.prod([len(c) for c in choices]) > MAX_ROWS:
+        return None
+    combos = np.array(list(itertools.product(*choices)), dtype=np.float32).reshape(-1, len(used))
+    x = np.zeros((len(combos), n_features), dtype=np.float32)
+    x[:, used] = combos
+    return x

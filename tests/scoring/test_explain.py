@@ -1,0 +1,93 @@
+"""SHAP contributions looked up in tables equal XGBoost's own, and big trees fall back to XGBoost."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from scoring import explain
+from scoring.classifier import Scorer
+from scoring.explain import ShapTables
+
+N_FEATURES = 29
+
+
+def booster(*, trees: int, depth: int, seed: int = 3) -> xgb.Booster:
+    """A model of `trees` trees of `depth` on rows with missing values and repeated values (ties at thresholds)."""
+    rng = np.random.default_rng(seed)
+    x = rng.lognormal(1.0, 1.5, size=(3000, N_FEATURES)).round(1).astype(np.float32)
+    x[rng.random(x.shape) < 0.15] = np.nan
+    y = (np.nan_to_num(x[:, 0]) + np.nan_to_num(x[:, 3]) * 2 > 12).astype(int) ^ (rng.random(3000) < 0.05)
+    params = {"objective": "binary:logistic", "max_depth": depth, "eta": 0.3, "nthread": 1, "seed": seed}
+    return xgb.train(params, xgb.DMatrix(x, label=y, missing=np.nan), num_boost_round=trees)
+
+
+def rows(seed: int = 11, n: int = 2000) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.lognormal(1.0, 1.5, size=(n, N_FEATURES)).round(1).astype(np.float32)
+    x[rng.random(x.shape) < 0.15] = np.nan
+    return x
+
+
+def xgboost_contributions(model: xgb.Booster, x: np.ndarray) -> np.ndarray:
+    return model.predict(xgb.DMatrix(x, missing=np.nan), pred_contribs=True)
+
+
+def test_looked_up_contributions_equal_xgboosts_with_missing_values_and_ties():
+    model = booster(trees=50, depth=3)
+    tables = ShapTables.build(model, N_FEATURES)
+    assert tables is not None
+    x = rows()
+    # Values exactly at a split's threshold (they go right), and just below it.
+    x[:500, tables.features[0, 0]] = tables.thresholds[0, 0]
+    x[500:1000, tables.features[0, 0]] = np.nextafter(tables.thresholds[0, 0], np.float32(-np.inf))
+    expected = xgboost_contributions(model, x)
+    got = tables.contributions(x)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    # Margins, hence scores, as XGBoost's.
+    np.testing.assert_allclose(got.sum(axis=1), model.predict(xgb.DMatrix(x), output_margin=True), atol=1e-5)
+
+
+def test_trees_deeper_than_the_tables_take_get_no_tables():
+    assert ShapTables.build(booster(trees=5, depth=6), N_FEATURES) is None
+
+
+def test_tables_that_disagree_with_xgboost_are_not_used(monkeypatch):
+    """The check in build() can fail: a threshold read wrongly makes rows take the wrong ways."""
+    read = explain._read_trees
+
+    def off_by_some(model):
+        trees = read(model)
+        trees[0].thresholds[:] += 0.05
+        return trees
+
+    monkeypatch.setattr(explain, "_read_trees", off_by_some)
+    assert ShapTables.build(booster(trees=10, depth=3), N_FEATURES) is None
+
+
+class _Version:
+    """What Scorer reads of a ModelVersion."""
+
+    def __init__(self, model: xgb.Booster) -> None:
+        from scoring.features import FEATURES
+
+        self.id, self.version, self.features = 1, "v", FEATURES
+        self.review_threshold, self.block_threshold = 0.5, 0.9
+        self.artifact = model.save_raw(raw_format="ubj")
+
+
+@pytest.mark.parametrize("depth", [3, 6])
+def test_scorer_gives_xgboosts_scores_and_reasons_with_or_without_tables(depth):
+    model = booster(trees=30, depth=depth)
+    scorer = Scorer(_Version(model))
+    assert (scorer.tables is not None) == (depth == 3)
+    x = rows(n=300)
+    scored = scorer.score(x)
+    expected = xgboost_contributions(model, x)
+    probs = model.predict(xgb.DMatrix(x, missing=np.nan))
+    assert [s.score for s in scored] == pytest.approx(probs.tolist(), abs=2e-6)
+    for s, row in zip(scored, expected, strict=True):
+        top = np.argsort(-row[:-1], kind="stable")[:3]
+        assert [r["contribution"] for r in s.reasons] == pytest.approx(row[top].tolist(), abs=2e-4)
