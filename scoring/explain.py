@@ -23,8 +23,7 @@ import xgboost as xgb
 
 log = logging.getLogger(__name__)
 
-MAX_SPLITS = 8  # splits a tree (256 ways through it); the default depth 3 has 7
-MAX_ROWS = 4096  # rows asked of XGBoost for one tree (every combination of its features' intervals)
+MAX_SPLITS = 8  # splits a tree (256 ways through it, at most 3**8 rows to ask); the default depth 3 has 7
 TOLERANCE = 1e-5  # float32 sums in another order
 CHECK_ROWS = 1000  # of those rows, checked through the whole model
 
@@ -50,7 +49,9 @@ class ShapTables:
     def build(cls, booster: xgb.Booster, n_features: int) -> ShapTables | None:
         """Tables for `booster`, or None when they would be too big or cannot be checked equal."""
         trees = _read_trees(booster)
-        if trees is None or not trees or max(len(t.features) for t in trees) > MAX_SPLITS:
+        if not trees or len(trees) != booster.num_boosted_rounds():  # one tree a round: slices are trees
+            return None
+        if max(len(t.features) for t in trees) > MAX_SPLITS:
             return None
         splits = max(len(t.features) for t in trees)
         features = np.zeros((len(trees), splits), dtype=np.intp)
@@ -64,8 +65,6 @@ class ShapTables:
         checked = []
         for i, tree in enumerate(trees):
             x = _rows_taking_every_way(tree, n_features)
-            if x is None:
-                return None
             # One tree's contributions; its bias column also holds the base score, left out here.
             phi = booster[i : i + 1].predict(_matrix(x), pred_contribs=True, validate_features=False)[:, :n_features]
             ways = tables._ways(x)[:, i] + (i << splits)
@@ -124,17 +123,16 @@ def _read_trees(booster: xgb.Booster) -> list[_Tree] | None:
     return trees
 
 
-def _rows_taking_every_way(tree: _Tree, n_features: int) -> np.ndarray | None:
+def _rows_taking_every_way(tree: _Tree, n_features: int) -> np.ndarray:
     """Rows that between them take every way a row can take through `tree`: each feature it splits on
-    takes a value from every interval its thresholds make, and a missing value, in every combination."""
+    takes a value from every interval its thresholds make, and a missing value, in every combination (at
+    most 3**splits rows: a feature with k thresholds gives k + 2 values)."""
     used = sorted(set(tree.features.tolist()))
     choices = []
     for feature in used:
         cuts = np.unique(tree.thresholds[tree.features == feature])
         below = np.nextafter(cuts[0], np.float32(-np.inf))
         choices.append([below, *cuts, np.float32(np.nan)])  # a value at a threshold goes right
-    if np.prod([len(c) for c in choices]) > MAX_ROWS:
-        return None
     combos = np.array(list(itertools.product(*choices)), dtype=np.float32).reshape(-1, len(used))
     x = np.zeros((len(combos), n_features), dtype=np.float32)
     x[:, used] = combos
