@@ -54,17 +54,21 @@ def test_trees_deeper_than_the_tables_take_get_no_tables():
     assert ShapTables.build(booster(trees=5, depth=6), N_FEATURES) is None
 
 
-def test_tables_that_disagree_with_xgboost_are_not_used(monkeypatch):
-    """The check in build() can fail: a threshold read wrongly makes rows take the wrong ways."""
+@pytest.mark.parametrize("split", range(7))
+def test_tables_with_a_threshold_one_float32_step_off_are_not_used(monkeypatch, split):
+    """The checks in build() can fail: a threshold read one step too high sends values at XGBoost's own
+    threshold the wrong way (the rows built from the wrong thresholds alone would agree with themselves)."""
+    model = booster(trees=10, depth=3)
+    assert ShapTables.build(model, N_FEATURES) is not None
     read = explain._read_trees
 
-    def off_by_some(model):
+    def one_step_off(model):
         trees = read(model)
-        trees[0].thresholds[:] += 0.05
+        trees[3].thresholds[split] = np.nextafter(trees[3].thresholds[split], np.float32(np.inf))
         return trees
 
-    monkeypatch.setattr(explain, "_read_trees", off_by_some)
-    assert ShapTables.build(booster(trees=10, depth=3), N_FEATURES) is None
+    monkeypatch.setattr(explain, "_read_trees", one_step_off)
+    assert ShapTables.build(model, N_FEATURES) is None
 
 
 class _Version:
