@@ -38,13 +38,14 @@ def figures(row: dict) -> tuple[float, float, float, int]:
 def main(out: Path) -> None:
     ours, peer = rows(out / "results.jsonl"), rows(out / "peer" / "results.jsonl")
     peer_by_kind = {re.sub(r"^wrk_", "", name): row for name, row in peer.items()}
-    head = f"{'phase':<22}{'tx/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU ms/tx':>11}"
+    head = f"{'phase':<22}{'tx/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU ms/tx':>11}{'PG ms/tx':>10}"
     print(head + f"{'yardstick tx/s':>16}{'ratio':>7}")
-    print("-" * 91)
+    print("-" * 101)
     for name, row in ours.items():
         rate, p50, p99, errors = figures(row)
         kind = name.split("_", 1)[1]
-        line = f"{name:<22}{rate:>9.0f}{p50:>9.1f}{p99:>9.1f}{errors:>8}{row['server_cpu_ms_per_item'] or 0:>11.2f}"
+        cpu, pg = row.get("server_cpu_ms_per_item") or 0, row.get("pg_cpu_ms_per_item") or 0
+        line = f"{name:<22}{rate:>9.0f}{p50:>9.1f}{p99:>9.1f}{errors:>8}{cpu:>11.3f}{pg:>10.3f}"
         if kind in peer_by_kind:
             peer_rate = figures(peer_by_kind[kind])[0]
             line += f"{peer_rate:>16.0f}{rate / peer_rate if peer_rate else 0:>6.2f}x"
@@ -76,7 +77,8 @@ def main(out: Path) -> None:
             where = "PostgreSQL, one pass, one transaction"
             print(f"{'import_transactions':<22}{rate:>9}   rows/s ({stored} rows in {seconds} s, {where})")
     print("tx/s: wrk closed loop (achieved); e2e: open loop at a fixed rate, latency from the scheduled send.")
-    print("CPU ms/tx: server process CPU per transaction (steadier than rates on a shared machine).")
+    print("CPU ms/tx: server process CPU per transaction (steadier than rates on a shared machine);")
+    print("PG ms/tx: PostgreSQL's backends' CPU per transaction (the batches wait on it as much as on the server).")
     verdicts = targets(ours, peer_by_kind)
     if verdicts:
         model = os.environ.get("TRAIN_ARGS", "").strip()

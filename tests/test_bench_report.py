@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 spec = importlib.util.spec_from_file_location("bench_report", Path(__file__).parent.parent / "bench" / "report.py")
@@ -41,3 +42,14 @@ def test_each_target_is_met_only_by_a_phase_that_reaches_it():
     assert lines[4].startswith("NOT met") and "uvicorn_c16 1.45x" in lines[4]  # under 1.5x
     assert lines[5].startswith("NOT met") and "uvicorn_c64 1.55x" in lines[5]  # p99 worse than the yardstick's
     assert len(lines) == 6
+
+
+def test_the_table_shows_the_servers_and_postgresqls_cpu_a_transaction(tmp_path, capsys):
+    row = wrk(100, p99=50, items=100) | {"server_cpu_ms_per_item": 0.061, "pg_cpu_ms_per_item": 0.068}
+    (tmp_path / "results.jsonl").write_text(json.dumps({"phase": "uvicorn_batch100", **row}) + "\n")
+
+    report.main(tmp_path)
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[7:11] == ["CPU", "ms/tx", "PG", "ms/tx"]
+    assert lines[2].split()[:7] == ["uvicorn_batch100", "10000", "1.0", "50.0", "0", "0.061", "0.068"]
