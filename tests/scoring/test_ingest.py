@@ -221,6 +221,14 @@ def test_stored_transaction_keeps_the_features_the_model_saw(model_version):
     assert tx.feature_values()["amount_vs_card_avg_30d"] is None  # no history: missing
 
 
+def test_a_new_transactions_event_carries_its_time_in_utc_as_a_stored_ones_does(model_version):
+    (outcome,), (event,) = ingest.store([item(timestamp="2026-11-02T14:00:00+02:00")])
+
+    assert event["timestamp"] == "2026-11-02T12:00:00Z"
+    stored_event = Transaction.objects.get(pk=outcome.result["id"]).event(case_id=None)
+    assert stored_event["timestamp"] == event["timestamp"]
+
+
 def test_a_batch_costs_the_same_statements_whatever_its_size(model_version):
     """Feature state, rows, merchant hours and cases: a fixed set of statements per batch, not per item."""
 
