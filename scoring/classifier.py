@@ -75,7 +75,8 @@ class Scorer:
         """Exact SHAP values of float32 rows, the bias last: from the tables when the model has them."""
         if self.tables is not None:
             contribs = self.tables.contributions(x)
-            if not np.isnan(contribs).any():  # a way through a tree that no row took when building: none known
+            # NaN only for a way through a tree that none of build()'s rows took: none should exist.
+            if not np.isnan(contribs).any():
                 return contribs
         # nthread=1: the default (all cores) costs ~6 ms per DMatrix here and fights the server for CPU.
         # No feature names: __init__ checked the model's against FEATURES once, and naming and checking

@@ -9,8 +9,9 @@ import xgboost as xgb
 from scoring import explain
 from scoring.classifier import Scorer
 from scoring.explain import ShapTables
+from scoring.features import FEATURES
 
-N_FEATURES = 29
+N_FEATURES = len(FEATURES)
 
 
 def booster(*, trees: int, depth: int, seed: int = 3) -> xgb.Booster:
@@ -75,8 +76,6 @@ class _Version:
     """What Scorer reads of a ModelVersion."""
 
     def __init__(self, model: xgb.Booster) -> None:
-        from scoring.features import FEATURES
-
         self.id, self.version, self.features = 1, "v", FEATURES
         self.review_threshold, self.block_threshold = 0.5, 0.9
         self.artifact = model.save_raw(raw_format="ubj")
