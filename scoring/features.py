@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
@@ -147,17 +148,18 @@ def _running(values: list[int]) -> list[int]:
 class MerchantCounts(NamedTuple):
     """A merchant's figures as of one transaction, one value a window of MERCHANT_WINDOWS, in its order."""
 
-    counts: list[float]  # transactions
-    labeled: list[float]  # transactions before the label delay: what fraud shares are of
-    frauds: list[float]  # confirmed frauds before the label delay
+    counts: Sequence[float]  # transactions
+    labeled: Sequence[float]  # transactions before the label delay: what fraud shares are of
+    frauds: Sequence[float]  # confirmed frauds before the label delay
 
 
-def merchant_counts(buckets: MerchantBuckets, *, at: datetime) -> MerchantCounts:
-    """The merchant's counts as of `at`: whole hours before the transaction's own hour only.
+def merchant_counts(buckets: MerchantBuckets, *, at: datetime | int) -> MerchantCounts:
+    """The merchant's counts as of `at` (an instant, or its epoch_hour()): whole hours before the
+    transaction's own hour only.
 
     Fraud counts and shares only look at hours older than the label delay, as a chargeback feed allows.
     """
-    hour, delay = epoch_hour(at), label_delay_hours()
+    hour, delay = (at if isinstance(at, int) else epoch_hour(at)), label_delay_hours()
     counts, labeled, frauds = [], [], []
     for span in MERCHANT_HOURS.values():
         counts.append(float(buckets.between(hour - span, hour)[0]))
@@ -165,6 +167,19 @@ def merchant_counts(buckets: MerchantBuckets, *, at: datetime) -> MerchantCounts
         labeled.append(float(total))
         frauds.append(float(fraud))
     return MerchantCounts(counts=counts, labeled=labeled, frauds=frauds)
+
+
+def with_batch(stored: MerchantCounts, batch_hours: list[int], *, hour: int) -> MerchantCounts:
+    """A merchant's stored counts as of `hour` plus its transactions of the batch being scored (their
+    hours; not yet stored, none labeled): what merchant_counts() gives once they are added to the buckets."""
+    delay = label_delay_hours()
+    if not batch_hours or min(batch_hours) >= max(hour, hour - delay):  # none in any window: the usual case
+        return stored
+    counts, labeled = list(stored.counts), list(stored.labeled)
+    for i, span in enumerate(MERCHANT_HOURS.values()):
+        counts[i] += sum(hour - span <= h < hour for h in batch_hours)
+        labeled[i] += sum(hour - delay - span <= h < hour - delay for h in batch_hours)
+    return MerchantCounts(counts=counts, labeled=labeled, frauds=stored.frauds)
 
 
 def feature_vector(tx: TxFacts, *, card: CardHistory, merchant: MerchantCounts) -> list[float]:

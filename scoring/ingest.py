@@ -31,12 +31,13 @@ from scoring.classifier import Scored, Scorer, active_model
 from scoring.features import (
     FEATURES,
     HISTORY_SPAN,
+    MERCHANT_HOURS,
     CardHistory,
-    MerchantBuckets,
+    MerchantCounts,
     TxFacts,
     epoch_hour,
     feature_vector,
-    merchant_counts,
+    with_batch,
 )
 from scoring.models import (
     Case,
@@ -296,11 +297,12 @@ def _save_params(rows: list[NewRow], *, features: np.ndarray, version: str) -> l
 @dataclass
 class History:
     """What a batch's features read from the database, as stored (without the batch's own items): its
-    cards' last 30 days and its merchants' hours; and which of its external_ids are stored already."""
+    cards' last 30 days, its merchants' counts as of each hour it has transactions in, and which of its
+    external_ids are stored already."""
 
     stored_ids: list[str]
     cards: dict[str, CardHistory]
-    merchants: dict[str, MerchantBuckets]
+    merchants: dict[tuple[str, int], MerchantCounts]
 
 
 _STORED_IDS = "SELECT external_id FROM {table} WHERE external_id = ANY(%b)"
@@ -309,27 +311,26 @@ _STORED_IDS = "SELECT external_id FROM {table} WHERE external_id = ANY(%b)"
 def read_history(items: list[TransactionIn]) -> History:
     """The history of the cards and merchants in `items`, and their stored ids: three reads, on PostgreSQL
     in one round trip (scoring/sql.py, read_together)."""
-    first, last = min(i.timestamp for i in items), max(i.timestamp for i in items)
-    merchant_ids = {i.merchant_id for i in items}
+    merchant_hours = {(i.merchant_id, epoch_hour(i.timestamp)) for i in items}
     if connection.vendor != "postgresql":
         stored = Transaction.objects.filter(external_id__any_of=[i.external_id for i in items])
         return History(
             stored_ids=list(stored.values_list("external_id", flat=True)),
             cards=_card_histories_with_orm(items),
-            merchants=aggregates.buckets_with_orm(merchant_ids, first=first, last=last),
+            merchants=aggregates.windows_with_orm(merchant_hours),
         )
     table = Transaction._meta.db_table
     ids, cards, merchants = read_together(
         [
             (_STORED_IDS.format(table=table), [[i.external_id for i in items]]),
             (_CARD_HISTORIES.format(table=table), _card_range(items)),
-            aggregates.buckets_query(merchant_ids, first=first, last=last),
+            aggregates.windows_query(merchant_hours),
         ]
     )
     return History(
         stored_ids=[external_id for (external_id,) in ids],
         cards={card_id: CardHistory.ordered(times, amounts, ms) for card_id, times, amounts, ms in cards},
-        merchants=aggregates.buckets_from(merchants),
+        merchants=aggregates.windows_from(merchants),
     )
 
 
@@ -337,22 +338,28 @@ def feature_rows(items: list[TransactionIn], *, history: History | None = None) 
     """Feature rows for new items, each as of its own timestamp; earlier items of the batch count too.
 
     `history`: read_history() of these items (or of more), read here when not given. It is used up: the
-    batch's items are added to its cards and merchants.
+    batch's items are added to its cards.
     """
     history = history or read_history(items)
     cards = card_histories(items, history=history)
-    merchants: dict[str, MerchantBuckets] = defaultdict(MerchantBuckets, history.merchants)
+    hours = [epoch_hour(item.timestamp) for item in items]
+    batch_hours: dict[str, list[int]] = defaultdict(list)
     if len(items) > 1:  # the batch's own items count for later ones (only hours before theirs are read)
-        for item in items:
-            merchants[item.merchant_id].add(epoch_hour(item.timestamp))
+        for item, hour in zip(items, hours, strict=True):
+            batch_hours[item.merchant_id].append(hour)
     rows = []
-    for item in items:
+    for item, hour in zip(items, hours, strict=True):
         facts = TxFacts(
             at=item.timestamp, amount=float(item.amount), merchant_id=item.merchant_id, channel=item.channel or ""
         )
-        counts = merchant_counts(merchants[item.merchant_id], at=item.timestamp)
+        stored = history.merchants.get((item.merchant_id, hour), _NO_COUNTS)
+        counts = with_batch(stored, batch_hours.get(item.merchant_id, []), hour=hour)
         rows.append(feature_vector(facts, card=cards[item.card_id], merchant=counts))
     return rows
+
+
+_NONE = (0.0,) * len(MERCHANT_HOURS)
+_NO_COUNTS = MerchantCounts(counts=_NONE, labeled=_NONE, frauds=_NONE)  # a merchant without stored hours
 
 
 _HISTORY = ("card_id", "timestamp", "amount", "merchant_id")

@@ -18,6 +18,7 @@ from scoring.features import (
     feature_vector,
     merchant_counts,
     shown,
+    with_batch,
 )
 from scoring.history import store_history
 from scoring.ingest import feature_rows
@@ -97,6 +98,33 @@ def test_merchant_fraud_counts_only_see_labels_older_than_the_delay(settings):
     assert row[FEATURE_INDEX["merchant_fraud_count_30d"]] == 1.0
     assert row[FEATURE_INDEX["merchant_fraud_share_30d"]] == 0.5
     assert row[FEATURE_INDEX["merchant_count_30d"]] == 3.0
+
+
+@pytest.mark.parametrize("delay_days", [7, 0.5, 0])
+def test_a_batchs_own_hours_count_as_if_added_to_the_merchants_buckets(settings, delay_days):
+    settings.FRAUD_LABEL_DELAY_DAYS = delay_days
+    hour, delay = epoch_hour(AT), round(delay_days * 24)
+    stored = MerchantBuckets.ordered([hour - 900, hour - 200, hour - 30, hour - 1], [3, 4, 5, 6], [1, 1, 0, 2])
+    # every edge of every window, counts' and labeled's: just inside, on the bound, just outside
+    edges = [hour - delay * k - span + d for k in (0, 1) for span in (0, 24, 168, 720) for d in (-1, 0, 1)]
+    rng = np.random.default_rng(7)
+    batches = [[edge, hour] for edge in edges] + [[int(h) for h in rng.choice(edges, size=4)] for _ in range(30)]
+    for batch in batches:
+        added = MerchantBuckets.ordered(list(stored.hours), list(stored.counts), list(stored.frauds))
+        for h in batch:
+            added.add(h)
+        expected = merchant_counts(added, at=hour)
+        got = with_batch(merchant_counts(stored, at=hour), batch, hour=hour)
+        assert (list(got.counts), list(got.labeled), list(got.frauds)) == (
+            expected.counts,
+            expected.labeled,
+            expected.frauds,
+        ), batch
+
+
+def test_a_batch_all_in_its_own_hour_adds_nothing():
+    stored = merchant_counts(MerchantBuckets.ordered([epoch_hour(AT) - 2], [4], [1]), at=epoch_hour(AT))
+    assert with_batch(stored, [epoch_hour(AT)] * 3, hour=epoch_hour(AT)) is stored
 
 
 def test_channel_and_time_of_day_are_encoded():

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from scoring import aggregates, ingest
-from scoring.features import FEATURE_INDEX, FEATURES
+from scoring.features import FEATURE_INDEX, FEATURES, epoch_hour, merchant_counts
 from scoring.models import ListEntry, MerchantHour, Transaction
 from scoring.schemas import TransactionIn
 from tests.conftest import tx_body
@@ -115,6 +115,43 @@ def test_merchant_counts_and_delayed_fraud_share(settings):
     assert f["merchant_fraud_count_7d"] == 1  # only the one older than the label delay
     assert f["merchant_fraud_share_7d"] == 0.5
     assert f["merchant_fraud_count_1d"] == 0
+
+
+@pytest.mark.parametrize("delay_days", [7, 0.5])
+def test_merchant_counts_read_for_a_batch_are_those_of_the_merchants_stored_hours(settings, delay_days):
+    """On PostgreSQL the database sums each window (aggregates.windows_query); they must be the sums
+    merchant_counts() takes of the same hours in Python, at every window's edges."""
+    settings.FRAUD_LABEL_DELAY_DAYS = delay_days
+    hour, delay = epoch_hour(T0), round(delay_days * 24)
+    offsets = {delay * k + span + d for k in (0, 1) for span in (0, 24, 168, 720) for d in (-1, 0, 1)}
+    MerchantHour.objects.bulk_create(
+        MerchantHour(merchant_id=m, hour=hour - o, count=1 + o % 5, fraud_count=o % 3)
+        for m in ("m-a", "m-b")
+        for o in sorted(offsets)
+        if m == "m-a" or o % 2
+    )
+    pairs = {(m, hour + d) for m in ("m-a", "m-b", "m-none") for d in (0, 1, 30)}
+    items = [
+        item(external_id=f"w-{m}-{h}", merchant_id=m, timestamp=datetime.fromtimestamp(h * 3600 + 60, UTC).isoformat())
+        for m, h in pairs
+        if h * 3600 <= datetime.now(UTC).timestamp()
+    ]
+
+    read = ingest.read_history(items).merchants
+    buckets = aggregates.buckets_with_orm({m for m, _ in pairs}, first=hour, last=hour + 30)
+    expected = {(i.merchant_id, epoch_hour(i.timestamp)) for i in items}
+
+    assert set(read) <= expected
+    for m, h in expected:
+        counts = merchant_counts(buckets[m], at=h)
+        got = read.get((m, h))
+        assert got is not None or m == "m-none"
+        got = got or ingest._NO_COUNTS
+        assert (list(got.counts), list(got.labeled), list(got.frauds)) == (
+            counts.counts,
+            counts.labeled,
+            counts.frauds,
+        ), (m, h - hour)
 
 
 def test_time_of_day_and_week_features_use_utc():
