@@ -227,16 +227,16 @@ def describe(name: str, value: float) -> str:
     if name == "card_distinct_merchants_1d":
         return f"card used at {value:.0f} merchant{'s' if value != 1 else ''} in the last day"
     if name.startswith("card_count_"):
-        return f"{value:.0f} transactions on this card in the last {name.rsplit('_', 1)[1]}"
+        return f"{_count(value, 'transaction')} on this card in the last {name.rsplit('_', 1)[1]}"
     if name.startswith("card_sum_"):
         return f"{value:,.2f} spent on this card in the last {name.rsplit('_', 1)[1]}"
     if name.startswith("card_avg_"):
         return f"card's average amount over {name.rsplit('_', 1)[1]} is {value:,.2f}"
     if name.startswith("merchant_count_"):
-        return f"{value:.0f} transactions at this merchant in the last {name.rsplit('_', 1)[1]}"
+        return f"{_count(value, 'transaction')} at this merchant in the last {name.rsplit('_', 1)[1]}"
     if name.startswith("merchant_fraud_count_"):
         window = name.rsplit("_", 1)[1]
-        return f"merchant had {value:.0f} confirmed frauds in the {window} before the label delay"
+        return f"merchant had {_count(value, 'confirmed fraud')} in the {window} before the label delay"
     if name.startswith("merchant_fraud_share_"):
         return f"{value:.0%} of this merchant's labeled transactions ({name.rsplit('_', 1)[1]}) were fraud"
     if name == "hour_of_day":
@@ -259,6 +259,11 @@ def shown(value: float | None) -> str:
     if value == int(value):
         return f"{value:.0f}"
     return f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+def _count(value: float, noun: str) -> str:
+    """A count with its noun in the right number: 1 transaction, 3 transactions."""
+    return f"{value:.0f} {noun}{'' if value == 1 else 's'}"
 
 
 def _duration(seconds: float) -> str:

@@ -14,6 +14,7 @@ from scoring.features import (
     CardHistory,
     MerchantBuckets,
     TxFacts,
+    describe,
     epoch_hour,
     feature_vector,
     merchant_counts,
@@ -167,3 +168,18 @@ def _item(record: dict) -> TransactionIn:
 )
 def test_a_value_is_shown_without_trailing_zeros_and_missing_as_a_dash(value, text):
     assert shown(value) == text
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "text"),
+    [
+        ("merchant_count_7d", 1.0, "1 transaction at this merchant in the last 7d"),
+        ("merchant_count_7d", 3.0, "3 transactions at this merchant in the last 7d"),
+        ("card_count_1h", 1.0, "1 transaction on this card in the last 1h"),
+        ("card_count_1h", 0.0, "0 transactions on this card in the last 1h"),
+        ("merchant_fraud_count_30d", 1.0, "merchant had 1 confirmed fraud in the 30d before the label delay"),
+        ("merchant_fraud_count_30d", 2.0, "merchant had 2 confirmed frauds in the 30d before the label delay"),
+    ],
+)
+def test_a_reason_names_a_count_in_the_right_number(name, value, text):
+    assert describe(name, value) == text
