@@ -31,7 +31,6 @@ from scoring.classifier import Scored, Scorer, active_model
 from scoring.features import (
     FEATURES,
     HISTORY_SPAN,
-    MERCHANT_HOURS,
     CardHistory,
     MerchantCounts,
     TxFacts,
@@ -352,14 +351,10 @@ def feature_rows(items: list[TransactionIn], *, history: History | None = None) 
         facts = TxFacts(
             at=item.timestamp, amount=float(item.amount), merchant_id=item.merchant_id, channel=item.channel or ""
         )
-        stored = history.merchants.get((item.merchant_id, hour), _NO_COUNTS)
-        counts = with_batch(stored, batch_hours.get(item.merchant_id, []), hour=hour)
+        # Both reads answer every (merchant, hour) asked, a merchant without stored hours with zeros.
+        counts = with_batch(history.merchants[item.merchant_id, hour], batch_hours.get(item.merchant_id, []), hour=hour)
         rows.append(feature_vector(facts, card=cards[item.card_id], merchant=counts))
     return rows
-
-
-_NONE = (0.0,) * len(MERCHANT_HOURS)
-_NO_COUNTS = MerchantCounts(counts=_NONE, labeled=_NONE, frauds=_NONE)  # a merchant without stored hours
 
 
 _HISTORY = ("card_id", "timestamp", "amount", "merchant_id")
