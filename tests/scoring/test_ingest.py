@@ -92,6 +92,22 @@ def test_card_histories_hold_each_cards_stored_rows_in_time_order_with_exact_sec
     assert histories["card-2"].amounts == [7.77, 5.0]
 
 
+AWKWARD_AMOUNTS = ["0.01", "0.29", "1.10", "123456.79", "9007199.25", "999999999.99", "1000000000.00"]
+
+
+def test_card_histories_hold_each_amount_as_float_of_its_decimal():
+    # Decimals that no float holds exactly: the stored float (amount_float) must round as float(Decimal) does,
+    # as training's features do.
+    for n, amount in enumerate(AWKWARD_AMOUNTS):
+        stored(f"x-{n}", at=T0 - timedelta(minutes=len(AWKWARD_AMOUNTS) - n), amount=amount)
+
+    (history,) = ingest.read_history([item()]).cards.values()
+
+    assert history.amounts == [float(Decimal(a)) for a in AWKWARD_AMOUNTS]
+    stored_floats = Transaction.objects.order_by("timestamp").values_list("amount_float", flat=True)
+    assert list(stored_floats) == [float(Decimal(a)) for a in AWKWARD_AMOUNTS]
+
+
 def test_first_transaction_of_a_card_has_missing_history_features():
     f = features_of(item())
 
