@@ -172,9 +172,10 @@ MODEL_REFRESH_SECONDS = env_float("MODEL_REFRESH_SECONDS", default=5)
 BROADCAST_TIMEOUT_SECONDS = env_float("BROADCAST_TIMEOUT_SECONDS", default=1.0)
 # A dashboard that has acknowledged no frame for this long is closed; it reconnects and resumes by id.
 DASHBOARD_STALL_SECONDS = env_float("DASHBOARD_STALL_SECONDS", default=10)
-# Ingest batches stored at once per process: with 2, one batch computes while the other waits for
-# PostgreSQL. SQLite has one writer at a time, so 1 there.
-INGEST_THREADS = int(env_float("INGEST_THREADS", default=2 if _db["ENGINE"] == "django.db.backends.postgresql" else 1))
+# Ingest batches stored at once per process (scoring/batcher.py): while one waits for PostgreSQL, another
+# computes; two run at once, a third when a full batch's worth of items waits. SQLite has one writer at a
+# time, so 1 there.
+INGEST_THREADS = int(env_float("INGEST_THREADS", default=3 if _db["ENGINE"] == "django.db.backends.postgresql" else 1))
 
 LOGGING = {
     "version": 1,

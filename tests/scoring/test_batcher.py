@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from scoring.batcher import MAX_ITEMS, MicroBatcher
+from scoring.batcher import FULL_BATCH, MAX_ITEMS, MicroBatcher
 from tests.conftest import tx_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,16 +22,17 @@ def items(*ids: str):
 class RecordingStore:
     """Stands in for ingest.store: records each call's external_ids, slowly enough for others to queue."""
 
-    def __init__(self, *, fail_on: str | None = None) -> None:
+    def __init__(self, *, fail_on: str | None = None, hold: int = 2) -> None:
         self.calls: list[list[str]] = []
         self.fail_on = fail_on
+        self.hold = hold
         self.release = threading.Event()
 
     def __call__(self, batch):
         ids = [i.external_id for i in batch]
         self.calls.append(ids)
-        if len(self.calls) <= 2:
-            self.release.wait(2)  # hold both in-flight batches so that the next requests queue up
+        if len(self.calls) <= self.hold:
+            self.release.wait(2)  # hold the in-flight batches so that the next requests queue up
         if self.fail_on in ids:
             raise ValueError(f"cannot store {self.fail_on}")
         return [f"stored {i}" for i in ids], []
@@ -93,3 +94,38 @@ async def test_a_batch_never_exceeds_the_item_bound():
     await asyncio.gather(*blockers, *many)
 
     assert max(len(call) for call in store.calls) <= MAX_ITEMS
+
+
+@pytest.mark.parametrize(("waiting", "started"), [(FULL_BATCH, 3), (FULL_BATCH - 1, 2)])
+async def test_a_full_batch_of_waiting_items_starts_a_third_batch_and_less_waits(settings, waiting, started):
+    settings.INGEST_THREADS = 3  # as on PostgreSQL: three batches can be stored at once
+    store = RecordingStore()
+    batcher = MicroBatcher(store)
+    blockers = [asyncio.create_task(batcher.submit(items(f"hold{i}"))) for i in range(2)]
+    await asyncio.sleep(0.05)
+    waiting_ids = [f"w{i}" for i in range(waiting)]
+    queued = asyncio.create_task(batcher.submit(items(*waiting_ids)))
+    await asyncio.sleep(0.1)
+
+    assert len(store.calls) == started  # while the first two are still held
+    store.release.set()
+    await asyncio.gather(*blockers)
+    assert await queued == [f"stored {i}" for i in waiting_ids]
+    assert store.calls[2] == waiting_ids
+
+
+async def test_never_more_than_three_batches_are_in_flight(settings):
+    settings.INGEST_THREADS = 4
+    store = RecordingStore(hold=3)
+    batcher = MicroBatcher(store)
+    blockers = [asyncio.create_task(batcher.submit(items(f"hold{i}"))) for i in range(2)]
+    await asyncio.sleep(0.05)
+    third = asyncio.create_task(batcher.submit(items(*[f"a{i}" for i in range(FULL_BATCH)])))
+    await asyncio.sleep(0.05)
+    fourth = asyncio.create_task(batcher.submit(items(*[f"b{i}" for i in range(FULL_BATCH)])))
+    await asyncio.sleep(0.1)
+
+    assert len(store.calls) == 3
+    store.release.set()
+    await asyncio.gather(*blockers, third, fourth)
+    assert len(store.calls) == 4
