@@ -114,6 +114,10 @@ _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # CONN_MAX_AGE > 0 leaks connections under ASGI (a new thread per request); the pool reuses them.
     _db["OPTIONS"] = {"pool": {"min_size": 2, "max_size": int(env_float("DB_POOL_SIZE", default=10))}}
+    # Django turns psycopg's prepared statements off (None): nothing would be prepared, not even on request.
+    # This number keeps them off except where asked for (scoring/sql.py, binary_cursor(prepared=True)). Behind
+    # PgBouncer in transaction mode that needs 1.21+ (max_prepared_statements > 0).
+    _db["OPTIONS"]["prepare_threshold"] = 2**31 - 1
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + IMMEDIATE transactions: concurrent writers queue instead of failing with "database is locked".
     _db["OPTIONS"] = {

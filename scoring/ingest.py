@@ -168,8 +168,11 @@ def save(rows: list[NewRow], *, features: np.ndarray, version: str) -> None:
         _save_with_orm(rows, features=features, version=version)
         return
     # One statement is a transaction of its own; inside a caller's (a test's), a savepoint keeps a failed
-    # one from breaking it.
-    with transaction.atomic() if connection.in_atomic_block else nullcontext(), binary_cursor() as cursor:
+    # one from breaking it. Prepared: planning it cost PostgreSQL ~290 µs a batch, as much as storing 8 rows
+    # (in-process, batches of 1 and 8: 300-319 against 597-601 µs, 74-75 against 110-115 µs a transaction).
+    # Its plan does not depend on the data: it reads no table but through unique indexes.
+    saving = binary_cursor(prepared=True)
+    with transaction.atomic() if connection.in_atomic_block else nullcontext(), saving as cursor:
         cursor.execute(_save_statement(), _save_params(rows, features=features, version=version))
         stored = cursor.fetchall()
     by_id = {row.item.external_id: row for row in rows}

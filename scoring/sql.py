@@ -26,17 +26,32 @@ FLOAT4_ARRAY_OID = 1021  # real[]
 FLOAT4_OID = 700
 
 
-def binary_cursor() -> CursorWrapper:
+def binary_cursor(*, prepared: bool = False) -> CursorWrapper:
     """A server-binding psycopg cursor with binary results on this thread's connection.
 
     Wrapped as Django wraps its own: database errors come out as Django's (IntegrityError and the rest),
-    and `connection.execute_wrapper()` hooks see the statements.
+    and `connection.execute_wrapper()` hooks see the statements. `prepared`: its statements are prepared
+    on the connection the first time (see _PreparingCursorWrapper).
     """
     db = connections[DEFAULT_DB_ALIAS]  # this thread's, not the proxy: the wrapper asks it for much
     db.ensure_connection()
     cursor = psycopg.Cursor(db.connection)
     cursor.format = psycopg.pq.Format.BINARY
-    return CursorWrapper(cursor, db)
+    return (_PreparingCursorWrapper if prepared else CursorWrapper)(cursor, db)
+
+
+class _PreparingCursorWrapper(CursorWrapper):
+    """Django's cursor wrapper, executing with psycopg's `prepare=True`: PostgreSQL parses (and, when it
+    finds a generic plan no worse, plans) the statement once per connection instead of every time.
+
+    Only for statements whose plan cannot depend on the data: a generic plan is made once, from the
+    statistics of the moment (a read of an empty table would keep a sequential scan).
+    """
+
+    def _execute(self, sql: str, params: Any, *ignored_wrapper_args: Any) -> Any:
+        self.db.validate_no_broken_transaction()
+        with self.db.wrap_database_errors:
+            return self.cursor.execute(sql, params, prepare=True)
 
 
 def read_together(statements: list[tuple[str, list[Any]]]) -> list[list[tuple[Any, ...]]]:

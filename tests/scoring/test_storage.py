@@ -131,6 +131,24 @@ def test_reads_sent_together_come_back_in_order_and_fail_as_djangos_errors():
 
 
 @pytest.mark.django_db
+def test_the_batch_write_is_prepared_once_per_connection_and_the_reads_are_not(model_version):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's prepared statements")
+    ingest.store([_row("p-1").item])
+    ingest.store([_row("p-2").item, _row("p-3").item])  # another size: the same statement
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [statement for (statement,) in cursor.fetchall()]
+    # Only the write: a read's generic plan, made once while a table is small, could keep a sequential scan.
+    assert len(prepared) == 1
+    assert "INSERT INTO scoring_transaction" in prepared[0]
+    assert Transaction.objects.count() == 3
+
+
+@pytest.mark.django_db
 def test_save_ids_follow_the_tables_sequence():
     first = [_row("s-1")]
     save(first)
