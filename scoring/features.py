@@ -58,22 +58,47 @@ class TxFacts:
 
 @dataclass
 class CardHistory:
-    """A card's earlier transactions, sorted by time (seconds since the epoch)."""
+    """A card's earlier transactions, sorted by time (seconds since the epoch).
+
+    Only "distinct merchants in the last day" reads merchants, so a history may hold them for its latest rows
+    alone: `merchants[i]` is the merchant of row `merchants_from + i`; the rows before are older than any
+    window the merchants are read for (feature_vector() refuses one that is not).
+    """
 
     times: list[float] = field(default_factory=list)
     amounts: list[float] = field(default_factory=list)
     merchants: list[str] = field(default_factory=list)
+    merchants_from: int = 0
 
     @classmethod
-    def ordered(cls, times: list[float], amounts: list[float], merchants: list[str]) -> CardHistory:
+    def ordered(
+        cls, times: list[float], amounts: list[float], merchants: list[str], *, merchants_since: float | None = None
+    ) -> CardHistory:
         """A history from rows that should already be in time order (as a query gives them); sorts if not.
 
-        Checking costs one pass in C; a history out of order would silently give wrong windows.
+        `merchants_since`: `merchants` are those of the rows at or after that time only, in the rows' order.
+        Checking the order costs one pass in C; a history out of order would silently give wrong windows.
         """
-        if times != sorted(times):
-            rows = sorted(zip(times, amounts, merchants, strict=True))
-            times, amounts, merchants = (list(column) for column in zip(*rows, strict=True))
-        return cls(times=times, amounts=amounts, merchants=merchants)
+        if merchants_since is None:
+            if times != sorted(times):
+                rows = sorted(zip(times, amounts, merchants, strict=True))
+                times, amounts, merchants = (list(column) for column in zip(*rows, strict=True))
+            return cls(times=times, amounts=amounts, merchants=merchants)
+        if times != sorted(times):  # give each row its merchant (None before the time), sort, keep the recent
+            given = iter(merchants)
+            rows = sorted(
+                (t, a, next(given) if t >= merchants_since else None) for t, a in zip(times, amounts, strict=True)
+            )
+            times, amounts = [t for t, _, _ in rows], [a for _, a, _ in rows]
+            merchants = [m for t, _, m in rows if t >= merchants_since]
+        start = len(times) - len(merchants)
+        if (
+            start < 0
+            or (start < len(times) and times[start] < merchants_since)
+            or (start and times[start - 1] >= merchants_since)
+        ):
+            raise ValueError("merchants do not match the rows from merchants_since on")
+        return cls(times=times, amounts=amounts, merchants=merchants, merchants_from=start)
 
     def add(self, *, at: float, amount: float, merchant_id: str) -> None:
         """Insert one transaction, keeping time order (new ones nearly always go last)."""
@@ -82,7 +107,10 @@ class CardHistory:
             i -= 1
         self.times.insert(i, at)
         self.amounts.insert(i, amount)
-        self.merchants.insert(i, merchant_id)
+        if i < self.merchants_from:  # older than the merchants kept: its own is not needed either
+            self.merchants_from += 1
+        else:
+            self.merchants.insert(i - self.merchants_from, merchant_id)
 
 
 MERCHANT_HOURS = {"1d": 24, "7d": 7 * 24, "30d": 30 * 24}
@@ -200,7 +228,9 @@ def feature_vector(tx: TxFacts, *, card: CardHistory, merchant: MerchantCounts) 
     row.append(tx.amount / avg_30d if counts[-1] and avg_30d > 0 else MISSING)
     row.append(at - card.times[end - 1] if end else MISSING)
     day_start = bisect_left(card.times, at - DAY, 0, end)
-    row.append(float(len(set(card.merchants[day_start:end]))))
+    if day_start < card.merchants_from:
+        raise ValueError("the card's history holds merchants only for later rows than this transaction's day")
+    row.append(float(len(set(card.merchants[day_start - card.merchants_from : end - card.merchants_from]))))
     row += merchant.counts
     row += merchant.frauds
     row += [

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from scoring.features import (
+    DAY,
     FEATURE_INDEX,
     CardHistory,
     MerchantBuckets,
@@ -183,3 +184,43 @@ def test_a_value_is_shown_without_trailing_zeros_and_missing_as_a_dash(value, te
 )
 def test_a_reason_names_a_count_in_the_right_number(name, value, text):
     assert describe(name, value) == text
+
+
+def test_a_history_with_merchants_for_its_latest_rows_only_counts_distinct_merchants_as_a_full_one():
+    at = AT.timestamp()
+    times = [at - 3 * DAY, at - 2 * DAY, at - DAY, at - 3600, at - 60]
+    merchants = ["old-1", "old-2", "a", "b", "a"]
+    full = CardHistory(times=list(times), amounts=[1.0] * 5, merchants=list(merchants))
+    since = at - DAY
+    recent = CardHistory.ordered(list(times), [1.0] * 5, merchants[2:], merchants_since=since)
+    assert recent.merchants_from == 2
+    for card in (full, recent):  # the batch's own items, one older than the kept merchants
+        card.add(at=at - 30, amount=1.0, merchant_id="c")
+        card.add(at=at - 5 * DAY, amount=1.0, merchant_id="ancient")
+    assert recent.merchants_from == 3
+
+    index = FEATURE_INDEX["card_distinct_merchants_1d"]
+    for when in (at, at + 10, at + 3600):  # the batch's items: none earlier than the first
+        facts = TxFacts(at=datetime.fromtimestamp(when, UTC), amount=5.0, merchant_id="x")
+        counts = merchant_counts(MerchantBuckets(), at=facts.at)
+        assert feature_vector(facts, card=recent, merchant=counts) == feature_vector(facts, card=full, merchant=counts)
+    assert feature_vector(TxFacts(at=AT, amount=5.0, merchant_id="x"), card=recent, merchant=counts)[index] == 3.0
+
+
+def test_a_history_refuses_a_transaction_whose_day_reaches_before_the_merchants_it_holds():
+    at = AT.timestamp()
+    card = CardHistory.ordered([at - 2 * DAY, at - 60], [1.0, 1.0], ["m"], merchants_since=at - DAY)
+    earlier = TxFacts(at=AT - timedelta(days=1, hours=1), amount=5.0, merchant_id="x")
+    with pytest.raises(ValueError, match="merchants only for later rows"):
+        feature_vector(earlier, card=card, merchant=merchant_counts(MerchantBuckets(), at=earlier.at))
+
+
+def test_merchants_for_the_latest_rows_are_matched_to_their_rows_when_the_rows_come_unsorted():
+    at = AT.timestamp()
+    card = CardHistory.ordered(
+        [at - 60, at - 2 * DAY, at - 120], [3.0, 1.0, 2.0], ["late", "early"], merchants_since=at - DAY
+    )
+    assert (card.times, card.amounts) == ([at - 2 * DAY, at - 120, at - 60], [1.0, 2.0, 3.0])
+    assert (card.merchants_from, card.merchants) == (1, ["early", "late"])
+    with pytest.raises(ValueError, match="do not match"):
+        CardHistory.ordered([at - 2 * DAY, at - 60], [1.0, 1.0], ["m", "n"], merchants_since=at - DAY)
