@@ -304,8 +304,8 @@ class Transaction(models.Model):
     merchant_id = models.CharField(max_length=64)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     # The amount as the features read it, converted once when the row is stored: PostgreSQL converts a numeric
-    # to float8 through its text (and strtod), and a card's row is read into ~50 later histories in the bench
-    # (every one of them in 30 days in production). Exactly float(amount): both round the decimal correctly.
+    # to float8 through its text (and strtod), and a row is read again for every later transaction of its card
+    # within 30 days. Exactly float(amount): both round the decimal correctly.
     amount_float = models.GeneratedField(
         expression=Cast("amount", models.FloatField()), output_field=models.FloatField(), db_persist=True
     )

@@ -1,4 +1,5 @@
-"""The amount as a float, stored beside it and in the card-history index: the features read it ~50 times a row.
+"""The amount as a float, stored beside it and in the card-history index: the features read a row again for
+every later transaction of its card within 30 days.
 
 On PostgreSQL adding a stored generated column rewrites the table (once).
 """
