@@ -85,6 +85,8 @@ class CardHistory:
                 times, amounts, merchants = (list(column) for column in zip(*rows, strict=True))
             return cls(times=times, amounts=amounts, merchants=merchants)
         if times != sorted(times):  # give each row its merchant (None before the time), sort, keep the recent
+            if sum(t >= merchants_since for t in times) != len(merchants):
+                raise ValueError("merchants do not match the rows from merchants_since on")
             given = iter(merchants)
             rows = sorted(
                 (t, a, next(given) if t >= merchants_since else None) for t, a in zip(times, amounts, strict=True)

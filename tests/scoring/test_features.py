@@ -222,5 +222,6 @@ def test_merchants_for_the_latest_rows_are_matched_to_their_rows_when_the_rows_c
     )
     assert (card.times, card.amounts) == ([at - 2 * DAY, at - 120, at - 60], [1.0, 2.0, 3.0])
     assert (card.merchants_from, card.merchants) == (1, ["early", "late"])
-    with pytest.raises(ValueError, match="do not match"):
-        CardHistory.ordered([at - 2 * DAY, at - 60], [1.0, 1.0], ["m", "n"], merchants_since=at - DAY)
+    for times in ([at - 2 * DAY, at - 60], [at - 60, at - 2 * DAY]):  # sorted and not: one recent row, two merchants
+        with pytest.raises(ValueError, match="do not match"):
+            CardHistory.ordered(times, [1.0, 1.0], ["m", "n"], merchants_since=at - DAY)
