@@ -79,26 +79,16 @@ class CardHistory:
         `merchants_since`: `merchants` are those of the rows at or after that time only, in the rows' order.
         Checking the order costs one pass in C; a history out of order would silently give wrong windows.
         """
-        if merchants_since is None:
-            if times != sorted(times):
-                rows = sorted(zip(times, amounts, merchants, strict=True))
-                times, amounts, merchants = (list(column) for column in zip(*rows, strict=True))
-            return cls(times=times, amounts=amounts, merchants=merchants)
-        if times != sorted(times):  # give each row its merchant (None before the time), sort, keep the recent
-            if sum(t >= merchants_since for t in times) != len(merchants):
+        since = -math.inf if merchants_since is None else merchants_since  # None: every row's merchant
+        if times != sorted(times):  # give each row its merchant (None before `since`), sort, keep the recent
+            if sum(t >= since for t in times) != len(merchants):
                 raise ValueError("merchants do not match the rows from merchants_since on")
             given = iter(merchants)
-            rows = sorted(
-                (t, a, next(given) if t >= merchants_since else None) for t, a in zip(times, amounts, strict=True)
-            )
+            rows = sorted((t, a, next(given) if t >= since else None) for t, a in zip(times, amounts, strict=True))
             times, amounts = [t for t, _, _ in rows], [a for _, a, _ in rows]
-            merchants = [m for t, _, m in rows if t >= merchants_since]
+            merchants = [m for t, _, m in rows if t >= since]
         start = len(times) - len(merchants)
-        if (
-            start < 0
-            or (start < len(times) and times[start] < merchants_since)
-            or (start and times[start - 1] >= merchants_since)
-        ):
+        if start < 0 or (start < len(times) and times[start] < since) or (start and times[start - 1] >= since):
             raise ValueError("merchants do not match the rows from merchants_since on")
         return cls(times=times, amounts=amounts, merchants=merchants, merchants_from=start)
 
