@@ -541,6 +541,9 @@ class MerchantHour(models.Model):
     fraud_count = models.IntegerField(default=0)
 
     class Meta:
+        # On PostgreSQL its index also carries count and fraud_count (INCLUDE, migration 0009): window sums read
+        # a merchant's hours from the index alone. Not declared here: Django leaves a unique constraint with
+        # INCLUDE out altogether on SQLite, which has no such index.
         constraints = [models.UniqueConstraint(fields=["merchant_id", "hour"], name="one_row_per_merchant_hour")]
 
     def __str__(self) -> str:
