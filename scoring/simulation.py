@@ -156,13 +156,18 @@ class Simulator:
             if event[0] >= t0:
                 yield self.record(event, number=n, at=datetime.fromtimestamp(event[0], UTC))
 
-    def live(self) -> Iterator[dict[str, Any]]:
-        """Endless labeled transactions from now on, each stamped with the current time as it is taken.
+    def live(self, *, now: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Endless labeled transactions from `now` (default: the current time) on, each stamped with the
+        current time as it is taken.
 
         The simulated clock advances as fast as they are taken: with about `cards` * 1.4 / 86,400
         transactions a second it keeps pace with the real one, and hours of day and velocities look real.
+        The same cards as history() gives for the seed, but the events are drawn afresh from the start
+        time: each day's timeline starts from the generator's state, so without this the live traffic of a
+        day that weighs like yesterday replayed yesterday's imported history, amount for amount.
         """
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
+        self.rng = np.random.default_rng([self.seed, int(now.timestamp())])
         token = f"live{now:%Y%m%d%H%M%S}-"
         for n, event in enumerate(self._timeline(now.timestamp())):
             if event[0] >= now.timestamp():

@@ -159,3 +159,16 @@ def test_simulate_writes_a_labeled_history_csv_that_imports(tmp_path):
 
     assert report.stored > 50 and report.invalid == 0
     assert Transaction.objects.filter(is_fraud__isnull=False).count() == report.stored
+
+
+def test_live_traffic_does_not_replay_yesterdays_history_of_the_same_cards():
+    """The demo imports yesterday's history of the live cards: a Thursday weighs like a Wednesday, and
+    each day's timeline started from the same generator state, so live traffic repeated it a day later."""
+    now = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)  # a Thursday, weighted as the Wednesday before
+    midnight = now.replace(hour=0)
+    yesterday = Simulator(seed=1, cards=200, merchants=20).history(start=midnight - timedelta(days=1), end=midnight)
+    seen = {(r["card_id"], r["amount"]) for r in yesterday}
+    live = Simulator(seed=1, cards=200, merchants=20).live(now=now)
+    batch = [next(live) for _ in range(50)]
+    repeated = [r for r in batch if (r["card_id"], r["amount"]) in seen]
+    assert len(repeated) <= 2, repeated
