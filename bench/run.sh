@@ -9,7 +9,8 @@
 #      TRAIN_ARGS (options for train_model: "--trees 300 --depth 6" serves a model of the yardstick's size),
 #      SCALE_OUT (1: also two uvicorn processes on PORT and PORT+1 behind round-robin load; 0 skips it),
 #      VACUUM_PHASES (1: VACUUM (ANALYZE) the database before each phase, see settle_db; 0 skips it),
-#      MONTH (1: also batches scored over the month of history import_transactions stored; 0 skips it).
+#      MONTH (1: also batches scored over the month of history import_transactions stored; 0 skips it),
+#      DEPTH (1: also batches scored with every merchant's last 900 hours stored, on top of the month; 0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -186,6 +187,28 @@ if [[ ${MONTH:-1} == 1 ]]; then
     -- "$KEY" "$BATCH" "${RUN}mw" > "$OUT/warmup-month.txt" 2>&1 || true
   phase "$SERVER_PID" "uvicorn_month_batch$BATCH" "${PIN_LOAD[@]}" wrk -t1 -c"$BATCH_CONC" -d"${DUR}s" --latency \
     --timeout 60s -s "$SHARED/batch.lua" "$BASE/api/v1/transactions/batch" -- "$KEY" "$BATCH" "${RUN}m"
+  kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true
+  trap - EXIT
+fi
+
+if [[ ${DEPTH:-1} == 1 ]]; then
+  # A store that has run for a month at production rates holds a row for every hour of every merchant (888
+  # of them with the label delay), written hour by hour, so one merchant's hours lie on as many heap pages;
+  # the month imported above holds ~96 a merchant, written merchant by merchant. This phase adds the rest:
+  # synthetic counts (no transactions behind them) for each of the load's 2,000 merchants in each of its
+  # last 900 hours, hour by hour, then scores the same batches over them and the month's card histories.
+  echo "== every one of the load's 2,000 merchants with counts in each of its last 900 hours (synthetic)"
+  NOW_HOUR=$(( $(date +%s) / 3600 ))
+  psql -h 127.0.0.1 -U postgres -d "$DB" -qc "INSERT INTO scoring_merchanthour (merchant_id, hour, count, fraud_count)
+    SELECT 'merch-' || lpad(m::text, 4, '0'), h, 1 + (h * 7 + m) % 20, ((h + m) % 20 = 0)::int
+    FROM generate_series($((NOW_HOUR - 900)), $((NOW_HOUR - 1))) h, generate_series(0, 1999) m ORDER BY h, m
+    ON CONFLICT (merchant_id, hour) DO NOTHING"
+  start_server uvicorn
+  trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
+  "${PIN_LOAD[@]}" wrk -t1 -c"$BATCH_CONC" -d3s -s "$SHARED/batch.lua" "$BASE/api/v1/transactions/batch" \
+    -- "$KEY" "$BATCH" "${RUN}dw" > "$OUT/warmup-depth.txt" 2>&1 || true
+  phase "$SERVER_PID" "uvicorn_depth_batch$BATCH" "${PIN_LOAD[@]}" wrk -t1 -c"$BATCH_CONC" -d"${DUR}s" --latency \
+    --timeout 60s -s "$SHARED/batch.lua" "$BASE/api/v1/transactions/batch" -- "$KEY" "$BATCH" "${RUN}d"
   kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true
   trap - EXIT
 fi
