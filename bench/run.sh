@@ -176,19 +176,23 @@ sed -n 2p "$OUT/history.csv" | grep -q '^[^,]*,card-[0-9]*,merch-' \
 tail -2 "$OUT/import.txt" | sed 's/^/   /'
 rm -f "$OUT/history.csv"
 
+batches_on_uvicorn() {  # batches_on_uvicorn NAME TAG: a fresh uvicorn, warmed up, then the phase uvicorn_NAME_batch$BATCH
+  start_server uvicorn
+  trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
+  "${PIN_LOAD[@]}" wrk -t1 -c"$BATCH_CONC" -d3s -s "$SHARED/batch.lua" "$BASE/api/v1/transactions/batch" \
+    -- "$KEY" "$BATCH" "${RUN}${2}w" > "$OUT/warmup-$1.txt" 2>&1 || true
+  phase "$SERVER_PID" "uvicorn_$1_batch$BATCH" "${PIN_LOAD[@]}" wrk -t1 -c"$BATCH_CONC" -d"${DUR}s" --latency \
+    --timeout 60s -s "$SHARED/batch.lua" "$BASE/api/v1/transactions/batch" -- "$KEY" "$BATCH" "${RUN}$2"
+  kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true
+  trap - EXIT
+}
+
 if [[ ${MONTH:-1} == 1 ]]; then
   # The phases above score against a store that starts empty: a merchant's hours and a card's rows are those
   # of the last minutes. In production each reaches 30 days back (up to 888 merchant hours, with the label
   # delay), which costs both reads more. This phase scores the same batches over the month just imported
   # (90 % of the load's cards and 45 % of its merchants have history there).
-  start_server uvicorn
-  trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
-  "${PIN_LOAD[@]}" wrk -t1 -c"$BATCH_CONC" -d3s -s "$SHARED/batch.lua" "$BASE/api/v1/transactions/batch" \
-    -- "$KEY" "$BATCH" "${RUN}mw" > "$OUT/warmup-month.txt" 2>&1 || true
-  phase "$SERVER_PID" "uvicorn_month_batch$BATCH" "${PIN_LOAD[@]}" wrk -t1 -c"$BATCH_CONC" -d"${DUR}s" --latency \
-    --timeout 60s -s "$SHARED/batch.lua" "$BASE/api/v1/transactions/batch" -- "$KEY" "$BATCH" "${RUN}m"
-  kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true
-  trap - EXIT
+  batches_on_uvicorn month m
 fi
 
 if [[ ${DEPTH:-1} == 1 ]]; then
@@ -203,14 +207,7 @@ if [[ ${DEPTH:-1} == 1 ]]; then
     SELECT 'merch-' || lpad(m::text, 4, '0'), h, 1 + (h * 7 + m) % 20, ((h + m) % 20 = 0)::int
     FROM generate_series($((NOW_HOUR - 900)), $((NOW_HOUR - 1))) h, generate_series(0, 1999) m ORDER BY h, m
     ON CONFLICT (merchant_id, hour) DO NOTHING"
-  start_server uvicorn
-  trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
-  "${PIN_LOAD[@]}" wrk -t1 -c"$BATCH_CONC" -d3s -s "$SHARED/batch.lua" "$BASE/api/v1/transactions/batch" \
-    -- "$KEY" "$BATCH" "${RUN}dw" > "$OUT/warmup-depth.txt" 2>&1 || true
-  phase "$SERVER_PID" "uvicorn_depth_batch$BATCH" "${PIN_LOAD[@]}" wrk -t1 -c"$BATCH_CONC" -d"${DUR}s" --latency \
-    --timeout 60s -s "$SHARED/batch.lua" "$BASE/api/v1/transactions/batch" -- "$KEY" "$BATCH" "${RUN}d"
-  kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true
-  trap - EXIT
+  batches_on_uvicorn depth d
 fi
 
 if [[ $PEER == 1 && -f $SHARED/run_peer.sh ]]; then
