@@ -9,7 +9,8 @@ POSTs from 16 connections there (one pair) 1,223 against 674, PostgreSQL 0.57 ag
 a count is no longer a HOT update (the index holds it), so each one adds an entry to both of the table's
 indexes until vacuum. On an empty store batches showed no difference (two pairs) and single POSTs from 16
 connections lost 2-16 % in four pairs (1,640-1,866 against 1,668-2,004 tx/s, PostgreSQL 0.27-0.30 against
-0.25-0.30 ms); over the month `make bench` imports (~96 hours a merchant, written merchant by merchant) batches
+0.25-0.30 ms), then +3 %, +1 % and -24 % in three rounds with the same code on both (in the last the server's own
+CPU a transaction, which no index changes, rose by a third); over the month `make bench` imports (~96 hours a merchant, written merchant by merchant) batches
 showed no difference (two pairs). Rebuilding the index holds the table's lock for as long as the build takes.
 
 Done here rather than with `UniqueConstraint(include=...)` in the model: Django leaves such a constraint out
