@@ -172,3 +172,12 @@ def test_live_traffic_does_not_replay_yesterdays_history_of_the_same_cards():
     batch = [next(live) for _ in range(50)]
     repeated = [r for r in batch if (r["card_id"], r["amount"]) in seen]
     assert len(repeated) <= 2, repeated
+
+
+def test_the_demo_warns_at_night_utc_that_much_of_its_traffic_will_be_flagged():
+    from scoring.management.commands.demo import night_notice
+
+    assert "flagged" in night_notice(datetime(2026, 11, 25, 1, 10, tzinfo=UTC))
+    assert "flagged" in night_notice(datetime(2026, 11, 25, 5, 59, tzinfo=UTC))
+    assert night_notice(datetime(2026, 11, 25, 6, 0, tzinfo=UTC)) is None
+    assert night_notice(datetime(2026, 11, 25, 23, 30, tzinfo=UTC)) is None
