@@ -170,6 +170,10 @@ NINJA_PAGINATION_PER_PAGE = 50
 
 # Labels of fraud become usable for merchant-risk features only after this delay (chargeback lag).
 FRAUD_LABEL_DELAY_DAYS = env_float("FRAUD_LABEL_DELAY_DAYS", default=7)
+# How long a server process reuses the merchant window counts it read (scoring/aggregates.py, WindowCache):
+# labels, imports and late transactions written by other processes reach its features within this many seconds
+# (its own at once). 0 reads them for every batch.
+MERCHANT_WINDOWS_CACHE_SECONDS = env_float("MERCHANT_WINDOWS_CACHE_SECONDS", default=60)
 # How often a server process checks which model version is active (seconds).
 MODEL_REFRESH_SECONDS = env_float("MODEL_REFRESH_SECONDS", default=5)
 # Broadcasting never holds up ingest longer than this; a slower layer is logged as down.

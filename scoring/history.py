@@ -301,6 +301,10 @@ class _Store:
         report.already_present += len(values) - stored
 
     def finish(self) -> None:
+        """PostgreSQL: count the imported rows into their merchants' hours. Either way the process's cache of
+        merchant windows forgets everything, now and at the commit (a past hour of any merchant may change)."""
+        aggregates.window_cache.clear()
+        transaction.on_commit(aggregates.window_cache.clear)
         if not self.postgres:
             return
         hours = connection.ops.quote_name(MerchantHour._meta.db_table)

@@ -37,6 +37,7 @@ from scoring.features import (
     TxFacts,
     epoch_hour,
     feature_vector,
+    label_delay_hours,
     with_batch,
 )
 from scoring.models import (
@@ -176,6 +177,7 @@ def save(rows: list[NewRow], *, features: np.ndarray, version: str) -> None:
     with transaction.atomic() if connection.in_atomic_block else nullcontext(), saving as cursor:
         cursor.execute(_save_statement(), _save_params(rows, features=features, version=version))
         stored = cursor.fetchall()
+    aggregates.forget_written([(row.item.merchant_id, epoch_hour(row.item.timestamp)) for row in rows])
     by_id = {row.item.external_id: row for row in rows}
     for pk, external_id, case_id in stored:
         row = by_id[external_id]
@@ -313,33 +315,36 @@ _STORED_IDS = "SELECT external_id FROM {table} WHERE external_id = ANY(%b)"
 
 def read_history(items: list[TransactionIn]) -> History:
     """The history of the cards and merchants in `items`, and their stored ids: three reads, on PostgreSQL
-    in one round trip (scoring/sql.py, read_together)."""
+    in one round trip (scoring/sql.py, read_together). Merchant windows the process has read in the last
+    minute are not read again (aggregates.WindowCache): when none is missing, two reads."""
+    cache, delay = aggregates.window_cache, label_delay_hours()
+    mark = cache.mark()  # before the read: what it returns while an earlier hour is written is not kept
     merchant_hours = {(i.merchant_id, epoch_hour(i.timestamp)) for i in items}
+    cached = cache.get(merchant_hours, delay=delay)
+    missing = merchant_hours - cached.keys()
     if connection.vendor != "postgresql":
         stored = Transaction.objects.filter(external_id__any_of=[i.external_id for i in items])
-        return History(
-            stored_ids=list(stored.values_list("external_id", flat=True)),
-            cards=_card_histories_with_orm(items),
-            merchants=aggregates.windows_with_orm(merchant_hours),
+        stored_ids, cards = list(stored.values_list("external_id", flat=True)), _card_histories_with_orm(items)
+        read = aggregates.windows_with_orm(missing)
+    else:
+        table = Transaction._meta.db_table
+        cards_read, start, end = _card_range(items)
+        since = min(i.timestamp for i in items).timestamp() - DAY  # what feature_vector() reads merchants from
+        ids, rows, *windows = read_together(
+            [
+                (_STORED_IDS.format(table=table), [[i.external_id for i in items]]),
+                (_CARD_HISTORIES.format(table=table), [cards_read, since, start, end]),
+                *([aggregates.windows_query(missing)] if missing else []),
+            ]
         )
-    table = Transaction._meta.db_table
-    cards_read, start, end = _card_range(items)
-    since = min(i.timestamp for i in items).timestamp() - DAY  # what feature_vector() reads merchants from
-    ids, cards, merchants = read_together(
-        [
-            (_STORED_IDS.format(table=table), [[i.external_id for i in items]]),
-            (_CARD_HISTORIES.format(table=table), [cards_read, since, start, end]),
-            aggregates.windows_query(merchant_hours),
-        ]
-    )
-    return History(
-        stored_ids=[external_id for (external_id,) in ids],
-        cards={
+        stored_ids = [external_id for (external_id,) in ids]
+        cards = {
             card_id: CardHistory.ordered(times, amounts, ms or [], merchants_since=since)
-            for card_id, times, amounts, ms in cards
-        },
-        merchants=aggregates.windows_from(merchants),
-    )
+            for card_id, times, amounts, ms in rows
+        }
+        read = aggregates.windows_from(windows[0]) if windows else {}
+    cache.put(read, delay=delay, mark=mark)
+    return History(stored_ids=stored_ids, cards=cards, merchants=cached | read)
 
 
 def feature_rows(items: list[TransactionIn], *, history: History | None = None) -> list[list[float]]:

@@ -12,6 +12,7 @@ import xgboost as xgb
 
 from dashboards.stats import forget_recent
 from scoring import keys
+from scoring.aggregates import window_cache
 from scoring.classifier import active_model, version_name
 from scoring.features import FEATURE_INDEX, FEATURES
 from scoring.ingest import lists
@@ -58,15 +59,17 @@ def _ingest_in_the_tests_thread(settings):
 
 @pytest.fixture(autouse=True)
 def _fresh_process_caches():
-    """Each test sees the database as it is: no scorer or list cached from another test."""
+    """Each test sees the database as it is: no scorer, list or merchant window cached from another test."""
     active_model.reset()
     lists.reset()
     keys.reset()
     forget_recent()
+    window_cache.clear()
     yield
     active_model.reset()
     lists.reset()
     keys.reset()
+    window_cache.clear()
 
 
 @pytest.fixture
