@@ -181,8 +181,7 @@ BROADCAST_TIMEOUT_SECONDS = env_float("BROADCAST_TIMEOUT_SECONDS", default=1.0)
 # A dashboard that has acknowledged no frame for this long is closed; it reconnects and resumes by id.
 DASHBOARD_STALL_SECONDS = env_float("DASHBOARD_STALL_SECONDS", default=10)
 # Ingest batches stored at once per process (scoring/batcher.py): while one waits for PostgreSQL, another
-# computes; two run at once, a third when a full batch's worth of items waits. SQLite has one writer at a
-# time, so 1 there.
+# computes; two run at once, a third when FULL_BATCH (32) items wait. SQLite has one writer at a time, so 1 there.
 INGEST_THREADS = int(env_float("INGEST_THREADS", default=3 if _db["ENGINE"] == "django.db.backends.postgresql" else 1))
 
 LOGGING = {
