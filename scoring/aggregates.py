@@ -1,4 +1,5 @@
-"""Per-merchant hourly counts: read for features in one query per batch, written with the rows they count."""
+"""Per-merchant hourly counts: read for features in one query per batch at most (WindowCache keeps what a
+process read), written with the rows they count."""
 
 from __future__ import annotations
 
@@ -135,8 +136,8 @@ class WindowCache:
 
     A pair's windows sum whole hours before its hour, so live traffic, which counts into the current hour,
     never changes them; only a write to an earlier hour does (a late or replayed transaction, a label, an
-    import). A process forgets the pairs such a write of its own can change, once it is committed, and does
-    not keep what a read returned while such a write was committed (see mark()). What other processes write
+    import). A process forgets the pairs such a write of its own can change, at once and at its commit, and
+    does not keep what a read returned while such a write was committed (see mark()). What other processes write
     reaches it when its entries expire: MERCHANT_WINDOWS_CACHE_SECONDS (0 turns the cache off). Pairs of
     hours after the current one (timestamps up to 5 minutes ahead) are not kept: the current hour, still
     being counted, is in their windows. Neither are any with a negative label delay.
@@ -192,7 +193,8 @@ class WindowCache:
             return sum(len(kept) for kept in self._merchants.values())
 
     def written(self, pairs: Iterable[Pair]) -> None:
-        """Committed counts of these (merchant, hour) pairs: forget what they change (hours after theirs)."""
+        """Counts written to these (merchant, hour) pairs: forget what they change (hours after theirs). Called
+        once the write is visible to this connection, and again at its commit (forget_written)."""
         current = epoch_hour(time.time())
         with self._lock:
             for merchant_id, written in pairs:

@@ -1,7 +1,7 @@
 """The ingest pipeline: validated transactions → features → score → one database transaction → broadcast.
 
 `ingest()` is the one entry point for the API (single and batch alike). The database work of a batch
-happens in one thread hop: three reads (`read_history()`: on PostgreSQL one round trip), then one
+happens in one thread hop: two or three reads (`read_history()`: on PostgreSQL one round trip), then one
 all-or-nothing write (`save()`: on PostgreSQL a single statement). The broadcast happens only after the
 commit, and a channel layer that is down never costs the caller its stored row.
 """
