@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from scoring import aggregates
 from scoring.models import IMPORTED, Decision, MerchantHour, Transaction
-from scoring.schemas import TransactionIn
+from scoring.schemas import TransactionIn, error_message
 
 REQUIRED = ("external_id", "card_id", "merchant_id", "amount", "currency", "timestamp")
 OPTIONAL = ("country", "channel", "mcc")
@@ -232,9 +232,7 @@ def parse_row(row: dict[str | None, Any]) -> tuple[TransactionIn, bool | None] |
 
 def _reason(err: Any) -> str:
     where = ".".join(str(part) for part in err["loc"]) or "row"
-    if err["type"] == "missing":
-        return f"{where}: is required"
-    return f"{where}: {str(err['msg']).removeprefix('Value error, ')}"
+    return f"{where}: {error_message(err)}"
 
 
 def store_history(

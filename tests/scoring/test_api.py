@@ -193,6 +193,14 @@ async def test_each_invalid_field_is_422_naming_the_field_and_nothing_is_stored(
     assert await count() == 0
 
 
+async def test_a_control_character_in_an_id_is_refused_in_words_that_say_so(api, model_version):
+    response = await api.post("/api/v1/transactions", tx_body(card_id="tab\there"))
+
+    assert response.status_code == 422
+    assert response.json()["fields"] == {"card_id": ["must not contain control characters (NUL, tab, newline, ...)"]}
+    assert await count() == 0
+
+
 async def test_unknown_field_is_refused(api, model_version):
     response = await api.post("/api/v1/transactions", tx_body(risk="low"))
 

@@ -67,6 +67,16 @@ def test_import_rejects_a_bad_row_with_its_line_number_and_stores_nothing(tmp_pa
 
 
 @pytest.mark.django_db
+def test_import_names_a_control_character_in_an_id_as_the_api_does(tmp_path):
+    path = csv_file(tmp_path, good(1), f"t2,c\x001,m1,5,EUR,{when()},DE,pos,5411,0")
+
+    with pytest.raises(ImportRefused) as refused:
+        import_csv(path, source="x")
+
+    assert refused.value.report.errors == [(3, "card_id: must not contain control characters (NUL, tab, newline, ...)")]
+
+
+@pytest.mark.django_db
 def test_a_bad_row_found_after_rows_were_stored_still_leaves_nothing_stored(tmp_path):
     path = csv_file(tmp_path, *(good(n) for n in range(40)), f"t99,c1,m1,5,EUR,{when()},DE,pos,5411,2")
     stored_before_the_bad_row = []
