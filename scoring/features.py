@@ -13,7 +13,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import accumulate
 from typing import NamedTuple
 
@@ -46,9 +46,12 @@ FEATURE_INDEX = {name: i for i, name in enumerate(FEATURES)}
 MISSING = math.nan
 
 
-@dataclass(frozen=True)
-class TxFacts:
-    """What a transaction itself tells: the inputs to features besides history."""
+class TxFacts(NamedTuple):
+    """What a transaction itself tells: the inputs to features besides history.
+
+    A NamedTuple, not a frozen dataclass: one is built for every transaction scored, and a frozen
+    dataclass's __init__ sets each field through object.__setattr__ (~1 µs against ~0.2 here).
+    """
 
     at: datetime
     amount: float
@@ -228,8 +231,10 @@ def feature_vector(tx: TxFacts, *, card: CardHistory, merchant: MerchantCounts) 
     row += [
         frauds / labeled if labeled else 0.0 for frauds, labeled in zip(merchant.frauds, merchant.labeled, strict=True)
     ]
-    utc = tx.at.astimezone(UTC)
-    row += [float(utc.hour), float(utc.hour < 6), float(utc.weekday() >= 5), float(CHANNEL_CODES[tx.channel])]
+    # The UTC hour and weekday from the epoch seconds (as tx.at.astimezone(UTC) gives them, without building a
+    # datetime): the epoch began on a Thursday (weekday 3).
+    hour, weekday = int(at // HOUR) % 24, (int(at // DAY) + 3) % 7
+    row += [float(hour), float(hour < 6), float(weekday >= 5), float(CHANNEL_CODES[tx.channel])]
     return row
 
 

@@ -7,7 +7,7 @@ import pytest
 import xgboost as xgb
 
 from scoring import explain
-from scoring.classifier import Scorer
+from scoring.classifier import TOP_REASONS, Scorer, top_reasons
 from scoring.explain import ShapTables
 from scoring.features import FEATURES
 
@@ -94,3 +94,19 @@ def test_scorer_gives_xgboosts_scores_and_reasons_with_or_without_tables(depth):
     for s, row in zip(scored, expected, strict=True):
         top = np.argsort(-row[:-1], kind="stable")[:3]
         assert [r["contribution"] for r in s.reasons] == pytest.approx(row[top].tolist(), abs=2e-4)
+
+
+def test_each_rows_reasons_are_its_three_strongest_pushes_towards_fraud_in_order():
+    rng = np.random.default_rng(4)
+    contribs = rng.normal(size=(50, N_FEATURES + 1)).astype(np.float32)
+    contribs[7, :N_FEATURES] = 0.25  # all tied: the first features, in FEATURES' order
+    contribs[9, -1] = 99.0  # the bias is never a reason
+
+    reasons = top_reasons(contribs)
+
+    assert len(reasons) == 50
+    for row, given in zip(contribs.tolist(), reasons, strict=True):
+        strongest = sorted(range(N_FEATURES), key=lambda i: -row[i])[:TOP_REASONS]
+        assert given == [{"feature": FEATURES[i], "contribution": round(row[i], 4)} for i in strongest]
+    assert [r["feature"] for r in reasons[7]] == FEATURES[:TOP_REASONS]
+    assert top_reasons(contribs[:0]) == []

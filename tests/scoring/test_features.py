@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import random
 from datetime import UTC, datetime, timedelta
+from datetime import timezone as tz
 
 import numpy as np
 import pytest
@@ -133,6 +135,25 @@ def test_channel_and_time_of_day_are_encoded():
     night = datetime(2026, 1, 17, 3, 30, tzinfo=UTC)  # a Saturday
     row = features(night, channel="atm")
     assert [row[FEATURE_INDEX[n]] for n in ("hour_of_day", "is_night", "is_weekend", "channel")] == [3, 1, 1, 3]
+
+
+def test_hour_and_weekday_are_the_calendars_in_utc_at_every_edge():
+    # Computed from epoch seconds: they must agree with the calendar's, a microsecond either side of
+    # midnight and of the hour, from the epoch's first day on, whatever offset the time was sent with.
+    rng = random.Random(5)
+    edges = [datetime(1970, 1, 1, tzinfo=UTC), datetime(2026, 11, 22, 23, 59, 59, 999999, tzinfo=UTC)]
+    edges += [datetime(2026, 11, 23, tzinfo=UTC) + timedelta(microseconds=d) for d in (-1, 0, 1)]
+    edges += [datetime(2026, 11, 23, 5, 59, 59, 999999, tzinfo=tz(timedelta(hours=-9, minutes=-30)))]
+    randoms = [datetime.fromtimestamp(rng.uniform(0, 4e9), UTC) + timedelta(microseconds=rng.randrange(10**6))]
+    randoms += [
+        datetime.fromtimestamp(rng.uniform(0, 4e9), tz(timedelta(hours=rng.randrange(-23, 24)))) for _ in range(2000)
+    ]
+    for at in edges + randoms:
+        row = features(at)
+        utc = at.astimezone(UTC)
+        assert row[FEATURE_INDEX["hour_of_day"]] == utc.hour, at
+        assert row[FEATURE_INDEX["is_night"]] == (utc.hour < 6), at
+        assert row[FEATURE_INDEX["is_weekend"]] == (utc.weekday() >= 5), at
 
 
 @pytest.mark.django_db
