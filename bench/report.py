@@ -35,17 +35,26 @@ def figures(row: dict) -> tuple[float, float, float, int]:
     )
 
 
+def flagged(out: Path, name: str) -> str:
+    """The share of a phase's stored transactions that were flagged (bench/run.sh's NAME.flagged.json)."""
+    try:
+        counts = json.loads((out / f"{name}.flagged.json").read_text())
+    except (OSError, ValueError):
+        return "-"
+    return f"{counts['flagged'] / counts['stored']:.0%}" if counts.get("stored") else "-"
+
+
 def main(out: Path) -> None:
     ours, peer = rows(out / "results.jsonl"), rows(out / "peer" / "results.jsonl")
     peer_by_kind = {re.sub(r"^wrk_", "", name): row for name, row in peer.items()}
     head = f"{'phase':<22}{'tx/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU ms/tx':>11}{'PG ms/tx':>10}"
-    print(head + f"{'yardstick tx/s':>16}{'ratio':>7}")
-    print("-" * 101)
+    print(head + f"{'flagged':>9}{'yardstick tx/s':>16}{'ratio':>7}")
+    print("-" * 110)
     for name, row in ours.items():
         rate, p50, p99, errors = figures(row)
         kind = name.split("_", 1)[1]
         cpu, pg = row.get("server_cpu_ms_per_item") or 0, row.get("pg_cpu_ms_per_item") or 0
-        line = f"{name:<22}{rate:>9.0f}{p50:>9.1f}{p99:>9.1f}{errors:>8}{cpu:>11.3f}{pg:>10.3f}"
+        line = f"{name:<22}{rate:>9.0f}{p50:>9.1f}{p99:>9.1f}{errors:>8}{cpu:>11.3f}{pg:>10.3f}{flagged(out, name):>9}"
         if kind in peer_by_kind:
             peer_rate = figures(peer_by_kind[kind])[0]
             line += f"{peer_rate:>16.0f}{rate / peer_rate if peer_rate else 0:>6.2f}x"
@@ -79,6 +88,7 @@ def main(out: Path) -> None:
     print("tx/s: wrk closed loop (achieved); e2e: open loop at a fixed rate, latency from the scheduled send.")
     print("CPU ms/tx: server process CPU per transaction (steadier than rates on a shared machine);")
     print("PG ms/tx: PostgreSQL's backends' CPU per transaction (the batches wait on it as much as on the server).")
+    print("flagged: the phase's transactions the model flagged; each also writes a case and its audit event.")
     verdicts = targets(ours, peer_by_kind)
     if verdicts:
         model = os.environ.get("TRAIN_ARGS", "").strip()

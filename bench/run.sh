@@ -68,14 +68,26 @@ settle_db() {
   return 0
 }
 
+# The share of a phase's transactions the model flagged: each flagged one also writes a case and its audit event
+# (with their foreign-key checks), which cost PostgreSQL about as much again as the transaction. The load tools'
+# cards pay every second or so, and the starter model flags more of that at night (UTC) than by day (see
+# README, Benchmarks), so runs at different hours do different work.
+last_id() { psql -h 127.0.0.1 -U postgres -d "$DB" -Atc "SELECT coalesce(max(id), 0) FROM scoring_transaction"; }
+flagged_since() {  # flagged_since ID: {"stored": N, "flagged": M} of the transactions stored after ID
+  psql -h 127.0.0.1 -U postgres -d "$DB" -Atc "SELECT json_build_object('stored', count(*),
+    'flagged', count(*) FILTER (WHERE decision <> 'approve')) FROM scoring_transaction WHERE id > $1"
+}
+
 phase() {  # phase SERVER_PID NAME CMD...
-  local pid="$1" name="$2"; shift 2
+  local pid="$1" name="$2" first; shift 2
   settle_db
   [[ ${#BENCHLIB[@]} -gt 0 ]] && "${BENCHLIB[@]}" idle "$pid" 60
   echo "== $name"
+  first=$(last_id)
   snap "$pid" "$OUT/$name.before.json"
   "$@" > "$OUT/$name.txt" 2>&1 || { echo "   $name failed:"; tail -5 "$OUT/$name.txt"; }
   snap "$pid" "$OUT/$name.after.json"
+  flagged_since "$first" > "$OUT/$name.flagged.json"
   grep -E "Requests/sec|Latency|BENCHJSON|missed|e2e" "$OUT/$name.txt" | grep -v '^BENCHJSON' | sed 's/^/   /' || true
   if [[ ${#BENCHLIB[@]} -gt 0 ]]; then
     "${BENCHLIB[@]}" phase "$name" "$OUT/$name.before.json" "$OUT/$name.after.json" "$OUT/$name.txt" >> "$OUT/results.jsonl"

@@ -53,3 +53,17 @@ def test_the_table_shows_the_servers_and_postgresqls_cpu_a_transaction(tmp_path,
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[7:11] == ["CPU", "ms/tx", "PG", "ms/tx"]
     assert lines[2].split()[:7] == ["uvicorn_batch100", "10000", "1.0", "50.0", "0", "0.061", "0.068"]
+
+
+def test_the_table_shows_the_share_of_each_phases_transactions_that_was_flagged(tmp_path, capsys):
+    row = wrk(100, p99=50, items=100) | {"server_cpu_ms_per_item": 0.061, "pg_cpu_ms_per_item": 0.068}
+    phases = ["uvicorn_batch100", "uvicorn_c16", "uvicorn_c64"]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps({"phase": p, **row}) + "\n" for p in phases))
+    (tmp_path / "uvicorn_batch100.flagged.json").write_text('{"stored": 8000, "flagged": 3680}')
+    (tmp_path / "uvicorn_c16.flagged.json").write_text('{"stored": 0, "flagged": 0}')  # nothing stored: no share
+
+    report.main(tmp_path)
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[11] == "flagged"
+    assert [line.split()[7] for line in lines[2:5]] == ["46%", "-", "-"]  # the last phase has no file
