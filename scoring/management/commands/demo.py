@@ -8,7 +8,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import UTC, datetime
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -23,19 +22,6 @@ from scoring.models import ApiKey, ModelVersion, Transaction, hash_key
 from scoring.roles import ensure_roles, make_analyst
 
 DEMO_USERS = {"analyst": "analyst-demo", "lead": "lead-demo"}
-
-
-def night_notice(now: datetime) -> str | None:
-    """What a first look at night (UTC) should expect: simulated cardholders keep daytime hours and stolen
-    cards do not, so a demo started then flags a large share of its traffic (README, "make demo"). The
-    simulator's own labels for the demo's cards: 44 % fraud at 01:00 UTC; 4.7, 1.0, 1.3 and 5.0 % at 07:00,
-    12:00, 18:00 and 23:00."""
-    if now.astimezone(UTC).hour >= 6:
-        return None
-    return (
-        "   note        it is night in UTC: the simulated cardholders sleep and stolen cards do not, so much of\n"
-        "               the live traffic is flagged (40 % of one started at 01:10 UTC; by day 1-5 % of it is fraud)"
-    )
 
 
 class Command(BaseCommand):
@@ -63,8 +49,6 @@ class Command(BaseCommand):
         self.stdout.write(f"   admin       {base}/admin/")
         self.stdout.write(f"   API docs    {base}/api/v1/docs")
         self.stdout.write(f"   API key     {key}")
-        if notice := night_notice(datetime.now(UTC)):
-            self.stdout.write(notice)
         self.stdout.write("")
         if not setup_only:
             self.serve(port=port, rate=rate, key=key)
