@@ -47,8 +47,8 @@ def _plausible_instant(value: datetime) -> datetime:
 
     The lower bound keeps the arithmetic of features and storage in range: a fuzzer's year-1 timestamp
     ("0001-01-01T00:00:00+03:04") was a 500, its 30-day history window starting before datetime's year 1.
-    It is checked before the conversion: a year-1 time with a positive offset has no UTC form in datetime's
-    range.
+    Both bounds are checked before the conversion: a year-1 time with a positive offset, or a year-9999 one
+    with a negative offset, has no UTC form in datetime's range (an OverflowError, a 500).
 
     In UTC (Python's own tzinfo, not pydantic's fixed offset): PostgreSQL refuses the text of an offset
     beyond ±15:59 (ISO 8601 allows ±23:59), which the ORM sends for a label's report time: a fuzzer's
@@ -59,10 +59,9 @@ def _plausible_instant(value: datetime) -> datetime:
     """
     if value < EARLIEST:
         raise ValueError("is before 1970-01-01")
-    utc = value.astimezone(UTC)
-    if utc.timestamp() > time.time() + MAX_FUTURE_SECONDS:
+    if value.timestamp() > time.time() + MAX_FUTURE_SECONDS:
         raise ValueError("is more than 5 minutes in the future")
-    return utc
+    return value.astimezone(UTC)
 
 
 Instant = Annotated[AwareDatetime, AfterValidator(_plausible_instant)]

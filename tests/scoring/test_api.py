@@ -172,6 +172,7 @@ INVALID_FIELDS = [
     ("mcc", "54a1"),
     ("timestamp", "1969-12-31T23:59:59Z"),
     ("timestamp", "0001-01-01T00:00:00+03:04"),  # a 500 once: its history window began before year 1
+    ("timestamp", "9999-12-31T23:00:00-05:00"),  # no UTC form in datetime's range: must be refused before converting
 ]
 
 
