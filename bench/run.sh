@@ -69,9 +69,9 @@ settle_db() {
 }
 
 # The share of a phase's transactions the model flagged: each flagged one also writes a case and its audit event
-# (with their foreign-key checks), which cost PostgreSQL about as much again as the transaction. The load tools'
-# cards pay every second or so, and the starter model flags more of that at night (UTC) than by day (see
-# README, Benchmarks), so runs at different hours do different work.
+# (with their foreign-key checks), ~40 % more PostgreSQL CPU a transaction when all are flagged than when none
+# are (README, Benchmarks). How much of the load the starter model flags depends on the model and on the hour
+# (the load tools' cards pay every second or so), so runs with different shares did different work.
 last_id() { psql -h 127.0.0.1 -U postgres -d "$DB" -Atc "SELECT coalesce(max(id), 0) FROM scoring_transaction"; }
 flagged_since() {  # flagged_since ID: {"stored": N, "flagged": M} of the transactions stored after ID
   psql -h 127.0.0.1 -U postgres -d "$DB" -Atc "SELECT json_build_object('stored', count(*),

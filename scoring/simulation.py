@@ -31,7 +31,7 @@ FAVOURITE_WEIGHTS /= FAVOURITE_WEIGHTS.sum()
 WEEKDAY_RATE = [0.95, 0.95, 1.0, 1.0, 1.1, 1.15, 0.85]
 # Cardholders keep their home's hours: its offset from UTC (standard time; the US as its East Coast), +1 where
 # not listed. With every card on UTC hours, no payments at odd hours and 65 % of stolen cards' sprees at
-# 00:00-05:00, 28 % of the traffic at 00:00-06:00 UTC was fraud (30-44 % at 01:00-03:00) and a demo started
+# 00:00-05:00, 28 % of the traffic at 00:00-06:00 UTC was fraud (27-41 % at 01:00-03:00) and a demo started
 # then flagged 29-40 % of what it showed; now 9 % (10,000 cards, 4 days, two seeds), and two demos side by
 # side at 04:30 UTC flagged 7 % (61 of 857) against 29 % (380 of 1,307).
 UTC_OFFSETS = {"GB": 0, "US": -5}
