@@ -50,7 +50,8 @@ class TxFacts(NamedTuple):
     """What a transaction itself tells: the inputs to features besides history.
 
     A NamedTuple, not a frozen dataclass: one is built for every transaction scored, and a frozen
-    dataclass's __init__ sets each field through object.__setattr__ (~1 µs against ~0.2 here).
+    dataclass's __init__ sets each field through object.__setattr__ (built with keywords, 1.07-1.17 µs
+    against 0.62-0.64 here, three rounds).
     """
 
     at: datetime
