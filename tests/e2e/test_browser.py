@@ -14,8 +14,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page, expect, sync_playwright
 
 from tests.conftest import tx_body
-from tests.e2e.conftest import ROOT
-from tests.e2e.test_server import post
+from tests.e2e.conftest import ROOT, post
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():

@@ -13,23 +13,9 @@ import websockets
 from django.conf import settings
 
 from tests.conftest import tx_body
-from tests.e2e.conftest import ROOT, free_port, server_process
+from tests.e2e.conftest import ROOT, free_port, post, server_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def post(base: str, path: str, body: dict, key: str) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        base + path,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
 
 
 def get_text(url: str) -> str:

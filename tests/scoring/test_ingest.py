@@ -13,45 +13,9 @@ from scoring import aggregates, ingest
 from scoring.features import FEATURE_INDEX, FEATURES, epoch_hour, merchant_counts
 from scoring.models import ListEntry, MerchantHour, Transaction
 from scoring.schemas import TransactionIn
-from tests.conftest import tx_body
+from tests.scoring.conftest import T0, features_of, item, stored
 
 pytestmark = pytest.mark.django_db
-
-T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # a Monday, midday
-
-
-def item(**overrides) -> TransactionIn:
-    return TransactionIn(**tx_body(**{"timestamp": T0.isoformat(), **overrides}))
-
-
-def stored(
-    external_id: str,
-    *,
-    at: datetime,
-    amount: str = "10.00",
-    card: str = "card-1",
-    merchant: str = "merch-1",
-    is_fraud: bool | None = None,
-) -> Transaction:
-    tx = Transaction.objects.create(
-        external_id=external_id,
-        card_id=card,
-        merchant_id=merchant,
-        amount=Decimal(amount),
-        currency="EUR",
-        timestamp=at,
-        score=0.1,
-        decision="approve",
-        model_version="history",
-        is_fraud=is_fraud,
-    )
-    aggregates.record([(merchant, at, is_fraud)])
-    return tx
-
-
-def features_of(tx: TransactionIn) -> dict[str, float]:
-    (row,) = ingest.feature_rows([tx])
-    return {name: row[i] for name, i in FEATURE_INDEX.items()}
 
 
 def test_card_windows_count_only_earlier_transactions_inside_each_window():

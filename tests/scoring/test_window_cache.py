@@ -11,7 +11,7 @@ from scoring import aggregates, ingest, labels
 from scoring.aggregates import WindowCache
 from scoring.features import MerchantCounts, epoch_hour
 from scoring.models import MerchantHour
-from tests.scoring.test_ingest import T0, features_of, item, stored
+from tests.scoring.conftest import T0, features_of, item, stored
 
 pytestmark = pytest.mark.django_db
 
