@@ -15,7 +15,7 @@ from scoring import keys
 from scoring.aggregates import window_cache
 from scoring.classifier import active_model, version_name
 from scoring.features import FEATURE_INDEX, FEATURES
-from scoring.ingest import lists
+from scoring.lists import lists
 
 
 @pytest.fixture(scope="session")
