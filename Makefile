@@ -12,7 +12,7 @@ PYTHON ?= python3
 PIP_NOISE := { grep -v -e 'is ignored: it is neither a file nor a directory' \
   | sed -e '/BuildBackendWarning: Editable installation/,/with strategy, WheelFile/d'; true; }
 
-.PHONY: install demo serve test lint browser bench evaluate clean
+.PHONY: install demo serve test lint debian-packages bench evaluate clean
 
 install: $(VENV)/.installed
 
@@ -37,18 +37,22 @@ lint: install
 	@# Models against migration files needs no database: without DATABASE_URL it cannot wait on a missing one.
 	@env -u DATABASE_URL $(PY) manage.py makemigrations --check --dry-run
 
-# Debian's chromium for the browser tests (Playwright drives it; it never downloads a browser).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "== installing Debian's chromium for the browser tests"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+# Debian's packages the tests use: chromium for the browser tests (Playwright drives it; it never downloads a
+# browser) and pgbouncer, which a PostgreSQL test serves through in transaction mode.
+debian-packages:
+	@missing=; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	  test -x /usr/sbin/pgbouncer || command -v pgbouncer >/dev/null 2>&1 || missing="$$missing pgbouncer"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "== installing Debian's$$missing for the tests"; \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  fi
 
-test: install browser lint
+test: install debian-packages lint
 	@echo "== tests on $${DATABASE_URL:-SQLite (embedded)} / $${REDIS_URL:-in-memory channel layer}"
 	@$(VENV)/bin/pytest
 
-bench: install browser
+bench: install debian-packages
 	@bash bench/run.sh
 
 evaluate: install

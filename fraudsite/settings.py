@@ -115,8 +115,8 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     # CONN_MAX_AGE > 0 leaks connections under ASGI (a new thread per request); the pool reuses them.
     _db["OPTIONS"] = {"pool": {"min_size": 2, "max_size": int(env_float("DB_POOL_SIZE", default=10))}}
     # Django turns psycopg's prepared statements off (None): nothing would be prepared, not even on request.
-    # This number keeps them off except where asked for (scoring/sql.py, binary_cursor(prepared=True)). Behind
-    # PgBouncer in transaction mode that needs 1.21+ (max_prepared_statements > 0).
+    # This number keeps them off except where asked for (scoring/sql.py, binary_cursor(prepared=True)): ingest's
+    # batch write, unless DB_PREPARED_STATEMENTS (below) says not to.
     _db["OPTIONS"]["prepare_threshold"] = 2**31 - 1
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + IMMEDIATE transactions: concurrent writers queue instead of failing with "database is locked".
@@ -180,6 +180,10 @@ MODEL_REFRESH_SECONDS = env_float("MODEL_REFRESH_SECONDS", default=5)
 BROADCAST_TIMEOUT_SECONDS = env_float("BROADCAST_TIMEOUT_SECONDS", default=1.0)
 # A dashboard that has acknowledged no frame for this long is closed; it reconnects and resumes by id.
 DASHBOARD_STALL_SECONDS = env_float("DASHBOARD_STALL_SECONDS", default=10)
+# Ingest's batch write is a prepared statement (planning it cost PostgreSQL as much as storing 8 rows). Behind
+# PgBouncer in transaction mode before 1.21 (or without max_prepared_statements), a connection's next transaction
+# may run on another server connection, where the statement was never prepared: set 0 there.
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", default=True)
 # Ingest batches stored at once per process (scoring/batcher.py): while one waits for PostgreSQL, another
 # computes; two run at once, a third when FULL_BATCH (32) items wait. SQLite has one writer at a time, so 1 there.
 INGEST_THREADS = int(env_float("INGEST_THREADS", default=3 if _db["ENGINE"] == "django.db.backends.postgresql" else 1))

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -169,8 +170,9 @@ def save(rows: list[NewRow], *, features: np.ndarray, version: str) -> None:
     # One statement is a transaction of its own; inside a caller's (a test's), a savepoint keeps a failed
     # one from breaking it. Prepared: planning it cost PostgreSQL ~290 µs a batch, as much as storing 8 rows
     # (in-process, batches of 1 and 8: 300-319 against 597-601 µs, 74-75 against 110-115 µs a transaction).
-    # Its plan does not depend on the data: it reads no table but through unique indexes.
-    saving = binary_cursor(prepared=True)
+    # Its plan does not depend on the data: it reads no table but through unique indexes. DB_PREPARED_STATEMENTS=0
+    # sends it unprepared, for PgBouncer in transaction mode before 1.21.
+    saving = binary_cursor(prepared=settings.DB_PREPARED_STATEMENTS)
     counts = aggregates.hour_counts((row.item.merchant_id, row.item.timestamp, None) for row in rows)  # lock order
     with transaction.atomic() if connection.in_atomic_block else nullcontext(), saving as cursor:
         cursor.execute(_save_statement(), _save_params(rows, counts=counts, features=features, version=version))

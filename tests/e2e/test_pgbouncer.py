@@ -1,0 +1,99 @@
+"""A real server behind a real PgBouncer in transaction mode, as many PostgreSQL deployments run it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.db import connection
+
+from tests.conftest import tx_body
+from tests.e2e.conftest import free_port, post, server_process
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+
+@contextmanager
+def pgbouncer_in_transaction_mode(*, log_path: Path) -> Iterator[str]:
+    """PgBouncer pooling every transaction over two server connections to the test database; yields the
+    DATABASE_URL that goes through it. Started as the PostgreSQL user when run as root (it refuses root)."""
+    db = connection.settings_dict
+    port, user = free_port(), db["USER"]
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o755)  # readable by the user it switches to
+        ini, users = Path(folder) / "pgbouncer.ini", Path(folder) / "users.txt"
+        users.write_text(f'"{user}" "{db["PASSWORD"] or ""}"\n')
+        ini.write_text(
+            f"[databases]\n* = host={db['HOST'] or '127.0.0.1'} port={db['PORT'] or 5432}\n"
+            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {users}\npool_mode = transaction\ndefault_pool_size = 2\n"
+            "ignore_startup_parameters = extra_float_digits,options\n"
+        )
+        for path in (ini, users):
+            path.chmod(0o644)
+        as_user = ["-u", "postgres"] if os.geteuid() == 0 else []
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen([PGBOUNCER, *as_user, str(ini)], stdout=log, stderr=subprocess.STDOUT)
+        url = f"postgres://{user}@127.0.0.1:{port}/{db['NAME']}"
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    psycopg.connect(url, connect_timeout=2).close()
+                    break
+                except psycopg.OperationalError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"PgBouncer did not start:\n{log_path.read_text()}") from None
+                    time.sleep(0.1)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def through_pgbouncer(transactional_db, tmp_path) -> Iterator[str]:
+    if connection.vendor != "postgresql":
+        pytest.skip("PgBouncer pools PostgreSQL connections")
+    if not os.access(PGBOUNCER, os.X_OK):
+        pytest.skip("PgBouncer is not installed (make test installs Debian's)")
+    with pgbouncer_in_transaction_mode(log_path=tmp_path / "pgbouncer.log") as url:
+        yield url
+
+
+def test_ingest_behind_pgbouncer_in_transaction_mode_stores_everything_without_prepared_statements(
+    through_pgbouncer, model_version, api_key, tmp_path
+):
+    from scoring.models import Transaction
+
+    env = {"DATABASE_URL": through_pgbouncer, "DB_PREPARED_STATEMENTS": "0"}
+    with server_process(port=free_port(), log_path=tmp_path / "server.log", env=env) as base:
+        # Concurrent requests: the server stores up to three batches at once on its pooled connections, which
+        # PgBouncer runs over its two server connections, a transaction at a time.
+        batches = [
+            {"transactions": [tx_body(external_id=f"pgb-{b}-{i}", card_id=f"card-{i % 7}") for i in range(10)]}
+            for b in range(24)
+        ]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda body: post(base, "/api/v1/transactions/batch", body, api_key), batches))
+            singles = list(
+                pool.map(
+                    lambda i: post(base, "/api/v1/transactions", tx_body(external_id=f"pgb-s-{i}"), api_key), range(40)
+                )
+            )
+
+    assert [status for status, _ in answers] == [201] * 24
+    assert [status for status, _ in singles] == [201] * 40
+    assert Transaction.objects.filter(external_id__startswith="pgb-").count() == 24 * 10 + 40
+    assert "prepared statement" not in (tmp_path / "server.log").read_text()
