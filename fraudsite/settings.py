@@ -111,13 +111,18 @@ VAR_DIR = BASE_DIR / "var"  # local state of the embedded defaults (SQLite files
 VAR_DIR.mkdir(exist_ok=True)
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
 _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
+# PostgreSQL behind a pooler that lends a server connection for one transaction at a time (PgBouncer in
+# transaction mode): nothing may outlive a transaction, since a prepared statement or a held cursor
+# (QuerySet.iterator(), as train_model reads) can be asked for on another server connection, which never had it.
+DB_TRANSACTION_POOLING = env_bool("DB_TRANSACTION_POOLING", default=False)
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # CONN_MAX_AGE > 0 leaks connections under ASGI (a new thread per request); the pool reuses them.
     _db["OPTIONS"] = {"pool": {"min_size": 2, "max_size": int(env_float("DB_POOL_SIZE", default=10))}}
     # Django turns psycopg's prepared statements off (None): nothing would be prepared, not even on request.
     # This number keeps them off except where asked for (scoring/sql.py, binary_cursor(prepared=True)): ingest's
-    # batch write, unless DB_PREPARED_STATEMENTS (below) says not to.
+    # batch write, unless DB_TRANSACTION_POOLING says not to.
     _db["OPTIONS"]["prepare_threshold"] = 2**31 - 1
+    _db["DISABLE_SERVER_SIDE_CURSORS"] = DB_TRANSACTION_POOLING
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + IMMEDIATE transactions: concurrent writers queue instead of failing with "database is locked".
     _db["OPTIONS"] = {
@@ -180,10 +185,6 @@ MODEL_REFRESH_SECONDS = env_float("MODEL_REFRESH_SECONDS", default=5)
 BROADCAST_TIMEOUT_SECONDS = env_float("BROADCAST_TIMEOUT_SECONDS", default=1.0)
 # A dashboard that has acknowledged no frame for this long is closed; it reconnects and resumes by id.
 DASHBOARD_STALL_SECONDS = env_float("DASHBOARD_STALL_SECONDS", default=10)
-# Ingest's batch write is a prepared statement (planning it cost PostgreSQL as much as storing 8 rows). Behind
-# PgBouncer in transaction mode before 1.21 (or without max_prepared_statements), a connection's next transaction
-# may run on another server connection, where the statement was never prepared: set 0 there.
-DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", default=True)
 # Ingest batches stored at once per process (scoring/batcher.py): while one waits for PostgreSQL, another
 # computes; two run at once, a third when FULL_BATCH (32) items wait. SQLite has one writer at a time, so 1 there.
 INGEST_THREADS = int(env_float("INGEST_THREADS", default=3 if _db["ENGINE"] == "django.db.backends.postgresql" else 1))

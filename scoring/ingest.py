@@ -170,9 +170,9 @@ def save(rows: list[NewRow], *, features: np.ndarray, version: str) -> None:
     # One statement is a transaction of its own; inside a caller's (a test's), a savepoint keeps a failed
     # one from breaking it. Prepared: planning it cost PostgreSQL ~290 µs a batch, as much as storing 8 rows
     # (in-process, batches of 1 and 8: 300-319 against 597-601 µs, 74-75 against 110-115 µs a transaction).
-    # Its plan does not depend on the data: it reads no table but through unique indexes. DB_PREPARED_STATEMENTS=0
-    # sends it unprepared, for PgBouncer in transaction mode before 1.21.
-    saving = binary_cursor(prepared=settings.DB_PREPARED_STATEMENTS)
+    # Its plan does not depend on the data: it reads no table but through unique indexes. Not behind a pooler
+    # that lends server connections a transaction at a time (DB_TRANSACTION_POOLING): the next batch's may not have it.
+    saving = binary_cursor(prepared=not settings.DB_TRANSACTION_POOLING)
     counts = aggregates.hour_counts((row.item.merchant_id, row.item.timestamp, None) for row in rows)  # lock order
     with transaction.atomic() if connection.in_atomic_block else nullcontext(), saving as cursor:
         cursor.execute(_save_statement(), _save_params(rows, counts=counts, features=features, version=version))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 from django.db import connection
 
 from tests.conftest import tx_body
-from tests.e2e.conftest import free_port, post, server_process
+from tests.e2e.conftest import ROOT, free_port, post, server_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -26,7 +27,8 @@ PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
 @contextmanager
 def pgbouncer_in_transaction_mode(*, log_path: Path) -> Iterator[str]:
-    """PgBouncer pooling every transaction over two server connections to the test database; yields the
+    """PgBouncer lending two server connections to the test database a transaction at a time, in turn (round
+    robin: whatever a transaction leaves on its server connection is missing from the next); yields the
     DATABASE_URL that goes through it. Started as the PostgreSQL user when run as root (it refuses root)."""
     db = connection.settings_dict
     port, user = free_port(), db["USER"]
@@ -38,6 +40,7 @@ def pgbouncer_in_transaction_mode(*, log_path: Path) -> Iterator[str]:
             f"[databases]\n* = host={db['HOST'] or '127.0.0.1'} port={db['PORT'] or 5432}\n"
             f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
             f"auth_type = trust\nauth_file = {users}\npool_mode = transaction\ndefault_pool_size = 2\n"
+            "min_pool_size = 2\nserver_round_robin = 1\n"
             "ignore_startup_parameters = extra_float_digits,options\n"
         )
         for path in (ini, users):
@@ -72,28 +75,48 @@ def through_pgbouncer(transactional_db, tmp_path) -> Iterator[str]:
         yield url
 
 
-def test_ingest_behind_pgbouncer_in_transaction_mode_stores_everything_without_prepared_statements(
+def read_training_rows(database_url: str, log_path: Path) -> subprocess.Popen:
+    """train_model's read of every stored row (QuerySet.iterator()), in a process of its own through `database_url`."""
+    env = {**os.environ, "DATABASE_URL": database_url, "DB_TRANSACTION_POOLING": "1"}
+    code = "import django; django.setup(); from scoring.training import labeled_frame; print(len(labeled_frame()))"
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env={**env, "DJANGO_SETTINGS_MODULE": "fraudsite.settings"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_ingest_and_training_behind_pgbouncer_in_transaction_mode_never_lose_a_statement(
     through_pgbouncer, model_version, api_key, tmp_path
 ):
     from scoring.models import Transaction
 
-    env = {"DATABASE_URL": through_pgbouncer, "DB_PREPARED_STATEMENTS": "0"}
+    env = {"DATABASE_URL": through_pgbouncer, "DB_TRANSACTION_POOLING": "1"}
     with server_process(port=free_port(), log_path=tmp_path / "server.log", env=env) as base:
         # Concurrent requests: the server stores up to three batches at once on its pooled connections, which
-        # PgBouncer runs over its two server connections, a transaction at a time.
+        # PgBouncer runs over its two server connections, a transaction at a time; training reads meanwhile.
         batches = [
             {"transactions": [tx_body(external_id=f"pgb-{b}-{i}", card_id=f"card-{i % 7}") for i in range(10)]}
             for b in range(24)
         ]
         with ThreadPoolExecutor(max_workers=8) as pool:
-            answers = list(pool.map(lambda body: post(base, "/api/v1/transactions/batch", body, api_key), batches))
+            answers = list(pool.map(lambda body: post(base, "/api/v1/transactions/batch", body, api_key), batches[:12]))
+            training = read_training_rows(through_pgbouncer, tmp_path / "training.log")
+            answers += list(
+                pool.map(lambda body: post(base, "/api/v1/transactions/batch", body, api_key), batches[12:])
+            )
             singles = list(
                 pool.map(
                     lambda i: post(base, "/api/v1/transactions", tx_body(external_id=f"pgb-s-{i}"), api_key), range(40)
                 )
             )
+            training.wait(timeout=60)
 
     assert [status for status, _ in answers] == [201] * 24
     assert [status for status, _ in singles] == [201] * 40
     assert Transaction.objects.filter(external_id__startswith="pgb-").count() == 24 * 10 + 40
     assert "prepared statement" not in (tmp_path / "server.log").read_text()
+    assert training.returncode == 0, (tmp_path / "training.log").read_text()
