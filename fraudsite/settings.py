@@ -117,7 +117,15 @@ _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
 DB_TRANSACTION_POOLING = env_bool("DB_TRANSACTION_POOLING", default=False)
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # CONN_MAX_AGE > 0 leaks connections under ASGI (a new thread per request); the pool reuses them.
-    _db["OPTIONS"] = {"pool": {"min_size": 2, "max_size": int(env_float("DB_POOL_SIZE", default=10))}}
+    # A request waits at most DB_POOL_TIMEOUT for a connection, then gets a 503: with PostgreSQL down the pool
+    # has none to give, and psycopg's default (30 s) held every request that long before answering.
+    _db["OPTIONS"] = {
+        "pool": {
+            "min_size": 2,
+            "max_size": int(env_float("DB_POOL_SIZE", default=10)),
+            "timeout": env_float("DB_POOL_TIMEOUT", default=2),
+        }
+    }
     # Django turns psycopg's prepared statements off (None): nothing would be prepared, not even on request.
     # This number keeps them off except where asked for (scoring/sql.py, binary_cursor(prepared=True)): ingest's
     # batch write, unless DB_TRANSACTION_POOLING says not to.

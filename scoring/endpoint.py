@@ -59,23 +59,26 @@ class IngestEndpoint:
     async def respond(self, scope: Scope, body: bytes) -> tuple[int, dict[str, Any]]:
         if scope["method"] != "POST":
             return 405, {"error": "use POST"}
+        try:
+            return await self._ingest(scope, body)
+        except (NoActiveModel, FeatureMismatch) as exc:
+            return 503, {"error": str(exc)}
+        except (OperationalError, InterfaceError) as exc:  # the key check's query too, when its answer expired
+            log.error("database unavailable: %s", exc)
+            return 503, {"error": DATABASE_DOWN}
+
+    async def _ingest(self, scope: Scope, body: bytes) -> tuple[int, dict[str, Any]]:
         if not await keys.is_valid(keys.bearer_key(_header(scope, b"authorization"))):
             return 401, {"error": UNAUTHORIZED}
         try:
             payload = (BatchIn if self.batch else TransactionIn).model_validate_json(body or b"{}")
         except ValidationError as exc:
             return refusal(exc.errors(include_url=False))
-        try:
-            if self.batch:
-                outcomes = await ingest(payload.transactions)
-                return 201, {"results": [o.result for o in outcomes]}
-            (outcome,) = await ingest([payload])
-            return (201 if outcome.created else 200), outcome.result
-        except (NoActiveModel, FeatureMismatch) as exc:
-            return 503, {"error": str(exc)}
-        except (OperationalError, InterfaceError) as exc:
-            log.error("database unavailable: %s", exc)
-            return 503, {"error": DATABASE_DOWN}
+        if self.batch:
+            outcomes = await ingest(payload.transactions)
+            return 201, {"results": [o.result for o in outcomes]}
+        (outcome,) = await ingest([payload])
+        return (201 if outcome.created else 200), outcome.result
 
 
 class _ClientGone(Exception):

@@ -487,6 +487,26 @@ async def test_database_outage_is_503_and_stores_nothing(api, model_version, mon
     assert "retry" in response.json()["error"]
 
 
+async def test_a_database_outage_during_the_key_check_is_503_and_stores_nothing(api, model_version, monkeypatch):
+    from django.db import OperationalError
+
+    from scoring import keys
+    from scoring.models import ApiKeyQuerySet
+
+    def down(self, raw_key):
+        raise OperationalError("connection refused")
+
+    keys.reset()  # the key's answer expired: this request asks the database
+    monkeypatch.setattr(ApiKeyQuerySet, "check_key", down)
+
+    response = await api.post("/api/v1/transactions", tx_body())
+
+    assert response.status_code == 503
+    assert "retry" in response.json()["error"]
+    monkeypatch.undo()
+    assert await Transaction.objects.acount() == 0
+
+
 async def test_the_documented_django_operations_answer_like_the_asgi_fast_path(api_key, model_version):
     client, headers = AsyncClient(), {"Authorization": f"Bearer {api_key}"}
 
