@@ -29,7 +29,7 @@ from django.conf import settings
 
 from dashboards import broadcast
 from dashboards.hub import hub
-from scoring.models import Case, Transaction
+from scoring.models import Transaction, feed_events
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +233,4 @@ def _count(value: Any) -> bool:
 
 def _replay(after_id: int) -> list[dict[str, Any]]:
     """The newest RESUME_LIMIT transactions after `after_id`, in id order, as pushed live."""
-    rows = Transaction.objects.after_id(after_id, limit=RESUME_LIMIT)
-    case_ids = dict(Case.objects.filter(transaction__in=rows).values_list("transaction_id", "id"))
-    return [tx.event(case_id=case_ids.get(tx.id)) for tx in rows]
+    return feed_events(Transaction.objects.after_id(after_id, limit=RESUME_LIMIT))

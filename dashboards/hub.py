@@ -4,6 +4,11 @@ When every socket joined the group itself, the layer delivered (and with Redis, 
 message once per socket, and each socket counted it into figures of its own: with 20 dashboards, 20 times
 the work for every stored batch. The hub receives each message once, counts it once into the process's
 live figures, and hands it to every socket of the process as a plain function call.
+
+Redis pub/sub keeps nothing for a subscriber that is reconnecting, and a broadcast that fails or times out
+is skipped (the row is stored all the same). So every DASHBOARD_RECONCILE_SECONDS the hub asks the database
+which transactions it stored more than SETTLED_SECONDS earlier, and delivers those that never came through
+the layer, once: a Redis restart costs the dashboards a few seconds' delay, not the rows.
 """
 
 from __future__ import annotations
@@ -14,18 +19,25 @@ import functools
 import logging
 import time
 import weakref
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import DatabaseError
+from django.utils import timezone
 
 from dashboards import broadcast
 from dashboards.stats import LiveStats, open_cases, recent_stats
+from scoring.models import Transaction, feed_events
 
 log = logging.getLogger(__name__)
 OPEN_CASES_SECONDS = 1.0
+SETTLED_SECONDS = 2.0  # a stored batch's broadcast has arrived by then (BROADCAST_TIMEOUT_SECONDS is 1), unless lost
+SEEN_SECONDS = 30.0  # how long the hub remembers the ids it delivered, so that none is delivered twice
 
 
 class Listener(Protocol):
@@ -46,6 +58,9 @@ class Hub:
         self.open_cases_at = 0.0  # wall-clock time the latest count's query started (pages compare it)
         self._counted_at = -OPEN_CASES_SECONDS
         self._counting: asyncio.Task[None] | None = None
+        self._reconciling: asyncio.Task[None] | None = None
+        self._seen: set[int] = set()  # ids delivered in the last SEEN_SECONDS
+        self._seen_at: deque[tuple[float, list[int]]] = deque()
 
     async def join(self, listener: Listener) -> None:
         """Start receiving the group's messages for `listener` (the first one subscribes the process)."""
@@ -57,6 +72,8 @@ class Hub:
                 self.stats = LiveStats()
                 self.stats.seed(await database_sync_to_async(recent_stats)())
                 self._task = asyncio.create_task(self._receive(layer))
+                if settings.DASHBOARD_RECONCILE_SECONDS > 0:
+                    self._reconciling = asyncio.create_task(self._reconcile(since=timezone.now()))
             self.listeners.add(listener)
 
     async def leave(self, listener: Listener) -> None:
@@ -65,12 +82,12 @@ class Hub:
             self.listeners.discard(listener)
             if self.listeners or self._task is None:
                 return
-            for task in (self._task, self._counting):
+            for task in (self._task, self._counting, self._reconciling):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            self._task = self._counting = None
+            self._task = self._counting = self._reconciling = None
             await get_channel_layer().group_discard(broadcast.DASHBOARD_GROUP, self._channel)
 
     def figures(self) -> dict[str, Any]:
@@ -114,18 +131,71 @@ class Hub:
                 log.exception("dashboard hub could not receive from the channel layer")
                 await asyncio.sleep(1)
                 continue
-            if message.get("type") == broadcast.TRANSACTIONS_EVENT:
-                self.stats.add(broadcast.packed_figures(message["items"]))
-            for listener in list(self.listeners):
-                try:
-                    listener.deliver(message)
-                except Exception:
-                    log.exception("a dashboard socket failed to take a message")
+            self._take(message)
+
+    def _take(self, message: dict[str, Any]) -> None:
+        """Count a group message into the figures and hand it to every socket; transactions delivered before
+        (by catch_up(), then late through the layer, or the other way round) are left out."""
+        if message.get("type") == broadcast.TRANSACTIONS_EVENT:
+            items = [item for item in message["items"] if item[broadcast.PACKED_ID] not in self._seen]
+            if not items:
+                return
+            if len(items) < len(message["items"]):
+                message = {**message, "items": items}
+            self._remember([item[broadcast.PACKED_ID] for item in items])
+            self.stats.add(broadcast.packed_figures(items))
+        for listener in list(self.listeners):
+            try:
+                listener.deliver(message)
+            except Exception:
+                log.exception("a dashboard socket failed to take a message")
+
+    def _remember(self, ids: list[int]) -> None:
+        now = time.monotonic()
+        self._seen.update(ids)
+        self._seen_at.append((now, ids))
+        while self._seen_at and self._seen_at[0][0] < now - SEEN_SECONDS:
+            self._seen.difference_update(self._seen_at.popleft()[1])
+
+    async def _reconcile(self, *, since: datetime) -> None:
+        while True:
+            await asyncio.sleep(settings.DASHBOARD_RECONCILE_SECONDS)
+            until = timezone.now() - timedelta(seconds=SETTLED_SECONDS)
+            if until <= since:
+                continue
+            try:
+                await self.catch_up(since, until)
+            except DatabaseError as exc:  # the same span again next time
+                log.warning("could not check the dashboards for lost transactions: %s", exc)
+                continue
+            since = until
+
+    async def catch_up(self, start: datetime, end: datetime) -> int:
+        """Deliver the transactions stored from `start` up to `end` that never came through the channel layer;
+        how many there were."""
+        in_thread = functools.partial(database_sync_to_async, thread_sensitive=False, executor=_counter())
+        stored = await in_thread(_stored_ids)(start, end)
+        lost = [tx_id for tx_id in stored if tx_id not in self._seen]
+        if lost:
+            events = await in_thread(_events)(lost)
+            log.warning(
+                "%d stored transactions never came through the channel layer: delivered from the database", len(lost)
+            )
+            self._take({"type": broadcast.TRANSACTIONS_EVENT, "items": [broadcast.pack(event) for event in events]})
+        return len(lost)
+
+
+def _stored_ids(start: datetime, end: datetime) -> list[int]:
+    return list(Transaction.objects.received_between(start, end).values_list("id", flat=True))
+
+
+def _events(ids: list[int]) -> list[dict[str, Any]]:
+    return feed_events(list(Transaction.objects.filter(id__in=ids).order_by("id")))
 
 
 @functools.cache
 def _counter() -> ThreadPoolExecutor:
-    """The process's one thread for open-case counts."""
+    """The process's one thread for its background queries (open-case counts, lost transactions)."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="open-cases")
 
 

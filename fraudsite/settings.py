@@ -193,6 +193,9 @@ MODEL_REFRESH_SECONDS = env_float("MODEL_REFRESH_SECONDS", default=5)
 BROADCAST_TIMEOUT_SECONDS = env_float("BROADCAST_TIMEOUT_SECONDS", default=1.0)
 # A dashboard that has acknowledged no frame for this long is closed; it reconnects and resumes by id.
 DASHBOARD_STALL_SECONDS = env_float("DASHBOARD_STALL_SECONDS", default=10)
+# Every this many seconds each process delivers to its dashboards what the database stored (2 s earlier or more)
+# that never came through the channel layer: lost across a Redis reconnect, a broadcast past its timeout. 0: never.
+DASHBOARD_RECONCILE_SECONDS = env_float("DASHBOARD_RECONCILE_SECONDS", default=1)
 # Ingest batches stored at once per process (scoring/batcher.py): while one waits for PostgreSQL, another
 # computes; two run at once, a third when FULL_BATCH (32) items wait. SQLite has one writer at a time, so 1 there.
 INGEST_THREADS = int(env_float("INGEST_THREADS", default=3 if _db["ENGINE"] == "django.db.backends.postgresql" else 1))

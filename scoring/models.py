@@ -260,6 +260,10 @@ class TransactionQuerySet(models.QuerySet):
         """Imported history only (the admin's filter)."""
         return self.filter(model_version__startswith=IMPORTED)
 
+    def received_between(self, start: datetime, end: datetime) -> TransactionQuerySet:
+        """Scored transactions stored from `start` up to `end` (the dashboards' check for lost pushes)."""
+        return self.scored().filter(received_at__gte=start, received_at__lt=end)
+
     def after_id(self, after_id: int, *, limit: int) -> list[Transaction]:
         """The newest `limit` scored transactions with id > after_id, in id order (dashboard resume)."""
         rows = list(self._lately_scored().filter(id__gt=after_id).order_by("-id")[:limit])
@@ -398,6 +402,12 @@ class Transaction(models.Model):
     def event(self, *, case_id: int | None) -> dict[str, Any]:
         """The dashboard's view of this transaction, as pushed over the socket."""
         return feed_event(self, self, id=self.id, case_id=case_id)
+
+
+def feed_events(rows: list[Transaction]) -> list[dict[str, Any]]:
+    """Stored transactions as pushed over the socket, with their review cases' ids (a dashboard's catch-up)."""
+    case_ids = dict(Case.objects.filter(transaction__in=rows).values_list("transaction_id", "id"))
+    return [tx.event(case_id=case_ids.get(tx.id)) for tx in rows]
 
 
 def _iso(value: datetime) -> str:

@@ -58,6 +58,13 @@ def _ingest_in_the_tests_thread(settings):
 
 
 @pytest.fixture(autouse=True)
+def _no_background_catch_up(settings):
+    """In-process tests store rows that are never broadcast (history, resumes): the hub's catch-up would push
+    them seconds later. Its own tests call it; real server processes (tests/e2e) run it as configured."""
+    settings.DASHBOARD_RECONCILE_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def _fresh_process_caches():
     """Each test sees the database as it is: no scorer, list or merchant window cached from another test."""
     active_model.reset()

@@ -433,3 +433,47 @@ async def test_a_process_joins_the_group_once_however_many_dashboards_are_open(
     assert [m["items"][0]["external_id"] for m in received] == ["hub-1"] * 3
     assert len(joins) == 1  # one subscription for the process, not one per socket
     assert leaves == joins  # and gone once the last dashboard closed
+
+
+async def test_transactions_the_channel_layer_lost_reach_every_socket_once_from_the_database(analyst_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from dashboards.hub import hub
+
+    start = timezone.now() - timedelta(seconds=1)
+    async with socket(analyst_user) as communicator:
+        await communicator.connect()
+        # Stored and never broadcast: what a Redis restart or a timed-out broadcast leaves behind.
+        await database_sync_to_async(_store_plain_rows)(3)
+        stored = [tx async for tx in Transaction.objects.order_by("id")]
+        await broadcast.transactions([stored[0].event(case_id=None)])  # this one came through the layer
+        live = await next_of_type(communicator, "transactions")
+
+        caught_up = await hub().catch_up(start, timezone.now() + timedelta(seconds=1))
+        late = await next_of_type(communicator, "transactions")
+        again = await hub().catch_up(start, timezone.now() + timedelta(seconds=1))
+        await broadcast.transactions([stored[1].event(case_id=None)])  # the layer delivers it after all
+        after = [m for m in await drain(communicator, 0.3) if m["type"] == "transactions"]
+
+    assert [i["external_id"] for i in live["items"]] == ["p-0"]
+    assert caught_up == 2
+    assert [i["external_id"] for i in late["items"]] == ["p-1", "p-2"]
+    assert again == 0
+    assert after == []
+
+
+async def test_every_process_checks_for_lost_transactions_while_dashboards_are_connected(
+    analyst_user, settings, monkeypatch
+):
+    from dashboards import hub
+
+    settings.DASHBOARD_RECONCILE_SECONDS = 0.05
+    monkeypatch.setattr(hub, "SETTLED_SECONDS", 0)
+    async with socket(analyst_user) as communicator:
+        await communicator.connect()
+        await database_sync_to_async(_store_plain_rows)(2)
+        message = await next_of_type(communicator, "transactions", timeout=5)
+
+    assert [i["external_id"] for i in message["items"]] == ["p-0", "p-1"]

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import shlex
+import shutil
+import socket
+import subprocess
+import time
 import urllib.request
+from collections import Counter
 
 import orjson
 import pytest
@@ -105,6 +112,74 @@ def test_a_redis_outage_never_loses_a_transaction(transactional_db, model_versio
     assert health_status == 503
     assert health["channel_layer"] == "down"
     assert health["database"] == "ok"
+
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def start_redis(port: int) -> subprocess.Popen:
+    """A Redis of the test's own on `port` (the machine's stays up for the rest of the suite)."""
+    proc = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.05)
+
+
+async def received_until(ws, wanted: set[str], timeout: float) -> Counter:
+    """How often each transaction arrived on `ws`, read until all of `wanted` have or `timeout` passes."""
+    seen: Counter = Counter()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            async for raw in ws:
+                message = orjson.loads(raw)
+                if message["type"] == "transactions":
+                    seen.update(item["external_id"] for item in message["items"])
+                if wanted <= seen.keys():
+                    break
+    return seen
+
+
+@pytest.mark.skipif(not os.access(REDIS_SERVER, os.X_OK), reason="needs redis-server")
+async def test_dashboards_get_every_transaction_stored_while_redis_restarts_once(
+    transactional_db, model_version, api_key, session_cookie, tmp_path
+):
+    port = free_port()
+    redis = start_redis(port)
+    env = {"REDIS_URL": f"redis://127.0.0.1:{port}/0", "BROADCAST_TIMEOUT_SECONDS": "0.5"}
+    try:
+        with server_process(port=free_port(), log_path=tmp_path / "server.log", env=env) as base:
+            headers = {"Origin": base, "Cookie": session_cookie}
+            async with websockets.connect(ws_url(base), additional_headers=headers) as ws:
+
+                async def send(i: int) -> int:
+                    body = tx_body(external_id=f"rr-{i}")
+                    return (await asyncio.to_thread(post, base, "/api/v1/transactions", body, api_key))[0]
+
+                statuses = [await send(i) for i in range(3)]
+                redis.terminate()
+                redis.wait(timeout=10)
+                statuses += [await send(i) for i in range(3, 6)]  # stored; their broadcasts fail
+                redis = start_redis(port)
+                statuses += [await send(i) for i in range(6, 9)]
+                wanted = {f"rr-{i}" for i in range(9)}
+                seen = await received_until(ws, wanted, timeout=20)
+    finally:
+        redis.terminate()
+        redis.wait(timeout=10)
+
+    assert statuses == [201] * 9
+    assert seen.keys() == wanted
+    assert set(seen.values()) == {1}  # each once
+    assert "never came through the channel layer" in (tmp_path / "server.log").read_text()
 
 
 def test_every_process_switches_to_a_newly_activated_model_without_a_restart(
