@@ -112,7 +112,7 @@ class Hub:
     async def _count_open_cases(self) -> None:
         try:
             # Not on the thread-sensitive executor: its one thread also serves Django's sync views.
-            count = database_sync_to_async(open_cases, thread_sensitive=False, executor=_counter())
+            count = database_sync_to_async(open_cases, thread_sensitive=False, executor=query_thread())
             started = time.time()
             self._open_cases, self.open_cases_at = await count(), started
         except DatabaseError as exc:  # keep the last count; the next tick tries again
@@ -173,7 +173,7 @@ class Hub:
     async def catch_up(self, start: datetime, end: datetime) -> int:
         """Deliver the transactions stored from `start` up to `end` that never came through the channel layer;
         how many there were."""
-        in_thread = functools.partial(database_sync_to_async, thread_sensitive=False, executor=_counter())
+        in_thread = functools.partial(database_sync_to_async, thread_sensitive=False, executor=query_thread())
         stored = await in_thread(_stored_ids)(start, end)
         lost = [tx_id for tx_id in stored if tx_id not in self._seen]
         if lost:
@@ -194,9 +194,9 @@ def _events(ids: list[int]) -> list[dict[str, Any]]:
 
 
 @functools.cache
-def _counter() -> ThreadPoolExecutor:
+def query_thread() -> ThreadPoolExecutor:
     """The process's one thread for its background queries (open-case counts, lost transactions)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="open-cases")
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="dashboard-queries")
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

@@ -46,7 +46,10 @@ def _close_connections_left_by_in_process_requests(django_db_setup):
     from asgiref.sync import sync_to_async
     from django.db import connections
 
+    from dashboards.hub import query_thread
+
     asyncio.run(sync_to_async(connections.close_all)())
+    query_thread().submit(connections.close_all).result()  # the dashboard hubs' background queries
     gc.collect()
 
 
