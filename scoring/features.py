@@ -248,8 +248,9 @@ def describe(name: str, value: float) -> str:
         }.get(name, f"{name.replace('_', ' ')}: no history")
     if name == "amount":
         return f"amount is {value:,.2f}"
-    if name == "amount_vs_card_avg_30d":
-        return f"amount is {value:.1f}× this card's 30-day average"
+    if name == "amount_vs_card_avg_30d":  # two significant digits below 1: a €1 test charge is 0.02, not 0.0
+        ratio = f"{value:.1f}" if value >= 1 else f"{value:.2g}"
+        return f"amount is {ratio}× this card's 30-day average"
     if name == "seconds_since_card_prev":
         return f"{_duration(value)} since this card's previous transaction"
     if name == "card_distinct_merchants_1d":

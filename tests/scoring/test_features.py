@@ -207,6 +207,13 @@ def test_a_reason_names_a_count_in_the_right_number(name, value, text):
     assert describe(name, value) == text
 
 
+@pytest.mark.parametrize(
+    ("value", "ratio"), [(0.0213, "0.021"), (0.5, "0.5"), (0.999, "1"), (1.0, "1.0"), (12.34, "12.3"), (250.0, "250.0")]
+)
+def test_an_amount_far_below_the_cards_average_keeps_its_digits(value, ratio):
+    assert describe("amount_vs_card_avg_30d", value) == f"amount is {ratio}× this card's 30-day average"
+
+
 def test_a_history_with_merchants_for_its_latest_rows_only_counts_distinct_merchants_as_a_full_one():
     at = AT.timestamp()
     times = [at - 3 * DAY, at - 2 * DAY, at - DAY, at - 3600, at - 60]
