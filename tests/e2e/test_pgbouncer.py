@@ -85,16 +85,15 @@ def pgbouncer(transactional_db, tmp_path) -> Iterator[PgBouncer]:
 
 def read_training_rows(database_url: str, log_path: Path) -> subprocess.Popen:
     """train_model's read of every stored row (QuerySet.iterator()), in a process of its own through `database_url`."""
-    env = {**os.environ, "DATABASE_URL": database_url, "DB_TRANSACTION_POOLING": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DB_TRANSACTION_POOLING": "1",
+        "DJANGO_SETTINGS_MODULE": "fraudsite.settings",
+    }
     code = "import django; django.setup(); from scoring.training import labeled_frame; print(len(labeled_frame()))"
     with open(log_path, "w") as log:
-        return subprocess.Popen(
-            [sys.executable, "-c", code],
-            cwd=ROOT,
-            env={**env, "DJANGO_SETTINGS_MODULE": "fraudsite.settings"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def test_ingest_and_training_behind_pgbouncer_in_transaction_mode_never_lose_a_statement(
