@@ -58,20 +58,20 @@ snap() { [[ ${#BENCHLIB[@]} -gt 0 ]] && "${BENCHLIB[@]}" snap --pid "$1" --pg-ds
 
 # This machine's PostgreSQL runs with autovacuum off (/etc/postgresql/*/main/conf.d/90-ci.conf), a CI
 # setting no stock server has. Without it no page is ever marked all-visible and no statistics are taken,
-# so the card-history read (an index-only scan) visits a heap page for every row it returns. In 10 s batch
-# rounds on one database, PostgreSQL's CPU a transaction grew from 0.10 to 0.54 ms as the table grew to
-# 170,000 rows (7,790 -> 2,440 tx/s); with a VACUUM (ANALYZE) before each round it stayed at 0.09-0.11 ms
-# from 180,000 to 380,000 rows (7,190-6,060 tx/s). We run one before each phase, as autovacuum would;
-# rows written during a phase stay unvacuumed. VACUUM_PHASES=0 measures without.
+# so the card-history read (an index-only scan) visits a heap page for every row it returns: PostgreSQL's
+# CPU a transaction then grows with the table, phase after phase, while with a VACUUM (ANALYZE) before each
+# phase it stays flat (the figures are in docs/performance.md). We run one before each phase, as autovacuum
+# would; rows written during a phase stay unvacuumed. VACUUM_PHASES=0 measures without.
 settle_db() {
   [[ ${VACUUM_PHASES:-1} == 1 ]] && psql -h 127.0.0.1 -U postgres -d "$DB" -qc "VACUUM (ANALYZE)"
   return 0
 }
 
 # The share of a phase's transactions the model flagged: each flagged one also writes a case and its audit event
-# (with their foreign-key checks), ~40 % more PostgreSQL CPU a transaction when all are flagged than when none
-# are (README, Benchmarks). How much of the load the starter model flags depends on the model and on the hour
-# (the load tools' cards pay every second or so), so runs with different shares did different work.
+# (with their foreign-key checks), so a phase costs PostgreSQL more the more of it is flagged (docs/performance.md,
+# "What the bench's traffic costs depends on how much is flagged"). How much of the load the starter model flags
+# depends on the model and on the hour (the load tools' cards pay every second or so), so runs with different
+# shares did different work.
 last_id() { psql -h 127.0.0.1 -U postgres -d "$DB" -Atc "SELECT coalesce(max(id), 0) FROM scoring_transaction"; }
 flagged_since() {  # flagged_since ID: {"stored": N, "flagged": M} of the transactions stored after ID
   psql -h 127.0.0.1 -U postgres -d "$DB" -Atc "SELECT json_build_object('stored', count(*),
@@ -115,9 +115,9 @@ start_server() {  # start_server NAME -> sets SERVER_PID
 
 BASE="http://127.0.0.1:$PORT"
 RUN="r$(date +%s)"
-# Each server starts on an empty store (the model, key and login stay): the phases add 76,000-99,000 rows and
-# their cases a server, and the batch phase waits on PostgreSQL, so a later server would otherwise be
-# measured on a bigger database than an earlier one.
+# Each server starts on an empty store (the model, key and login stay): each server's phases add tens of
+# thousands of rows and their cases, and the batch phase waits on PostgreSQL, so a later server would
+# otherwise be measured on a bigger database than an earlier one.
 empty_store() {
   psql -h 127.0.0.1 -U postgres -d "$DB" -qc \
     "TRUNCATE scoring_caseevent, scoring_case, scoring_transaction, scoring_merchanthour RESTART IDENTITY CASCADE"
@@ -210,7 +210,7 @@ fi
 if [[ ${DEPTH:-1} == 1 ]]; then
   # A store that has run for a month at production rates holds a row for every hour of every merchant (888
   # of them with the label delay), written hour by hour, so one merchant's hours lie on as many heap pages;
-  # the month imported above holds ~96 a merchant, written merchant by merchant. This phase adds the rest:
+  # the month imported above holds far fewer, written merchant by merchant. This phase adds the rest:
   # synthetic counts (no transactions behind them) for each of the load's 2,000 merchants in each of its
   # last 900 hours, hour by hour, then scores the same batches over them and the month's card histories.
   echo "== every one of the load's 2,000 merchants with counts in each of its last 900 hours (synthetic)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import importlib.util
 import json
 from pathlib import Path
@@ -67,3 +69,25 @@ def test_the_table_shows_the_share_of_each_phases_transactions_that_was_flagged(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[11] == "flagged"
     assert [line.split()[7] for line in lines[2:5]] == ["46%", "-", "-"]  # the last phase has no file
+
+
+def test_the_table_shows_the_live_page_line_from_the_browser_tools_figures(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent.parent / "bench"))
+    browser_report = importlib.import_module("browser_report")
+    ingest_sender = importlib.import_module("ingest_sender")
+    ingest = ingest_sender.LoadResult(acked=10_000, sent=10_000, max_id=10_020, elapsed_s=10.0)
+    page_stats = {"gaps": [16.0, 17.0, 40.0], "longtasks": [60.0, 1_440.0], "interactions": [3.0]}
+    page_stats |= {"slowClicks": [], "scripts": {}, "loafs": 0}
+    args = argparse.Namespace(rate=1000, duration=10.0, batch=50)
+    figures = browser_report.figures(
+        args=args, ingest=ingest, page_stats=page_stats, rtts=[2.0], rows=500, catch_up=None
+    )
+    (tmp_path / "browser.txt").write_text(
+        browser_report.summary(figures) + "\nBROWSERJSON " + json.dumps(figures) + "\n"
+    )
+
+    report.main(tmp_path)
+
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("live page in chromium"))
+    shown = "1000 frame gap p50 17 / p99 40 ms, click to frame p50 3 ms, long tasks 1.5 s in 10 s, 500 rows"
+    assert line.removeprefix("live page in chromium").split() == shown.split()
