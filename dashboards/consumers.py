@@ -29,7 +29,8 @@ from django.conf import settings
 
 from dashboards import broadcast
 from dashboards.hub import hub
-from scoring.models import Transaction, feed_events
+from scoring.models import Transaction
+from scoring.results import feed_events
 
 log = logging.getLogger(__name__)
 

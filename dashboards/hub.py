@@ -32,7 +32,8 @@ from django.utils import timezone
 
 from dashboards import broadcast
 from dashboards.stats import LiveStats, open_cases, recent_stats
-from scoring.models import Transaction, feed_events
+from scoring.models import Transaction
+from scoring.results import feed_events
 
 log = logging.getLogger(__name__)
 OPEN_CASES_SECONDS = 1.0

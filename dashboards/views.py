@@ -20,8 +20,8 @@ from django_htmx.middleware import HtmxDetails
 from dashboards.forms import ResolveForm
 from dashboards.stats import LiveStats, open_cases, recent_stats
 from scoring import cases
-from scoring.features import FEATURES, shown
 from scoring.models import Case, ModelVersion, Transaction
+from scoring.results import reasons_in_words, shown, transaction_event
 
 FEED_ROWS = 50
 PANEL_CASES = 10
@@ -66,13 +66,12 @@ def analyst_required(view: View) -> View:
 def live(request: HtmxHttpRequest) -> HttpResponse:
     """The newest transactions and the figures; live.js keeps both current over the socket."""
     rows = Transaction.objects.select_related("case__assignee").newest(FEED_ROWS)
-    labels = reason_labels()
     stats = LiveStats()
     stats.seed(recent_stats())
     counted_at = time.time()
     figures = stats.snapshot() | {"open_cases": open_cases(), "open_cases_at": counted_at}
     context = {
-        "items": [feed_item(tx, labels=labels) for tx in rows],
+        "items": [feed_item(tx) for tx in rows],
         "figures": figures,
         "feed_config": feed_config(),
         "panel_cases": Case.objects.queue()[:PANEL_CASES],
@@ -116,7 +115,6 @@ def case_detail(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
         .select_related("case__assignee")
         .order_by("-timestamp", "-id")[:CARD_HISTORY]
     )
-    labels = reason_labels()
     features = tx.feature_values()
     context = {
         "case": case,
@@ -124,7 +122,7 @@ def case_detail(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
         "reasons": reasons_in_words(tx),
         "features": features,
         "feature_table": [(name, shown(value)) for name, value in features.items()],
-        "history": [feed_item(row, labels=labels) for row in history],
+        "history": [feed_item(row) for row in history],
         "merchant": Transaction.objects.merchant_figures(tx.merchant_id, now=timezone.now()),
         "events": case.events.select_related("actor"),
         "current_id": tx.id,
@@ -203,34 +201,19 @@ def _back(request: HttpRequest) -> str:
 # --- what the pages show -----------------------------------------------------------------------
 
 
-def feed_item(tx: Transaction, *, labels: dict[str, str] | None = None) -> dict[str, Any]:
-    """A transaction as the feed shows it: the pushed event (so server and live rows match) plus labels."""
-    case = getattr(tx, "case", None)
-    labels = labels if labels is not None else reason_labels()
-    pushing = [r["feature"] for r in tx.reasons if "_list_" in r["feature"] or r.get("contribution", 0) > 0]
-    return tx.event(case_id=case.id if case else None) | {
-        "reason_text": " · ".join(labels.get(name, name.replace("_", " ")) for name in pushing[:2]),
-        "case_state": case_state(case),
+def feed_item(tx: Transaction) -> dict[str, Any]:
+    """A transaction as the feed shows it: the pushed event (so server and live rows match)."""
+    return transaction_event(tx, case=getattr(tx, "case", None)) | {
         "imported": tx.is_imported,  # history, not scored here: no score to show
     }
 
 
-def case_state(case: Case | None) -> str:
-    """A case in two words for the feed (live.js says the same for pushed changes)."""
-    if case is None:
-        return ""
-    if not case.is_open:
-        return case.get_status_display().lower()
-    return f"claimed by {case.assignee.get_username()}" if case.assignee else "unclaimed"
-
-
 def feed_config() -> dict[str, Any]:
-    """What live.js needs besides the socket: short reason labels, thresholds, the case URL pattern."""
+    """What live.js needs besides the socket: thresholds, the case URL pattern."""
     # Only the two numbers: the active row's artifact (the whole model) stays in the database.
     active = ModelVersion.objects.filter(is_active=True).values("review_threshold", "block_threshold")
     thresholds = active.first() or DEFAULT_THRESHOLDS
     return {
-        "reason_labels": reason_labels(),
         "review_threshold": thresholds["review_threshold"],
         "block_threshold": thresholds["block_threshold"],
         "case_url": reverse("dashboards:case", args=[0]),
@@ -243,21 +226,3 @@ def feed_config() -> dict[str, Any]:
 def queue_config() -> dict[str, Any]:
     """What queue.js needs: where to fetch one case's row."""
     return {"case_row_url": reverse("dashboards:case_row", args=[0]), "limit": QUEUE_CASES}
-
-
-def reason_labels() -> dict[str, str]:
-    """Short names of the model's features for the feed's reason chips."""
-    labels = {name: name.replace("_", " ").replace(" avg ", " average ") for name in FEATURES}
-    for kind in ("allow", "block"):
-        for entity in ("card", "merchant"):
-            labels[f"{kind}_list_{entity}"] = f"{entity} on {kind} list"
-    return labels
-
-
-def reasons_in_words(tx: Transaction) -> list[dict[str, Any]]:
-    """The reasons in words, each with a bar width relative to the strongest one."""
-    words = tx.reasons_in_words()
-    biggest = max((abs(w["contribution"]) for w in words), default=0.0) or 1.0
-    for w in words:
-        w["width"] = round(100 * abs(w["contribution"]) / biggest)
-    return words

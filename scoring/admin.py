@@ -12,8 +12,8 @@ from django.utils.html import format_html, format_html_join
 
 from scoring import cases, keys
 from scoring.classifier import active_model
-from scoring.features import shown
 from scoring.models import ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
+from scoring.results import reasons_in_words, shown
 
 SCORE_BANDS = {
     "lt50": ("below 0.5", 0.0, 0.5),
@@ -128,7 +128,7 @@ class CaseAdmin(admin.ModelAdmin):
 
     @admin.display(description="reasons")
     def reasons_in_words(self, case: Case) -> str:
-        return "; ".join(w["text"] for w in case.transaction.reasons_in_words())
+        return "; ".join(w["text"] for w in reasons_in_words(case.transaction))
 
     @admin.action(description="Confirm fraud (resolve selected cases)")
     def confirm_fraud(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -47,9 +47,8 @@ from scoring.models import (
     Decision,
     MerchantHour,
     Transaction,
-    answer,
-    feed_event,
 )
+from scoring.results import answer, feed_event
 from scoring.schemas import TransactionIn
 from scoring.sql import Float4Array, binary_cursor, read_together
 

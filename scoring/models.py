@@ -8,7 +8,7 @@ import math
 import secrets
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -17,6 +17,8 @@ from django.db import models, transaction
 from django.db.models.functions import Cast
 from django.db.models.lookups import In
 from django.utils import timezone
+
+from scoring.results import answer
 
 
 class Decision(models.TextChoices):
@@ -194,55 +196,6 @@ def _float_list(values: list[float | None]) -> list[float]:
     return [math.nan if v is None else float(v) for v in values]
 
 
-class _Sent(Protocol):
-    """What the caller sent about a transaction (a TransactionIn, or a stored Transaction)."""
-
-    external_id: str
-    card_id: str
-    merchant_id: str
-    amount: Any
-    currency: str
-    timestamp: datetime
-
-
-class _Said(Protocol):
-    """What the model and lists said about it (a Scored, or a stored Transaction)."""
-
-    score: float
-    decision: str
-    reasons: list
-
-
-def answer(sent: _Sent, said: _Said, *, id: int, model_version: str, case_id: int | None) -> dict[str, Any]:
-    """The API's answer for one transaction (201/200 bodies and GET): stored rows and new ones alike."""
-    return {
-        "id": id,
-        "external_id": sent.external_id,
-        "score": said.score,
-        "decision": said.decision,
-        "reasons": said.reasons,
-        "model_version": model_version,
-        "case_id": case_id,
-    }
-
-
-def feed_event(sent: _Sent, said: _Said, *, id: int, case_id: int | None) -> dict[str, Any]:
-    """The dashboard's view of one transaction, as pushed over the socket: stored rows and new ones alike."""
-    return {
-        "id": id,
-        "external_id": sent.external_id,
-        "card_id": sent.card_id,
-        "merchant_id": sent.merchant_id,
-        "amount": str(sent.amount),
-        "currency": sent.currency,
-        "timestamp": _iso(sent.timestamp),
-        "score": said.score,
-        "decision": said.decision,
-        "reasons": said.reasons,
-        "case_id": case_id,
-    }
-
-
 IMPORTED = "imported:"  # model_version of imported history: "imported:<source>"
 FEED_LOOKBACK = 100_000  # ids the live feed and a dashboard's resume look back over (see _lately_scored)
 
@@ -380,39 +333,6 @@ class Transaction(models.Model):
             return None
         return ModelVersion.objects.filter(version=self.model_version).values_list("features", flat=True).first()
 
-    def reasons_in_words(self) -> list[dict[str, Any]]:
-        """The reasons, in the model's order, as sentences with the values the model saw."""
-        from scoring.features import describe
-
-        words, values = [], self.feature_values()
-        for reason in self.reasons:
-            name = reason.get("feature", "")
-            kind, is_list, entity = name.partition("_list_")
-            if is_list:
-                text = f"{entity} is on the {kind} list"
-            elif name in values:
-                value = values[name]
-                text = describe(name, float("nan") if value is None else float(value))
-            else:
-                text = name.replace("_", " ")
-            contribution = float(reason.get("contribution") or 0.0)
-            words.append({"feature": name, "text": text, "contribution": contribution, "is_list": bool(is_list)})
-        return words
-
-    def event(self, *, case_id: int | None) -> dict[str, Any]:
-        """The dashboard's view of this transaction, as pushed over the socket."""
-        return feed_event(self, self, id=self.id, case_id=case_id)
-
-
-def feed_events(rows: list[Transaction]) -> list[dict[str, Any]]:
-    """Stored transactions as pushed over the socket, with their review cases' ids (a dashboard's catch-up)."""
-    case_ids = dict(Case.objects.filter(transaction__in=rows).values_list("transaction_id", "id"))
-    return [tx.event(case_id=case_ids.get(tx.id)) for tx in rows]
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
 
 class CaseStatus(models.TextChoices):
     OPEN = "open", "Open"
@@ -466,19 +386,6 @@ class Case(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status == CaseStatus.OPEN
-
-    def event(self) -> dict[str, Any]:
-        """The dashboard's view of this case, as pushed in `case` messages."""
-        tx = self.transaction
-        return {
-            "id": self.id,
-            "status": self.status,
-            "assignee": self.assignee.get_username() if self.assignee else None,
-            "note": self.note,
-            "resolved_by": self.resolved_by.get_username() if self.resolved_by else None,
-            "resolved_at": _iso(self.resolved_at) if self.resolved_at else None,
-            "transaction": tx.event(case_id=self.id),
-        }
 
 
 class CaseEvent(models.Model):

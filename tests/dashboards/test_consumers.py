@@ -17,6 +17,7 @@ from django.contrib.auth.models import AnonymousUser
 from dashboards import broadcast, consumers
 from fraudsite.asgi import application
 from scoring.models import Case, Transaction
+from scoring.results import reason_summary, transaction_event
 from tests.conftest import tx_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -100,6 +101,7 @@ async def test_logged_in_analyst_receives_a_posted_transaction(api, model_versio
     assert item["external_id"] == "live-1"
     assert item["decision"] == created["decision"]
     assert item["reasons"] == created["reasons"]
+    assert item["reason_text"] == reason_summary(created["reasons"])  # worded by the server, not the browser
     assert set(item) == {
         "id",
         "external_id",
@@ -111,7 +113,9 @@ async def test_logged_in_analyst_receives_a_posted_transaction(api, model_versio
         "score",
         "decision",
         "reasons",
+        "reason_text",
         "case_id",
+        "case_state",
     }
 
 
@@ -448,13 +452,13 @@ async def test_transactions_the_channel_layer_lost_reach_every_socket_once_from_
         # Stored and never broadcast: what a Redis restart or a timed-out broadcast leaves behind.
         await database_sync_to_async(_store_plain_rows)(3)
         stored = [tx async for tx in Transaction.objects.order_by("id")]
-        await broadcast.transactions([stored[0].event(case_id=None)])  # this one came through the layer
+        await broadcast.transactions([transaction_event(stored[0], case=None)])  # this one came through the layer
         live = await next_of_type(communicator, "transactions")
 
         caught_up = await hub().catch_up(start, timezone.now() + timedelta(seconds=1))
         late = await next_of_type(communicator, "transactions")
         again = await hub().catch_up(start, timezone.now() + timedelta(seconds=1))
-        await broadcast.transactions([stored[1].event(case_id=None)])  # the layer delivers it after all
+        await broadcast.transactions([transaction_event(stored[1], case=None)])  # the layer delivers it after all
         after = [m for m in await drain(communicator, 0.3) if m["type"] == "transactions"]
 
     assert [i["external_id"] for i in live["items"]] == ["p-0"]

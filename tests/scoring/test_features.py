@@ -17,11 +17,9 @@ from scoring.features import (
     CardHistory,
     MerchantBuckets,
     TxFacts,
-    describe,
     epoch_hour,
     feature_vector,
     merchant_counts,
-    shown,
     with_batch,
 )
 from scoring.history import store_history
@@ -174,44 +172,6 @@ def test_a_batch_scored_online_sees_the_same_features_as_training_on_the_stored_
 
 def _item(record: dict) -> TransactionIn:
     return TransactionIn.model_validate({k: v for k, v in record.items() if k != "is_fraud"})
-
-
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [
-        (354.02, "354.02"),
-        (13.0, "13"),
-        (3.1855669, "3.1856"),
-        (1e9, "1000000000"),
-        (0.00001, "0"),
-        (None, "—"),
-        (math.nan, "—"),
-    ],
-)
-def test_a_value_is_shown_without_trailing_zeros_and_missing_as_a_dash(value, text):
-    assert shown(value) == text
-
-
-@pytest.mark.parametrize(
-    ("name", "value", "text"),
-    [
-        ("merchant_count_7d", 1.0, "1 transaction at this merchant in the last 7d"),
-        ("merchant_count_7d", 3.0, "3 transactions at this merchant in the last 7d"),
-        ("card_count_1h", 1.0, "1 transaction on this card in the last 1h"),
-        ("card_count_1h", 0.0, "0 transactions on this card in the last 1h"),
-        ("merchant_fraud_count_30d", 1.0, "merchant had 1 confirmed fraud in the 30d before the label delay"),
-        ("merchant_fraud_count_30d", 2.0, "merchant had 2 confirmed frauds in the 30d before the label delay"),
-    ],
-)
-def test_a_reason_names_a_count_in_the_right_number(name, value, text):
-    assert describe(name, value) == text
-
-
-@pytest.mark.parametrize(
-    ("value", "ratio"), [(0.0213, "0.021"), (0.5, "0.5"), (0.999, "1"), (1.0, "1.0"), (12.34, "12.3"), (250.0, "250.0")]
-)
-def test_an_amount_far_below_the_cards_average_keeps_its_digits(value, ratio):
-    assert describe("amount_vs_card_avg_30d", value) == f"amount is {ratio}× this card's 30-day average"
 
 
 def test_a_history_with_merchants_for_its_latest_rows_only_counts_distinct_merchants_as_a_full_one():

@@ -12,6 +12,7 @@ from django.db import connection
 from scoring import aggregates, ingest
 from scoring.features import FEATURE_INDEX, FEATURES, epoch_hour, merchant_counts
 from scoring.models import ListEntry, MerchantHour, Transaction
+from scoring.results import transaction_event
 from scoring.schemas import TransactionIn
 from tests.scoring.conftest import T0, features_of, item, stored
 
@@ -241,7 +242,7 @@ def test_a_new_transactions_event_carries_its_time_in_utc_as_a_stored_ones_does(
     (outcome,), (event,) = ingest.store([item(timestamp="2026-11-02T14:00:00+02:00")])
 
     assert event["timestamp"] == "2026-11-02T12:00:00Z"
-    stored_event = Transaction.objects.get(pk=outcome.result["id"]).event(case_id=None)
+    stored_event = transaction_event(Transaction.objects.get(pk=outcome.result["id"]), case=None)
     assert stored_event["timestamp"] == event["timestamp"]
 
 

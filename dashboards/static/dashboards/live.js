@@ -60,21 +60,6 @@
 
     // --- rows --------------------------------------------------------------------------------------
 
-    const STATUS_WORDS = { fraud: "confirmed fraud", legitimate: "legitimate" };
-
-    function caseState(event) {
-      if (event.status && event.status !== "open") return STATUS_WORDS[event.status] || event.status;
-      return event.assignee ? `claimed by ${event.assignee}` : "unclaimed";
-    }
-
-    function reasonText(reasons) {
-      return (reasons || [])
-        .filter((r) => r.feature.includes("_list_") || r.contribution > 0)
-        .slice(0, 2)
-        .map((r) => config.reason_labels[r.feature] || r.feature.replaceAll("_", " "))
-        .join(" · ");
-    }
-
     function fill(row, item) {
       const field = (name) => row.querySelector(`[data-field="${name}"]`);
       row.id = `tx-${item.id}`;
@@ -97,13 +82,13 @@
       const badge = field("decision");
       badge.className = `badge badge-${item.decision}`;
       badge.textContent = item.decision.charAt(0).toUpperCase() + item.decision.slice(1);
-      field("reasons").textContent = reasonText(item.reasons);
+      field("reasons").textContent = item.reason_text;
       const link = field("case");
       link.hidden = !item.case_id;
       if (item.case_id) {
         link.href = config.case_url.replace("/0/", `/${item.case_id}/`);
         link.textContent = `#${item.case_id}`;
-        field("case_state").textContent = "unclaimed";
+        field("case_state").textContent = item.case_state;
       }
     }
 
@@ -151,7 +136,7 @@
       const row = document.getElementById(`tx-${tx.id}`);
       if (!row) return;
       const state = row.querySelector('[data-field="case_state"]');
-      if (state) state.textContent = caseState(event);
+      if (state) state.textContent = event.state;
     }
 
     // --- figures and charts ----------------------------------------------------------------------
