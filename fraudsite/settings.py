@@ -190,6 +190,8 @@ MERCHANT_WINDOWS_CACHE_SECONDS = env_float("MERCHANT_WINDOWS_CACHE_SECONDS", def
 # How often a server process checks which model version is active (seconds).
 MODEL_REFRESH_SECONDS = env_float("MODEL_REFRESH_SECONDS", default=5)
 # Broadcasting never holds up ingest longer than this; a slower layer is logged as down.
+# The module that pushes committed changes to the dashboards (scoring calls it; see scoring/announce.py).
+BROADCASTER = "dashboards.broadcast"
 BROADCAST_TIMEOUT_SECONDS = env_float("BROADCAST_TIMEOUT_SECONDS", default=1.0)
 # A dashboard that has acknowledged no frame for this long is closed; it reconnects and resumes by id.
 DASHBOARD_STALL_SECONDS = env_float("DASHBOARD_STALL_SECONDS", default=10)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -25,7 +26,6 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from dashboards import broadcast
 from scoring.schemas import TransactionIn
 
 log = logging.getLogger(__name__)
@@ -62,11 +62,18 @@ class _Request:
     future: asyncio.Future = field(repr=False)
 
 
-class MicroBatcher:
-    """The queue of one event loop; `submit()` answers when the request's rows are committed."""
+AfterCommit = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
-    def __init__(self, store: Any) -> None:
+
+class MicroBatcher:
+    """The queue of one event loop; `submit()` answers when the request's rows are committed.
+
+    `store(items)` returns (outcomes, events); `after_commit(events)` runs once the batch is committed
+    (ingest hands it the broadcast)."""
+
+    def __init__(self, store: Any, *, after_commit: AfterCommit) -> None:
         self.store = store
+        self.after_commit = after_commit
         self.queue: deque[_Request] = deque()
         self.queued = 0  # items in the queue
         self.inflight = 0
@@ -118,7 +125,7 @@ class MicroBatcher:
             if not request.future.done():
                 request.future.set_result(outcomes[start:end])
             start = end
-        await broadcast.transactions(events)
+        await self.after_commit(events)
 
 
 def _fail(request: _Request, exc: Exception) -> None:
@@ -129,12 +136,12 @@ def _fail(request: _Request, exc: Exception) -> None:
 _batchers: dict[asyncio.AbstractEventLoop, MicroBatcher] = {}
 
 
-def batcher_for_loop(store: Any) -> MicroBatcher:
+def batcher_for_loop(store: Any, *, after_commit: AfterCommit) -> MicroBatcher:
     """The running loop's batcher (a server has one loop; tests start a new one per test)."""
     loop = asyncio.get_running_loop()
     batcher = _batchers.get(loop)
-    if batcher is None or batcher.store is not store:
+    if batcher is None or batcher.store is not store or batcher.after_commit is not after_commit:
         for old in [old for old in _batchers if old.is_closed()]:
             del _batchers[old]
-        batcher = _batchers[loop] = MicroBatcher(store)
+        batcher = _batchers[loop] = MicroBatcher(store, after_commit=after_commit)
     return batcher

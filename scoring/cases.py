@@ -6,8 +6,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from dashboards import broadcast
 from scoring import labels
+from scoring.announce import broadcaster
 from scoring.models import Case, CaseEvent, CaseStatus
 from scoring.results import case_event
 from scoring.roles import is_lead
@@ -24,7 +24,7 @@ def _locked(case_id: int) -> Case:
 
 def _changed(case: Case, *, actor: AbstractBaseUser, action: str, note: str = "") -> Case:
     CaseEvent.objects.create(case=case, actor=actor, action=action, note=note)
-    broadcast.case_changed_on_commit(case_event(case))
+    broadcaster().case_changed_on_commit(case_event(case))
     return case
 
 

@@ -2,7 +2,7 @@
 
 The simulated history is imported like any CSV (`scoring.history`); the model trains on the weeks
 before the test period minus the label delay; every test transaction is then featured from the
-database by `scoring.ingest.feature_rows` and scored by `Scorer`, the serving path, next to a
+database by `scoring.features.feature_rows` and scored by `Scorer`, the serving path, next to a
 logistic-regression baseline on the same features. By default everything imported is rolled back.
 """
 
@@ -27,9 +27,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from scoring.classifier import Scorer
-from scoring.features import FEATURES
+from scoring.features import FEATURES, feature_rows
 from scoring.history import import_csv, write_csv
-from scoring.ingest import feature_rows
 from scoring.models import ModelVersion
 from scoring.schemas import TransactionIn
 from scoring.simulation import Simulator

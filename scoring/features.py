@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import accumulate
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from scoring.schemas import TransactionIn
+    from scoring.storage import History
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -237,3 +242,49 @@ def feature_vector(tx: TxFacts, *, card: CardHistory, merchant: MerchantCounts) 
     hour, weekday = int(at // HOUR) % 24, (int(at // DAY) + 3) % 7
     row += [float(hour), float(hour < 6), float(weekday >= 5), float(CHANNEL_CODES[tx.channel])]
     return row
+
+
+# --- a batch's feature rows from its stored history -----------------------------------------------
+
+
+def feature_rows(items: list[TransactionIn], *, history: History | None = None) -> list[list[float]]:
+    """Feature rows for new items, each as of its own timestamp; earlier items of the batch count too.
+
+    `history`: storage.read_history() of these items (or of more), read when not given. It is used up: the
+    batch's items are added to its cards. Serving, training's checks and evaluation all come through here.
+    """
+    history = history or _read(items)
+    cards = card_histories(items, history=history)
+    hours = [epoch_hour(item.timestamp) for item in items]
+    batch_hours: dict[str, list[int]] = defaultdict(list)
+    if len(items) > 1:  # the batch's own items count for later ones (only hours before theirs are read)
+        for item, hour in zip(items, hours, strict=True):
+            batch_hours[item.merchant_id].append(hour)
+    rows = []
+    for item, hour in zip(items, hours, strict=True):
+        facts = TxFacts(
+            at=item.timestamp, amount=float(item.amount), merchant_id=item.merchant_id, channel=item.channel or ""
+        )
+        # Both reads answer every (merchant, hour) asked, a merchant without stored hours with zeros.
+        counts = with_batch(history.merchants[item.merchant_id, hour], batch_hours.get(item.merchant_id, []), hour=hour)
+        rows.append(feature_vector(facts, card=cards[item.card_id], merchant=counts))
+    return rows
+
+
+def card_histories(items: list[TransactionIn], *, history: History | None = None) -> dict[str, CardHistory]:
+    """The 30-day history of every card in `items` (storage.read_history()'s, read when not given), plus the
+    batch's own items."""
+    stored = (history or _read(items)).cards
+    histories: dict[str, CardHistory] = defaultdict(CardHistory, stored)
+    if len(items) > 1:
+        for item in items:
+            histories[item.card_id].add(
+                at=item.timestamp.timestamp(), amount=float(item.amount), merchant_id=item.merchant_id
+            )
+    return histories
+
+
+def _read(items: list[TransactionIn]) -> History:
+    from scoring.storage import read_history  # storage builds on this module's types
+
+    return read_history(items)

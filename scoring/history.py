@@ -17,17 +17,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import transaction
 from pydantic import ValidationError
 
-from scoring import aggregates
-from scoring.models import IMPORTED, Decision, MerchantHour, Transaction
+from scoring import aggregates, storage
 from scoring.schemas import TransactionIn, error_message
+from scoring.storage.imported import RowValues, row_values
 
 REQUIRED = ("external_id", "card_id", "merchant_id", "amount", "currency", "timestamp")
 OPTIONAL = ("country", "channel", "mcc")
@@ -35,10 +33,8 @@ LABEL = "is_fraud"
 COLUMNS = (*REQUIRED, *OPTIONAL, LABEL)
 LABELS = {"": None, "0": False, "1": True, "false": False, "true": True}
 MAX_ERRORS_KEPT = 1000
-LOOKUP_CHUNK = 900  # ids per existence query: below SQLite's limit on query parameters
 
 Progress = Callable[[str], None]
-RowValues = Callable[[TransactionIn, bool | None], tuple[Any, ...]]
 
 
 class ImportRefused(Exception):
@@ -90,7 +86,7 @@ def import_csv(
     with _open(path) as f:
         reader = csv.DictReader(f)
         _check_header(reader.fieldnames, report=report)
-        values = _row_values()  # here: it reads this thread's connection
+        values = row_values()  # here: it reads this thread's connection
         chunks = _read_ahead(_chunks(reader, values=values, size=batch_size, report=report))
         with _quick_thread_switches(), transaction.atomic():
             store = _Store(source)
@@ -114,18 +110,9 @@ def import_csv(
 
 
 def _settle(progress: Progress | None) -> None:
-    """PostgreSQL, after a bulk load: what autovacuum would do some time later, now. ANALYZE gives the
-    planner the new rows' statistics; VACUUM marks their pages all-visible, without which the card
-    histories' index-only scan visits a heap page for every row (see migration 0006). Outside a
-    transaction only (VACUUM cannot run in one); a table that autovacuum is already at is skipped, not
-    waited for."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        return
+    """After a bulk load: what autovacuum would do some time later, now (scoring/storage: settle())."""
     started = time.monotonic()
-    tables = ", ".join(connection.ops.quote_name(m._meta.db_table) for m in (Transaction, MerchantHour))
-    with connection.cursor() as cursor:
-        cursor.execute(f"VACUUM (ANALYZE, SKIP_LOCKED) {tables}")
-    if progress:
+    if storage.settle() and progress:
         progress(f"VACUUM (ANALYZE) of the imported tables: {time.monotonic() - started:.1f} s")
 
 
@@ -136,7 +123,7 @@ def _open(path: str | Path) -> IO[str]:
 def _chunks(
     reader: csv.DictReader[str], *, values: RowValues, size: int, report: ImportReport
 ) -> Iterator[list[tuple[Any, ...]]]:
-    """Database rows (see `_row_values`) of the file's valid rows, `size` at a time; records the bad ones."""
+    """Database rows (scoring/storage/imported.py) of the file's valid rows, `size` at a time; records the bad ones."""
     chunk: list[tuple[Any, ...]] = []
     for row in reader:
         report.read += 1
@@ -192,9 +179,8 @@ def _read_ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
 def _quick_thread_switches(seconds: float = 0.0005) -> Iterator[None]:
     """Hand the interpreter between threads every `seconds` instead of every 5 ms.
 
-    The storing thread gives up the GIL at every round trip to the database and then waited up to the
-    default 5 ms for the busy reader thread to hand it back: a shorter interval took the import of
-    192,791 rows from 20,500 to 26,000 rows/s here.
+    The storing thread gives up the GIL at every round trip to the database and then waits the whole
+    default interval for the busy reader thread to hand it back; a shorter one keeps the database busy.
     """
     before = sys.getswitchinterval()
     sys.setswitchinterval(seconds)
@@ -240,8 +226,8 @@ def store_history(
 ) -> ImportReport:
     """Store validated transactions (each with its label or None) as history, in one database transaction."""
     report = ImportReport()
-    row_values = _row_values()
-    values = [row_values(item, label) for item, label in rows]
+    values_of = row_values()
+    values = [values_of(item, label) for item, label in rows]
     with transaction.atomic():
         store = _Store(source)
         for i in range(0, len(values), batch_size):
@@ -252,181 +238,26 @@ def store_history(
 
 
 class _Store:
-    """Writes chunks of history rows (see `_row_values`) inside the caller's database transaction.
-
-    Imported rows are history, not traffic: score 0, approved, no reasons, features or case; those
-    columns are the same for every row, so they are adapted once here.
-
-    PostgreSQL: each chunk is COPYed (binary, only the columns that vary) into a temporary table,
-    then one statement inserts its new rows and notes their merchant hours in a second temporary
-    table; `finish` adds those up into the merchants' hourly counts in one statement at the end, so
-    live traffic's updates of the same hours never wait behind a long import. SQLite: plain inserts
-    of the rows not yet stored.
-    """
+    """An import's writes inside its database transaction: the rows not yet stored (scoring/storage's
+    history writer), the report's counts, and the window cache forgetting what the import changed."""
 
     def __init__(self, source: str) -> None:
-        self.postgres = connection.vendor == "postgresql"
-        now = timezone.now()
-        constants = {
-            "score": 0.0,
-            "decision": Decision.APPROVE.value,
-            "reasons": [],
-            "features": [],
-            "model_version": f"{IMPORTED}{source}",
-        }
-        self.constants = tuple(_prep(name, value) for name, value in constants.items())
-        self.labeled_at = _prep("labeled_at", now)  # when the label came: only for labeled rows
-        if self.postgres:
-            with connection.cursor() as cursor:
-                # Dropped first: inside an outer transaction (tests, `evaluate`) ON COMMIT has not fired yet.
-                cursor.execute("DROP TABLE IF EXISTS history_import, history_hours")
-                cursor.execute(
-                    f"CREATE TEMP TABLE history_import ON COMMIT DROP AS SELECT {_columns(VARYING)} "
-                    f"FROM {_table()} WITH NO DATA"
-                )
-                cursor.execute(
-                    "CREATE TEMP TABLE history_hours (merchant_id text, hour bigint, count bigint, "
-                    "fraud_count bigint) ON COMMIT DROP"
-                )
+        self.writer = storage.history_writer(source)
 
     def add(self, values: list[tuple[Any, ...]], *, report: ImportReport) -> None:
         unique: dict[str, tuple[Any, ...]] = {}
         for row in values:  # a file may repeat an external_id: the first one counts, as across chunks
             unique.setdefault(row[0], row)
-        rows = list(unique.values())
-        stored = self._copy_then_insert(rows) if self.postgres else self._insert(rows)
+        stored = self.writer.add(list(unique.values()))
         report.stored += stored
         report.already_present += len(values) - stored
 
     def finish(self) -> None:
-        """PostgreSQL: count the imported rows into their merchants' hours. Either way the process's cache of
-        merchant windows forgets everything, now and at the commit (a past hour of any merchant may change)."""
+        """Count the imported rows into their merchants' hours (where not done per chunk). The process's cache
+        of merchant windows forgets everything, now and at the commit: a past hour of any merchant may change."""
         aggregates.window_cache.clear()
         transaction.on_commit(aggregates.window_cache.clear)
-        if not self.postgres:
-            return
-        hours = connection.ops.quote_name(MerchantHour._meta.db_table)
-        with connection.cursor() as cursor:
-            # In the order live ingest takes merchant hours (aggregates.hour_counts: Python's sort, by code
-            # point, which is the "C" collation's, whatever the database's), so neither waits on the other
-            # holding a row it needs.
-            cursor.execute(
-                f"""INSERT INTO {hours} (merchant_id, hour, count, fraud_count)
-                SELECT merchant_id, hour, sum(count), sum(fraud_count) FROM history_hours
-                GROUP BY 1, 2 ORDER BY merchant_id COLLATE "C", hour """
-                + aggregates.ADD_TO_HOUR.format(table=hours)
-            )
-
-    def _copy_then_insert(self, values: list[tuple[Any, ...]]) -> int:
-        varying = _columns(VARYING)
-        with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE history_import")
-            # Binary, with the constants left out: a third of the client's time of a text COPY of all columns.
-            with cursor.cursor.copy(f"COPY history_import ({varying}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(_BINARY_TYPES)
-                for row in values:
-                    copy.write_row(row)
-            constants = ", ".join(["%s"] * len(CONSTANT))
-            cursor.execute(
-                f"""WITH inserted AS (
-                    INSERT INTO {_table()} ({_columns(NAMES)})
-                    SELECT {varying}, CASE WHEN is_fraud IS NULL THEN NULL ELSE %s::timestamptz END, {constants},
-                           "timestamp"
-                    FROM history_import {_ON_CONFLICT}
-                    RETURNING merchant_id, "timestamp", is_fraud
-                ), counted AS (
-                    INSERT INTO history_hours
-                    SELECT merchant_id, floor(extract(epoch FROM "timestamp") / 3600)::bigint, count(*),
-                           count(*) FILTER (WHERE is_fraud)
-                    FROM inserted GROUP BY 1, 2
-                    RETURNING count
-                )
-                SELECT coalesce(sum(count), 0) FROM counted""",
-                (self.labeled_at, *self.constants),
-            )
-            return int(cursor.fetchone()[0])
-
-    def _insert(self, values: list[tuple[Any, ...]]) -> int:
-        """SQLite: INSERT ... ON CONFLICT DO NOTHING of the rows not yet stored, what
-        bulk_create(ignore_conflicts=True) does at 3-4 times its speed (the ORM spends ~100 µs a row
-        compiling the statement)."""
-        present = _present([row[0] for row in values])
-        new = [row for row in values if row[0] not in present]
-        if not new:
-            return 0
-        with connection.cursor() as cursor:
-            rows = [(*row, None if row[9] is None else self.labeled_at, *self.constants, row[5]) for row in new]
-            cursor.executemany(_insert_sql(NAMES), rows)
-            # The transaction took the write lock before the rows were looked up (IMMEDIATE), so no other
-            # writer stored any of them meanwhile.
-            if cursor.rowcount not in (-1, len(new)):
-                raise RuntimeError("rows were stored by another writer during the import; run it again")
-        aggregates.record((row[2], _sqlite_time(row[5]), row[9]) for row in new)
-        return len(new)
-
-
-def _present(ids: list[str]) -> set[str]:
-    present = set()
-    for i in range(0, len(ids), LOOKUP_CHUNK):
-        stored = Transaction.objects.filter(external_id__in=ids[i : i + LOOKUP_CHUNK])
-        present.update(stored.values_list("external_id", flat=True))
-    return present
-
-
-def _sqlite_time(value: str) -> datetime:
-    """A timestamp as Django stores it in SQLite (naive UTC text) back as an aware datetime."""
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
-def _row_values() -> RowValues:
-    """A function giving the database values of the VARYING columns for a transaction and its label."""
-    ops = connection.ops
-    decimal, moment = ops.adapt_decimalfield_value, ops.adapt_datetimefield_value
-
-    def values(item: TransactionIn, label: bool | None) -> tuple[Any, ...]:
-        return (
-            item.external_id,
-            item.card_id,
-            item.merchant_id,
-            decimal(item.amount, 12, 2),
-            item.currency,
-            moment(item.timestamp),
-            item.country or "",
-            item.channel or "",
-            item.mcc or "",
-            label,
-        )
-
-    return values
-
-
-VARYING = ("external_id", "card_id", "merchant_id", "amount", "currency", "timestamp", "country", "channel", "mcc")
-VARYING += ("is_fraud",)
-_BINARY_TYPES = ("text", "text", "text", "numeric", "text", "timestamptz", "text", "text", "text", "bool")
-CONSTANT = ("score", "decision", "reasons", "features", "model_version")
-# received_at is the event time: history is past traffic, received when it happened, not now. The live
-# dashboards leave imported rows out altogether (TransactionQuerySet.scored()), recent history included.
-NAMES = (*VARYING, "labeled_at", *CONSTANT, "received_at")
-
-
-def _prep(name: str, value: Any) -> Any:
-    return Transaction._meta.get_field(name).get_db_prep_save(value, connection)
-
-
-def _insert_sql(names: tuple[str, ...]) -> str:
-    placeholders = ", ".join(["%s"] * len(names))
-    return f"INSERT INTO {_table()} ({_columns(names)}) VALUES ({placeholders}) {_ON_CONFLICT}"
-
-
-_ON_CONFLICT = 'ON CONFLICT ("external_id") DO NOTHING'
-
-
-def _table() -> str:
-    return connection.ops.quote_name(Transaction._meta.db_table)
-
-
-def _columns(names: tuple[str, ...]) -> str:
-    return ", ".join(connection.ops.quote_name(Transaction._meta.get_field(name).column) for name in names)
+        self.writer.finish()
 
 
 def write_csv(records: Iterable[dict[str, Any]], f: IO[str]) -> int:

@@ -7,7 +7,8 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from scoring import aggregates
+from scoring import storage
+from scoring.features import epoch_hour
 from scoring.models import Transaction
 
 
@@ -27,4 +28,6 @@ def apply_label(tx: Transaction, *, is_fraud: bool, at: datetime) -> None:
         was = Transaction.objects.select_for_update().values_list("is_fraud", flat=True).get(pk=tx.pk)
         tx.is_fraud, tx.labeled_at = is_fraud, at
         tx.save(update_fields=["is_fraud", "labeled_at"])
-        aggregates.label_changed(merchant_id=tx.merchant_id, at=tx.timestamp, was=was, now=is_fraud)
+        delta = int(is_fraud) - int(was is True)  # the label moves in or out of its hour's fraud count
+        if delta:
+            storage.add_to_hours({(tx.merchant_id, epoch_hour(tx.timestamp)): (0, delta)})

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import secrets
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -12,13 +10,12 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.core.exceptions import EmptyResultSet
 from django.db import models, transaction
 from django.db.models.functions import Cast
-from django.db.models.lookups import In
 from django.utils import timezone
 
 from scoring.results import answer
+from scoring.storage.fields import FeatureValuesField
 
 
 class Decision(models.TextChoices):
@@ -31,30 +28,6 @@ class Channel(models.TextChoices):
     POS = "pos", "Point of sale"
     ECOM = "ecom", "E-commerce"
     ATM = "atm", "ATM"
-
-
-@models.Field.register_lookup
-class AnyOf(In):
-    """`field__any_of=values`: `IN (…)`, but on PostgreSQL `= ANY(%s)` with the values as one array.
-
-    With one parameter the statement's text is the same for any number of values, so psycopg keeps its
-    parsed form (it caches statements of at most 50 parameters): parsing and quoting an `IN` of 100
-    placeholders took 190-350 µs a query here, one array of 100 values 85-155 µs. Ingest uses it to look
-    up the stored rows of a batch of up to 1,000 ids after an insert met one (scoring/ingest.py); the
-    feature reads write the same `= ANY(...)` in their SQL strings (scoring/sql.py binds it in binary).
-    """
-
-    lookup_name = "any_of"
-
-    def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
-        if not self.rhs_is_direct_value():
-            return self.as_sql(compiler, connection)
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        values = list(dict.fromkeys(v for v in self.rhs if v is not None))
-        if not values:
-            raise EmptyResultSet
-        _, params = self.batch_process_rhs(compiler, connection, values)
-        return f"{lhs} = ANY(%s)", (*lhs_params, list(params))
 
 
 def hash_key(raw_key: str) -> str:
@@ -153,47 +126,10 @@ class ModelVersion(models.Model):
             self.save(update_fields=["is_active", "activated_at"])
 
 
-class FeatureValuesField(models.Field):
-    """The feature values a model saw, in that model's feature order (`ModelVersion.features`).
-
-    PostgreSQL: `real[]`, 4 bytes a value (the float32 the model reads), which ingest writes as binary arrays. As JSON
-    keyed by name they were 70 % of a transaction's row, and parsing them was most of PostgreSQL's work on an insert
-    (in-process, 200-transaction batches, a prototype of ingest's statement: 23-24 against 38-40 µs of its CPU a
-    transaction, with the other columns also sent as binary arrays). Elsewhere: a JSON list, missing values as null. In
-    Python a list of floats, NaN where a value is missing (no history).
-    """
-
-    description = "Feature values in the model's feature order"
-
-    def db_type(self, connection: Any) -> str:
-        return "real[]" if connection.vendor == "postgresql" else "text"
-
-    def from_db_value(self, value: Any, expression: Any, connection: Any) -> list[float] | None:
-        if value is None or connection.vendor == "postgresql":
-            return value
-        return _float_list(json.loads(value))
-
-    def to_python(self, value: Any) -> list[float] | None:
-        return _float_list(json.loads(value)) if isinstance(value, str) else value
-
-    def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
-        if value is None:
-            return value
-        if not isinstance(value, list | tuple):  # a dict would store its keys on SQLite without a word
-            raise TypeError(f"features are a list of values in the model's feature order, not {type(value).__name__}")
-        if connection.vendor == "postgresql":
-            return value
-        return json.dumps([None if v != v else v for v in value])
-
-
 def _shortest_float32(value: float) -> float:
     """The shortest decimal that reads back as the same float32: the model saw 354.02 as a float32, which
     widens to 354.0199890136719 and showed on the case page as "354.0200"."""
     return float(str(np.float32(value)))
-
-
-def _float_list(values: list[float | None]) -> list[float]:
-    return [math.nan if v is None else float(v) for v in values]
 
 
 IMPORTED = "imported:"  # model_version of imported history: "imported:<source>"

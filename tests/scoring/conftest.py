@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from scoring import aggregates, ingest
-from scoring.features import FEATURE_INDEX
+from scoring import aggregates, storage
+from scoring.features import FEATURE_INDEX, feature_rows
 from scoring.models import Transaction
 from scoring.schemas import TransactionIn
 from tests.conftest import tx_body
@@ -41,11 +41,11 @@ def stored(
         model_version="history",
         is_fraud=is_fraud,
     )
-    aggregates.record([(merchant, at, is_fraud)])
+    storage.add_to_hours(aggregates.hour_counts([(merchant, at, is_fraud)]))
     return tx
 
 
 def features_of(tx: TransactionIn) -> dict[str, float]:
     """The features ingest computes for `tx` from what is stored, by name."""
-    (row,) = ingest.feature_rows([tx])
+    (row,) = feature_rows([tx])
     return {name: row[i] for name, i in FEATURE_INDEX.items()}

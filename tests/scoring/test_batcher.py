@@ -38,11 +38,30 @@ class RecordingStore:
         return [f"stored {i}" for i in ids], []
 
 
+async def _nothing(events) -> None:
+    pass
+
+
+async def test_the_after_commit_callback_gets_each_stored_batchs_events_once_it_is_stored():
+    announced = []
+
+    async def after_commit(events) -> None:
+        announced.append(events)
+
+    def store(batch):
+        return [f"stored {i.external_id}" for i in batch], [{"id": i.external_id} for i in batch]
+
+    result = await asyncio.wait_for(MicroBatcher(store, after_commit=after_commit).submit(items("a", "b")), 1)
+
+    assert result == ["stored a", "stored b"]
+    assert announced == [[{"id": "a"}, {"id": "b"}]]
+
+
 async def test_a_lone_request_is_stored_at_once():
     store = RecordingStore()
     store.release.set()  # nothing held: the request goes straight through
 
-    result = await asyncio.wait_for(MicroBatcher(store).submit(items("alone")), 1)
+    result = await asyncio.wait_for(MicroBatcher(store, after_commit=_nothing).submit(items("alone")), 1)
 
     assert result == ["stored alone"]
     assert store.calls == [["alone"]]
@@ -50,7 +69,7 @@ async def test_a_lone_request_is_stored_at_once():
 
 async def test_requests_arriving_while_a_batch_is_in_flight_are_stored_together():
     store = RecordingStore()
-    batcher = MicroBatcher(store)
+    batcher = MicroBatcher(store, after_commit=_nothing)
     first = asyncio.create_task(batcher.submit(items("a")))
     await asyncio.sleep(0.05)
     second = asyncio.create_task(batcher.submit(items("b")))  # starts the second in-flight batch
@@ -68,7 +87,7 @@ async def test_requests_arriving_while_a_batch_is_in_flight_are_stored_together(
 
 async def test_one_failing_request_does_not_fail_the_others_of_its_batch():
     store = RecordingStore(fail_on="bad")
-    batcher = MicroBatcher(store)
+    batcher = MicroBatcher(store, after_commit=_nothing)
     blockers = [asyncio.create_task(batcher.submit(items(f"hold{i}"))) for i in range(2)]
     await asyncio.sleep(0.05)
     good = asyncio.create_task(batcher.submit(items("good")))
@@ -84,7 +103,7 @@ async def test_one_failing_request_does_not_fail_the_others_of_its_batch():
 
 async def test_a_batch_never_exceeds_the_item_bound():
     store = RecordingStore()
-    batcher = MicroBatcher(store)
+    batcher = MicroBatcher(store, after_commit=_nothing)
     blockers = [asyncio.create_task(batcher.submit(items(f"hold{i}"))) for i in range(2)]
     await asyncio.sleep(0.05)
     many = [asyncio.create_task(batcher.submit(items(*[f"r{r}-{i}" for i in range(100)]))) for r in range(4)]
@@ -100,7 +119,7 @@ async def test_a_batch_never_exceeds_the_item_bound():
 async def test_a_full_batch_of_waiting_items_starts_a_third_batch_and_less_waits(settings, waiting, started):
     settings.INGEST_THREADS = 3  # as on PostgreSQL: three batches can be stored at once
     store = RecordingStore()
-    batcher = MicroBatcher(store)
+    batcher = MicroBatcher(store, after_commit=_nothing)
     blockers = [asyncio.create_task(batcher.submit(items(f"hold{i}"))) for i in range(2)]
     await asyncio.sleep(0.05)
     waiting_ids = [f"w{i}" for i in range(waiting)]
@@ -117,7 +136,7 @@ async def test_a_full_batch_of_waiting_items_starts_a_third_batch_and_less_waits
 async def test_never_more_than_three_batches_are_in_flight(settings):
     settings.INGEST_THREADS = 4
     store = RecordingStore(hold=3)
-    batcher = MicroBatcher(store)
+    batcher = MicroBatcher(store, after_commit=_nothing)
     blockers = [asyncio.create_task(batcher.submit(items(f"hold{i}"))) for i in range(2)]
     await asyncio.sleep(0.05)
     third = asyncio.create_task(batcher.submit(items(*[f"a{i}" for i in range(FULL_BATCH)])))

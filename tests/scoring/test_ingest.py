@@ -9,11 +9,20 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from scoring import aggregates, ingest
-from scoring.features import FEATURE_INDEX, FEATURES, epoch_hour, merchant_counts
+from scoring import ingest, storage
+from scoring.features import (
+    FEATURE_INDEX,
+    FEATURES,
+    card_histories,
+    epoch_hour,
+    feature_rows,
+    label_delay_hours,
+    merchant_counts,
+)
 from scoring.models import ListEntry, MerchantHour, Transaction
 from scoring.results import transaction_event
 from scoring.schemas import TransactionIn
+from scoring.storage.sqlite import merchant_buckets
 from tests.scoring.conftest import T0, features_of, item, stored
 
 pytestmark = pytest.mark.django_db
@@ -47,7 +56,7 @@ def test_card_histories_hold_each_cards_stored_rows_in_time_order_with_exact_sec
     stored("b-0", at=other, amount="7.77", card="card-2")
     stored("b-old", at=T0 - timedelta(days=31), card="card-2")  # outside the 30 days
 
-    histories = ingest.card_histories([item(card_id="card-1"), item(card_id="card-2", amount="5.00")])
+    histories = card_histories([item(card_id="card-1"), item(card_id="card-2", amount="5.00")])
 
     # The batch's own items come last (both at T0): later items of a batch see the earlier ones.
     assert histories["card-1"].times[:3] == [at.timestamp() for at in times]
@@ -70,7 +79,7 @@ def test_card_histories_hold_each_amount_as_float_of_its_decimal():
     for n, amount in enumerate(AWKWARD_AMOUNTS):
         stored(f"x-{n}", at=T0 - timedelta(minutes=len(AWKWARD_AMOUNTS) - n), amount=amount)
 
-    (history,) = ingest.read_history([item()]).cards.values()
+    (history,) = storage.read_history([item()]).cards.values()
 
     assert history.amounts == [float(Decimal(a)) for a in AWKWARD_AMOUNTS]
     stored_floats = Transaction.objects.order_by("timestamp").values_list("amount_float", flat=True)
@@ -104,7 +113,7 @@ def test_merchant_counts_and_delayed_fraud_share(settings):
 
 @pytest.mark.parametrize("delay_days", [7, 0.5])
 def test_merchant_counts_read_for_a_batch_are_those_of_the_merchants_stored_hours(settings, delay_days):
-    """On PostgreSQL the database sums each window (aggregates.windows_query); they must be the sums
+    """On PostgreSQL the database sums each window (scoring/storage/postgres.py); they must be the sums
     merchant_counts() takes of the same hours in Python, at every window's edges."""
     settings.FRAUD_LABEL_DELAY_DAYS = delay_days
     hour, delay = epoch_hour(T0), round(delay_days * 24)
@@ -121,8 +130,8 @@ def test_merchant_counts_read_for_a_batch_are_those_of_the_merchants_stored_hour
         for m, h in pairs
     ]
 
-    read = ingest.read_history(items).merchants
-    buckets = aggregates.buckets_with_orm({m for m, _ in pairs}, first=hour, last=hour + 30)
+    read = storage.read_history(items).merchants
+    buckets = merchant_buckets({m for m, _ in pairs}, first=hour, last=hour + 30, delay=label_delay_hours())
 
     assert set(read) == pairs  # a merchant without stored hours too: all its counts 0
     for m, h in pairs:
@@ -149,7 +158,7 @@ def test_later_items_of_a_batch_see_the_earlier_ones():
     second = item(external_id="b-2", timestamp=(T0 + timedelta(minutes=1)).isoformat(), amount="30.00")
     next_hour = item(external_id="b-3", timestamp=(T0 + timedelta(hours=1)).isoformat(), amount="30.00")
 
-    rows = ingest.feature_rows([second, first, next_hour])
+    rows = feature_rows([second, first, next_hour])
 
     assert rows[0][FEATURE_INDEX["card_count_1h"]] == 1
     assert rows[1][FEATURE_INDEX["card_count_1h"]] == 0

@@ -11,12 +11,12 @@ from django.db import IntegrityError, transaction
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
-from scoring import aggregates, ingest
+from scoring import aggregates, ingest, storage
 from scoring.classifier import Scored
-from scoring.features import FEATURE_INDEX, FEATURES
-from scoring.ingest import NewRow
+from scoring.features import FEATURE_INDEX, FEATURES, label_delay_hours
 from scoring.models import Case, CaseEvent, CaseStatus, MerchantHour, Transaction
 from scoring.schemas import TransactionIn
+from scoring.storage import NewRow, sqlite
 
 AT = datetime(2026, 11, 2, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -45,8 +45,8 @@ def _features(count: int) -> np.ndarray:
 
 
 def save(rows: list[NewRow], *, version: str = "v-1") -> dict[int, int]:
-    """ingest.save() with feature rows; returns {transaction id: case id} of the flagged."""
-    ingest.save(rows, features=_features(len(rows)), version=version)
+    """storage.save() with feature rows; returns {transaction id: case id} of the flagged."""
+    storage.save(rows, features=_features(len(rows)), version=version)
     return {row.id: row.case_id for row in rows if row.case_id is not None}
 
 
@@ -55,10 +55,10 @@ def test_save_stores_every_field_as_the_orm_does_and_sets_ids():
     saved = [_row("a-1"), _row("a-2", country=None, channel=None, mcc=None, amount=Decimal("0.5"))]
     created = [_row("b-1"), _row("b-2", country=None, channel=None, mcc=None, amount=Decimal("0.5"))]
     features = _features(2)
-    ingest.save(saved, features=features, version="v-1")
+    storage.save(saved, features=features, version="v-1")
     at = timezone.now()
     by_orm = [
-        ingest._transaction(r, features=f, version="v-1", at=at)
+        sqlite._transaction(r, features=f, version="v-1", at=at)
         for r, f in zip(created, features.tolist(), strict=True)
     ]
     Transaction.objects.bulk_create(by_orm)
@@ -79,7 +79,7 @@ def test_save_stores_every_field_as_the_orm_does_and_sets_ids():
 def test_stored_features_are_the_float32_values_the_model_read_with_nan_kept():
     rows = [_row("f-1"), _row("f-2")]
     features = _features(2)
-    ingest.save(rows, features=features, version="v-1")
+    storage.save(rows, features=features, version="v-1")
 
     for row, expected in zip(rows, features, strict=True):
         stored = Transaction.objects.get(pk=row.id).features
@@ -103,7 +103,7 @@ def test_features_given_as_an_object_are_refused_not_stored_as_its_keys():
 def test_a_float32_matrix_goes_to_postgresql_as_one_flat_real_array_exactly():
     from django.db import connection
 
-    from scoring.sql import Float4Array, binary_cursor
+    from scoring.storage.binary import Float4Array, binary_cursor
 
     if connection.vendor != "postgresql":
         pytest.skip("a PostgreSQL wire format")
@@ -119,7 +119,7 @@ def test_a_float32_matrix_goes_to_postgresql_as_one_flat_real_array_exactly():
 def test_reads_sent_together_come_back_in_order_and_fail_as_djangos_errors():
     from django.db import ProgrammingError, connection
 
-    from scoring.sql import read_together
+    from scoring.storage.binary import read_together
 
     if connection.vendor != "postgresql":
         pytest.skip("psycopg's pipeline mode")
@@ -152,7 +152,7 @@ def test_the_batch_write_is_prepared_once_per_connection_and_the_reads_are_not(m
 def test_save_ids_follow_the_tables_sequence():
     first = [_row("s-1")]
     save(first)
-    later = ingest._transaction(_row("s-2"), features=[], version="v-1", at=timezone.now())
+    later = sqlite._transaction(_row("s-2"), features=[], version="v-1", at=timezone.now())
     later.save()
     assert later.pk > first[0].id
 
@@ -248,8 +248,8 @@ def test_hour_counts_come_in_the_one_order_every_writer_locks_hours_in():
 
 @pytest.mark.django_db
 def test_merchant_hours_add_up_across_upserts():
-    aggregates.record([("m-1", AT, None), ("m-1", AT, True), ("m-2", AT, False)])
-    aggregates.record([("m-1", AT, None)])
+    storage.add_to_hours(aggregates.hour_counts([("m-1", AT, None), ("m-1", AT, True), ("m-2", AT, False)]))
+    storage.add_to_hours(aggregates.hour_counts([("m-1", AT, None)]))
     hours = {(h.merchant_id, h.count, h.fraud_count) for h in MerchantHour.objects.all()}
     assert hours == {("m-1", 3, 1), ("m-2", 1, 0)}
 
@@ -301,8 +301,10 @@ def test_merchant_windows_are_summed_from_the_merchant_hours_index_alone_on_post
 
     if connection.vendor != "postgresql":
         pytest.skip("an index-only scan is PostgreSQL's; SQLite sums the hours in Python")
-    aggregates.record([("m-1", AT - timedelta(hours=h), h % 5 == 0) for h in range(50)])
-    sql, params = aggregates.windows_query([("m-1", int(AT.timestamp() // 3600))])
+    from scoring.storage.postgres import windows_query
+
+    storage.add_to_hours(aggregates.hour_counts([("m-1", AT - timedelta(hours=h), h % 5 == 0) for h in range(50)]))
+    sql, params = windows_query({("m-1", int(AT.timestamp() // 3600))}, delay=label_delay_hours())
     with connection.cursor() as cursor:
         # Forced onto an index: on a table this small the planner would rather read the heap.
         cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")

@@ -1,11 +1,9 @@
-"""PostgreSQL's side of the ingest hot path: hand-written statements sent with binary, server-bound values.
+"""PostgreSQL's wire tools for the hot path's statements: cursors with binary, server-bound values.
 
 Django's psycopg cursors bind on the client: every value is quoted into the SQL text (an array element by
-element) and every result comes back as text to parse. The statements an ingest batch runs (two reads and
-one write, in scoring/ingest.py and scoring/aggregates.py) take their values with `%b` placeholders
-through a plain psycopg cursor instead. Measured in-process with a bare binary cursor (before the wrapper
-below was added): the two reads 408-422 against 618-684 µs of CPU for a one-transaction batch, 1.4-1.6
-against 3.2-3.5 ms for 100.
+element) and every result comes back as text to parse. The statements an ingest batch runs (the reads and
+the one write in scoring/storage/postgres.py) take their values with `%b` placeholders through a plain
+psycopg cursor instead, which sends arrays as arrays and decodes binary results in C.
 """
 
 from __future__ import annotations
@@ -58,9 +56,8 @@ def read_together(statements: list[tuple[str, list[Any]]]) -> list[list[tuple[An
     """The rows of several reads, sent in one round trip (psycopg's pipeline mode), each through a
     `binary_cursor()`; errors come out as Django's.
 
-    Ingest's three reads of a batch (stored ids, card histories, merchant hours), in-process, batches of 8:
-    157-159 against 198-203 µs of CPU here, PostgreSQL 300 against 400-433 µs, wall 411-422 against 623-685 µs,
-    against one round trip each.
+    Ingest's three reads of a batch (stored ids, card histories, merchant windows) then cost one round trip,
+    not three, in the server and in PostgreSQL alike.
     """
     db = connections[DEFAULT_DB_ALIAS]
     db.ensure_connection()
@@ -76,8 +73,8 @@ def read_together(statements: list[tuple[str, list[Any]]]) -> list[list[tuple[An
 class Float4Array:
     """A float32 numpy array sent as one binary `real[]` parameter (flattened), NaN where NaN.
 
-    psycopg adapts numpy scalars but not arrays: a list of Python floats cost ~0.11 µs an element to dump,
-    3.2 µs a transaction for ingest's 29 features; this builds the array's binary form in one numpy pass.
+    psycopg adapts numpy scalars but not arrays, and dumping a list of Python floats element by element is
+    a noticeable share of a transaction's cost; this builds the array's binary form in one numpy pass.
     """
 
     values: np.ndarray
