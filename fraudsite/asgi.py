@@ -1,10 +1,9 @@
-"""ASGI entry point: Django for HTTP (and static files), Channels for the dashboard sockets."""
+"""ASGI entry point: Channels routes the ingest endpoint and Django for HTTP, and the dashboard sockets."""
 
 from __future__ import annotations
 
 import gc
 import os
-from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -18,28 +17,19 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 from dashboards.routing import websocket_urlpatterns  # noqa: E402
-from scoring.endpoint import IngestEndpoint  # noqa: E402
+from scoring import endpoint  # noqa: E402
 
-router = ProtocolTypeRouter(
+application = ProtocolTypeRouter(
     {
-        "http": ASGIStaticFilesHandler(django_app),
+        # The two ingest routes are plain ASGI applications, served ahead of Django (scoring/endpoint.py);
+        # everything else, static files included, is Django's.
+        "http": URLRouter([*endpoint.urlpatterns, re_path(r"", ASGIStaticFilesHandler(django_app))]),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
-# The two ingest endpoints skip Django's request cycle and Channels' routing (see scoring/endpoint.py).
-INGEST = {
-    "/api/v1/transactions": IngestEndpoint(batch=False),
-    "/api/v1/transactions/batch": IngestEndpoint(batch=True),
-}
-
-
-async def application(scope: dict, receive: Any, send: Any) -> None:
-    """Requests to the two ingest paths go straight to their endpoint; all else to Channels' router."""
-    endpoint = INGEST.get(scope.get("path", "")) if scope["type"] == "http" else None
-    await (endpoint or router)(scope, receive, send)
-
 
 # Start-up objects live for the whole process: keep them out of full collections (long GC pauses).
 gc.collect()

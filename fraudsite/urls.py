@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from scoring.api import api, healthz
+from fraudsite.health import healthz
+from scoring.api import api
 
 urlpatterns = [
     path("api/v1/", api.urls),

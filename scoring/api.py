@@ -1,8 +1,7 @@
-"""The JSON API (API.md): thin async views over `scoring.ingest`, documented by their schemas.
+"""The JSON API's other operations (docs/api.md) and its OpenAPI document, with django-ninja.
 
-Under ASGI the two POST ingest endpoints are answered by scoring/endpoint.py (same schemas, same
-pipeline, no Django middleware); the operations here describe them in the OpenAPI document and answer
-any client that reaches Django itself.
+The two ingest routes are served by scoring/endpoint.py, ahead of Django; their part of the document is
+written by that module from the same declarations it answers by (FraudAPI adds it here).
 """
 
 from __future__ import annotations
@@ -13,29 +12,24 @@ from typing import Any
 import orjson
 from channels.db import database_sync_to_async
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.renderers import BaseRenderer
 from ninja.security import HttpBearer
 
-from dashboards.broadcast import layer_ok
-from scoring import keys, labels
+from scoring import endpoint, keys, labels
 from scoring.classifier import FeatureMismatch, NoActiveModel
-from scoring.ingest import ingest
-from scoring.models import ModelVersion, Transaction
+from scoring.models import Transaction
 from scoring.schemas import (
     DATABASE_DOWN,
     NOT_JSON,
     TOO_LARGE,
     UNAUTHORIZED,
-    BatchIn,
-    BatchResult,
     Error,
     LabelIn,
     LabelResult,
-    TransactionIn,
     TransactionResult,
     refusal,
 )
@@ -59,7 +53,16 @@ class BearerKey(HttpBearer):
         return await keys.is_valid(token)
 
 
-api = NinjaAPI(
+class FraudAPI(NinjaAPI):
+    """django-ninja's API, whose document also has the ingest routes (scoring/endpoint.py serves them)."""
+
+    def get_openapi_schema(self, **kwargs: Any) -> dict[str, Any]:
+        schema = super().get_openapi_schema(**kwargs)
+        endpoint.document(schema)
+        return schema
+
+
+api = FraudAPI(
     title="Fraud scoring API",
     version="1",
     description="Ingest transactions, get a fraud score and a decision in milliseconds (see API.md).",
@@ -71,30 +74,6 @@ api = NinjaAPI(
 )
 
 REFUSALS = {400: Error, 401: Error, 413: Error, 422: Error, 503: Error}
-
-
-@api.post(
-    "/transactions",
-    response={201: TransactionResult, 200: TransactionResult, **REFUSALS},
-    summary="Score and store one transaction",
-    exclude_unset=True,
-)
-async def create_transaction(request: HttpRequest, payload: TransactionIn) -> Status:
-    """201 with the new result, or 200 with the stored one when the external_id is known."""
-    (outcome,) = await ingest([payload])
-    return Status(201 if outcome.created else 200, outcome.result)
-
-
-@api.post(
-    "/transactions/batch",
-    response={201: BatchResult, **REFUSALS},
-    summary="Score and store 1 to 1,000 transactions",
-    exclude_unset=True,
-)
-async def create_batch(request: HttpRequest, payload: BatchIn) -> Status:
-    """All or nothing on validation; known external_ids come back as stored."""
-    outcomes = await ingest(payload.transactions)
-    return Status(201, {"results": [o.result for o in outcomes]})
 
 
 @api.get(
@@ -123,23 +102,6 @@ async def create_label(request: HttpRequest, payload: LabelIn) -> Status:
     if tx is None:
         return Status(404, {"error": f"no transaction with external_id {payload.external_id!r}"})
     return Status(200, {"external_id": tx.external_id, "is_fraud": tx.is_fraud, "labeled_at": tx.labeled_at})
-
-
-async def healthz(request: HttpRequest) -> HttpResponse:
-    """200 when the database and the channel layer answer; 503 naming what is down."""
-    body: dict[str, Any] = {"database": "ok", "channel_layer": "ok", "model_version": None}
-    try:
-        body["model_version"] = await database_sync_to_async(_active_version)()
-    except DatabaseError:
-        body["database"] = "down"
-    if not await layer_ok():
-        body["channel_layer"] = "down"
-    status = 200 if body["database"] == "ok" and body["channel_layer"] == "ok" else 503
-    return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
-
-
-def _active_version() -> str | None:
-    return ModelVersion.objects.filter(is_active=True).values_list("version", flat=True).first()
 
 
 # --- error bodies as API.md words them -------------------------------------------------------------
