@@ -4,8 +4,7 @@ Requests are validated as they arrive (in the event loop); their items then queu
 MAX_INFLIGHT batches are running (or one more, when FULL_BATCH items wait), everything queued
 (up to MAX_ITEMS) goes as one batch: one thread hop, one vectorised model call, one database transaction,
 one group message. With INGEST_THREADS=3 (the default on PostgreSQL) the batches are stored at once on
-threads of a process-wide pool: while one waits for the database, another computes (two against one,
-batches of 100: +40 % tx/s on one core). With 1 they run one
+threads of a process-wide pool: while one waits for the database, another computes. With 1 they run one
 after the other in Django's thread-sensitive executor, while the next batch forms; in-process tests use
 that, because a test's database transaction is visible only to its own thread. A lone request is never
 held back waiting for company: with nothing in flight it starts at once. When a combined batch fails, each
@@ -33,14 +32,9 @@ log = logging.getLogger(__name__)
 MAX_ITEMS = 256
 MAX_INFLIGHT = 2
 # One batch more may start when this many items wait: work that big pays for its own batch, and the third batch
-# computes while two wait for the database. Three at all times (served by uvicorn, 12 s rounds, two pairs):
-# batches of 100 from 4 connections 11,710-12,010 against 10,690-11,130 tx/s, but single POSTs from 64
-# connections 4,120-4,370 against 4,640-4,780, as their batches got smaller. With 100: batches 11,250-11,610
-# against 10,560-11,090 (four pairs), single POSTs from 64 connections the same: 64 single POSTs never make 100
-# waiting items, and with two batches in flight the server's core idled a fifth of the time. With 32 (25 Nov,
-# five pairs against 100): single POSTs from 64 connections 2,949-3,767 against 2,398-2,815 tx/s, HTTP p99
-# 28.7-34.8 against 36.2-41.4 ms, CPU 0 busy 89-91 % against 79-82 %; 16 against 32 within noise. From 16
-# connections no more than 14 items wait: unchanged. Batches of 100 take the same decisions either way.
+# computes while two wait for the database. Three at all times made single POSTs' batches smaller (and slower);
+# a threshold of 100 was never reached by many single POSTs, and the server's core idled with two in flight.
+# The measurements behind this number are in docs/performance.md ("FULL_BATCH").
 FULL_BATCH = 32
 
 

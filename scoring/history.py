@@ -177,7 +177,7 @@ def _read_ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
 
 @contextmanager
 def _quick_thread_switches(seconds: float = 0.0005) -> Iterator[None]:
-    """Hand the interpreter between threads every `seconds` instead of every 5 ms.
+    """Hand the interpreter between threads every `seconds` instead of Python's default interval.
 
     The storing thread gives up the GIL at every round trip to the database and then waits the whole
     default interval for the busy reader thread to hand it back; a shorter one keeps the database busy.

@@ -14,6 +14,7 @@ from django.db import models, transaction
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from scoring.features import FEATURES
 from scoring.results import answer
 from scoring.storage.fields import FeatureValuesField
 
@@ -112,8 +113,6 @@ class ModelVersion(models.Model):
 
     def activate(self) -> None:
         """Make this the one active version; every server process picks it up within seconds."""
-        from scoring.features import FEATURES
-
         if list(self.features) != FEATURES:
             raise ValueError(
                 f"model {self.version} expects features that this code does not compute "
@@ -127,8 +126,7 @@ class ModelVersion(models.Model):
 
 
 def _shortest_float32(value: float) -> float:
-    """The shortest decimal that reads back as the same float32: the model saw 354.02 as a float32, which
-    widens to 354.0199890136719 and showed on the case page as "354.0200"."""
+    """The shortest decimal that reads back as the same float32 (354.02, not 354.0199890136719)."""
     return float(str(np.float32(value)))
 
 
@@ -167,9 +165,8 @@ class TransactionQuerySet(models.QuerySet):
         """Scored transactions among the newest FEED_LOOKBACK ids.
 
         Right after a large import and before any traffic, finding the newest scored rows meant reading every
-        imported row: over the demo's 341,000 on SQLite 31 ms warm (620 ms on the first read), and in
-        proportion to a bigger history. The bound keeps that read to 100,000 rows (10 ms there); with no
-        traffic since the import, the feed starts empty.
+        imported row, in proportion to the history's size. The bound keeps that read to FEED_LOOKBACK rows; with
+        no traffic since the import, the feed starts empty.
         """
         top = self.order_by("-id").values_list("id", flat=True).first()
         return self.scored().filter(id__gt=(top or 0) - FEED_LOOKBACK)
