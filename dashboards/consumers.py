@@ -34,13 +34,13 @@ from scoring.results import feed_events
 
 log = logging.getLogger(__name__)
 
-# At most ~125 transaction frames a second per socket, however busy ingest is. At 500 tx/s with 20 sockets,
-# 8 ms against 15 gave POST -> socket p50 16.5-18 against 22-24 ms and p99 34-87 against 43-182 ms (three
-# paired rounds) at the same server CPU; the page draws at most every 100 ms whatever the frame rate.
+# At most one transaction frame per FLUSH_SECONDS per socket, however busy ingest is. A shorter rest between
+# frames got transactions to the sockets sooner at the same server CPU (docs/performance.md), and the page
+# draws at its own pace whatever the frame rate.
 FLUSH_SECONDS = 0.008
 STATS_SECONDS = 1.0
 MAX_PENDING = 5000  # a socket that falls this far behind is closed; the browser resumes from the database
-MAX_UNACKED = 20  # frames in flight to an acking client: 0.3 s of frames at the flush rate
+MAX_UNACKED = 20  # frames in flight to an acking client: a fraction of a second's at the flush rate
 RESUME_LIMIT = 500
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_SLOW = 4408
@@ -102,8 +102,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels runs close_old_connections in a thread before every handler: one thread hop per
-        # message from the browser (acks arrive up to ~125 times a second). Our handlers only touch the
-        # database through database_sync_to_async, which does that itself, so the hop is skipped.
+        # message from the browser, which acks every frame. Our handlers only touch the database
+        # through database_sync_to_async, which does that itself, so the hop is skipped.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")

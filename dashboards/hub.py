@@ -1,8 +1,8 @@
 """One channel-layer subscription per server process for the dashboard group, fanned out to its sockets.
 
 When every socket joined the group itself, the layer delivered (and with Redis, decoded) each group
-message once per socket, and each socket counted it into figures of its own: with 20 dashboards, 20 times
-the work for every stored batch. The hub receives each message once, counts it once into the process's
+message once per socket, and each socket counted it into figures of its own: the work for every stored
+batch grew with the dashboards open. The hub receives each message once, counts it once into the process's
 live figures, and hands it to every socket of the process as a plain function call.
 
 Redis pub/sub keeps nothing for a subscriber that is reconnecting, and a broadcast that fails or times out
@@ -103,8 +103,8 @@ class Hub:
 
         Once the count is a second old, one query refreshes it in the background: one query a second
         per process however many sockets ask. When every socket awaited its own query, a stats tick held
-        up the socket's transaction frames: the count took 36-49 ms over 250,000 open cases, and up to
-        20 sockets queued theirs on one database thread, so frames waited for hundreds of milliseconds.
+        up the socket's transaction frames: the count is slow over many open cases, and the sockets queued
+        theirs on one database thread, so frames waited far longer than a flush.
         """
         if self._counting is None and time.monotonic() - self._counted_at >= OPEN_CASES_SECONDS:
             self._counting = asyncio.create_task(self._count_open_cases())

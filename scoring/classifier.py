@@ -23,7 +23,7 @@ from scoring.explain import ShapTables
 from scoring.features import FEATURES
 from scoring.models import Decision, ModelVersion
 
-# One thread per prediction: two threads on two cores pushed p99 up sharply (PERFORMANCE.md).
+# One thread per prediction: two threads on two cores pushed p99 up sharply (docs/performance.md).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 log = logging.getLogger(__name__)
 TOP_REASONS = 3
@@ -78,9 +78,9 @@ class Scorer:
             # NaN only for a way through a tree that none of build()'s rows took: none should exist.
             if not np.isnan(contribs).any():
                 return contribs
-        # nthread=1: the default (all cores) costs ~6 ms per DMatrix here and fights the server for CPU.
+        # nthread=1: the default (all cores) makes building each DMatrix slow and fights the server for CPU.
         # No feature names: __init__ checked the model's against FEATURES once, and naming and checking
-        # them on every call cost ~80 µs of a one-row call's ~370 (measured).
+        # them on every call was a good part of a one-row call's cost.
         matrix = xgb.DMatrix(x, missing=np.nan, nthread=1)
         return self.booster.predict(matrix, pred_contribs=True, validate_features=False)
 
@@ -95,8 +95,8 @@ class Scorer:
 def top_reasons(contribs: np.ndarray) -> list[list[dict[str, float | str]]]:
     """Each row's features that pushed hardest towards fraud, first (the last column is the bias).
 
-    One sort for the whole batch: 2.8 against 5.6 µs a row for a sort per row (measured, 100 rows); the
-    reasons built in one flat pass and cut into rows, not row by row: 2.7-3.0 against 3.5-3.9 µs a row.
+    One sort for the whole batch, which costs about half of a sort per row; the reasons built in one flat
+    pass and cut into rows, which costs less than building them row by row.
     """
     values = contribs[:, : len(FEATURES)]
     order = np.argsort(-values, axis=1, kind="stable")[:, :TOP_REASONS]
@@ -115,7 +115,8 @@ def load_booster(artifact: bytes) -> xgb.Booster:
 
 
 def version_name(artifact: bytes) -> str:
-    """A version string that sorts by time and names the artifact: 2026-11-23T10:00:00Z-ab12cd."""
+    """A version string that sorts by time and names the artifact: the UTC time to the second, then the
+    first six hex digits of the artifact's SHA-256 (YYYY-MM-DDTHH:MM:SSZ-xxxxxx)."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"{stamp}-{hashlib.sha256(artifact).hexdigest()[:6]}"
 

@@ -2,8 +2,8 @@
 
 A known key costs no query; a revoked key stops working everywhere within KEY_CACHE_SECONDS. When an
 answer expires, the requests that arrive while it is looked up again wait for that one lookup: each
-asking the database itself cost one query per concurrent request (64 at 64 connections, measured),
-queued on the one thread that also serves Django's sync views.
+asking the database itself cost one query per concurrent request, queued on the one thread that also
+serves Django's sync views.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ home's local time; a few payments at any hour) and favourite merchants; a few of
 merchants it never used. Fraud comes in three labeled patterns: card testing (a burst of tiny, mostly
 online payments on one card within minutes), a stolen card's spree (big amounts at new, often foreign
 merchants, often at night in Europe) and a compromised merchant (for one to three weeks, many cards see
-fraud there). About 2 % of transactions are fraud; at night (UTC) about a tenth.
+fraud there). Fraud is a few percent of all transactions, and a bigger share at night (UTC).
 """
 
 from __future__ import annotations
@@ -30,10 +30,8 @@ FAVOURITE_WEIGHTS = 1 / np.arange(1, FAVOURITES + 1) ** 1.2
 FAVOURITE_WEIGHTS /= FAVOURITE_WEIGHTS.sum()
 WEEKDAY_RATE = [0.95, 0.95, 1.0, 1.0, 1.1, 1.15, 0.85]
 # Cardholders keep their home's hours: its offset from UTC (standard time; the US as its East Coast), +1 where
-# not listed. With every card on UTC hours, no payments at odd hours and 65 % of stolen cards' sprees at
-# 00:00-05:00, 28 % of the traffic at 00:00-06:00 UTC was fraud (27-41 % at 01:00-03:00) and a demo started
-# then flagged 29-40 % of what it showed; now 9 % (10,000 cards, 4 days, two seeds), and two demos side by
-# side at 04:30 UTC flagged 7 % (61 of 857) against 29 % (380 of 1,307).
+# not listed. With every card on UTC hours, no payments at odd hours and most stolen cards' sprees at night,
+# fraud was a large share of the night's traffic in UTC, and a demo started then flagged much of what it showed.
 UTC_OFFSETS = {"GB": 0, "US": -5}
 ANY_HOUR = 0.06  # a card's payments at any hour of the day: online shopping, subscriptions, night shifts
 NIGHT_SPREES = 0.2  # stolen cards' sprees that start at 00:00-05:00 UTC; the others at any hour

@@ -259,8 +259,8 @@ def _check_trainable(y: np.ndarray, *, what: str) -> None:
 def positive_weight(y: np.ndarray) -> float:
     """The weight of a fraud row: the square root of legitimate rows per fraud.
 
-    Enough for the rare class to be learned, without pushing scores past the 0.5 review threshold as
-    the full ratio does (that halved precision at 0.5 on simulated data for a few points of recall).
+    Enough for the rare class to be learned, without pushing scores past the review threshold as the
+    full ratio does (on simulated data that cost much precision there for little recall).
     """
     positives = float(y.sum())
     return round(math.sqrt((y.size - positives) / positives), 4)

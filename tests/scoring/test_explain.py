@@ -58,7 +58,7 @@ def test_trees_deeper_than_the_tables_take_get_no_tables():
 @pytest.mark.parametrize("split", range(7))
 def test_tables_with_a_threshold_one_float32_step_off_are_not_used(monkeypatch, split):
     """The checks in build() can fail: a threshold read one step too high sends values at XGBoost's own
-    threshold the wrong way (checking only the rows built from the wrong thresholds let 2 of these 7 through)."""
+    threshold the wrong way (checking only the rows built from the wrong thresholds let some of these through)."""
     model = booster(trees=10, depth=3)
     assert ShapTables.build(model, N_FEATURES) is not None
     read = explain._read_trees

@@ -92,8 +92,8 @@
       }
     }
 
-    // Rows highlighted in the last HIGHLIGHT_MS: at most HIGHLIGHT_MAX at once. At 1,000 tx/s, animating every
-    // new row kept ~200 animations running and the page drew ~15 frames a second (bench/browser_load.py).
+    // Rows highlighted in the last HIGHLIGHT_MS: at most HIGHLIGHT_MAX at once. Under heavy load, animating every
+    // new row kept hundreds of animations running and the page's frame rate fell (bench/browser_load.py).
     const HIGHLIGHT_MS = 1600;
     const HIGHLIGHT_MAX = 12;
     let highlighted = [];
