@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 
 ANALYSTS = "Analysts"
@@ -33,3 +34,14 @@ def make_analyst(user: Any) -> None:
     user.is_staff = True  # Django's "may log in to the admin"; what they may do there is the group's
     user.save(update_fields=["is_staff"])
     user.groups.add(Group.objects.get(name=ANALYSTS))
+
+
+def ensure_user(username: str, *, password: str, lead: bool = False) -> None:
+    """Create the user with `password` unless one of that name exists: an analyst, or with `lead` a superuser."""
+    users = get_user_model().objects
+    if users.filter(username=username).exists():
+        return
+    if lead:
+        users.create_superuser(username, password=password)
+    else:
+        make_analyst(users.create_user(username, password=password))

@@ -14,10 +14,14 @@ import heapq
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from django.utils import timezone
+
+from scoring.history import write_csv
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -35,6 +39,8 @@ WEEKDAY_RATE = [0.95, 0.95, 1.0, 1.0, 1.1, 1.15, 0.85]
 UTC_OFFSETS = {"GB": 0, "US": -5}
 ANY_HOUR = 0.06  # a card's payments at any hour of the day: online shopping, subscriptions, night shifts
 NIGHT_SPREES = 0.2  # stolen cards' sprees that start at 00:00-05:00 UTC; the others at any hour
+CARD_RATE = 1.4 / DAY  # a simulated card's transactions per second, on average
+MAX_LIVE_CARDS = 250_000  # more would hold too much memory: at higher rates simulated time runs faster instead
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,11 @@ class Simulator:
         self._seq = 0
         self._compromised: list[tuple[int, float, float]] = []  # (merchant, from, until)
         self._next_compromise: float | None = None
+
+    @classmethod
+    def for_cards(cls, *, cards: int, seed: int) -> Simulator:
+        """A simulator with a merchant for every five cards, as the commands run it."""
+        return cls(seed=seed, cards=cards, merchants=max(5, cards // 5))
 
     # --- the population ----------------------------------------------------------------------------
 
@@ -168,7 +179,7 @@ class Simulator:
         """Endless labeled transactions from `now` (default: the current time) on, each stamped with the
         current time as it is taken.
 
-        The simulated clock advances as fast as they are taken: with about `cards` * 1.4 / 86,400
+        The simulated clock advances as fast as they are taken: with about `cards` * CARD_RATE
         transactions a second it keeps pace with the real one, and hours of day and velocities look real.
         The same cards as history() gives for the seed, but the events are drawn afresh from the start
         time: each day's timeline starts from the generator's state, so without this the live traffic of a
@@ -318,3 +329,21 @@ class Simulator:
     def _pick_foreign(self) -> int:
         shops = self._shops_abroad
         return shops[self.rng.integers(len(shops))] if shops else self._pick_kind(SPREE_KINDS)
+
+
+def live_cards(rate: float) -> int:
+    """How many simulated cards make `rate` transactions a second at a card's natural pace (capped)."""
+    return min(MAX_LIVE_CARDS, max(100, round(rate / CARD_RATE)))
+
+
+def speed(*, rate: float, cards: int) -> float:
+    """How many times faster than real time simulated time runs when `cards` make `rate` transactions a second."""
+    return rate / (cards * CARD_RATE)
+
+
+def write_history(path: Path, *, cards: int, seed: int, days: int) -> int:
+    """Write the labeled history of the `days` up to now as an importable CSV; how many transactions."""
+    sim = Simulator.for_cards(cards=cards, seed=seed)
+    end = timezone.now().replace(microsecond=0)
+    with open(path, "w", newline="") as f:
+        return write_csv(sim.history(start=end - timedelta(days=days), end=end), f)

@@ -18,10 +18,10 @@ from django.core.management import call_command
 from django.core.management.base import OutputWrapper
 
 from scoring.history import import_csv
-from scoring.management.commands.simulate import Sender
 from scoring.models import Transaction
 from scoring.schemas import TransactionIn
 from scoring.simulation import PATTERNS, Simulator
+from scoring.traffic import Sender
 
 END = datetime(2026, 2, 1, tzinfo=UTC)
 START = END - timedelta(days=14)
