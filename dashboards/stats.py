@@ -6,10 +6,10 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
@@ -91,10 +91,16 @@ def recent_stats() -> list[Bucket]:
     now = time.time()
     if _seed_cache and now - _seed_cache[0] < SEED_CACHE_SECONDS:
         return _seed_cache[1]  # sockets that connect together (a reconnect wave) share one query
-    since = timezone.now() - timedelta(seconds=SPAN_SECONDS)
+    buckets = [_bucket(row) for row in _per_minute(since=timezone.now() - timedelta(seconds=SPAN_SECONDS))]
+    _seed_cache[:] = [now, buckets]
+    return buckets
+
+
+def _per_minute(*, since: datetime) -> QuerySet[Transaction, dict[str, Any]]:
+    """Counts, flagged, blocked and the score histogram of the scored transactions since `since`, by minute."""
     flagged, blocked = ~Q(decision=Decision.APPROVE), Q(decision=Decision.BLOCK)
     bins = {f"bin{i}": Count("id", filter=Q(score__gte=i / BINS) & _below(i)) for i in range(BINS)}
-    rows = (
+    return (
         Transaction.objects.scored()
         .filter(received_at__gte=since)
         .annotate(minute=TruncMinute("received_at"))
@@ -108,19 +114,17 @@ def recent_stats() -> list[Bucket]:
         )
         .order_by("minute")
     )
-    buckets = [
-        Bucket(
-            second=int(row["minute"].timestamp()),
-            count=row["count"],
-            flagged=row["flagged"],
-            blocked=row["blocked"],
-            blocked_amount=float(row["blocked_amount"] or 0),
-            histogram=[row[f"bin{i}"] for i in range(BINS)],
-        )
-        for row in rows
-    ]
-    _seed_cache[:] = [now, buckets]
-    return buckets
+
+
+def _bucket(row: dict[str, Any]) -> Bucket:
+    return Bucket(
+        second=int(row["minute"].timestamp()),
+        count=row["count"],
+        flagged=row["flagged"],
+        blocked=row["blocked"],
+        blocked_amount=float(row["blocked_amount"] or 0),
+        histogram=[row[f"bin{i}"] for i in range(BINS)],
+    )
 
 
 def _below(i: int) -> Q:

@@ -57,29 +57,16 @@ class ShapTables:
             return None
         if max(len(t.features) for t in trees) > MAX_SPLITS:
             return None
-        splits = max(len(t.features) for t in trees)
-        features = np.zeros((len(trees), splits), dtype=np.intp)
-        thresholds = np.full((len(trees), splits), -np.inf, dtype=np.float32)
-        default_left = np.zeros((len(trees), splits), dtype=bool)
-        for i, tree in enumerate(trees):
-            n = len(tree.features)
-            features[i, :n], thresholds[i, :n], default_left[i, :n] = tree.features, tree.thresholds, tree.default_left
-        table = np.full((len(trees) << splits, n_features), np.nan, dtype=np.float32)
-        for i, tree in enumerate(trees):
-            x = _rows_taking_every_way(tree, n_features)
-            # One tree's contributions; its bias column also holds the base score, left out here.
-            phi = booster[i : i + 1].predict(_matrix(x), pred_contribs=True, validate_features=False)[:, :n_features]
-            ways = _ways(x, features[i : i + 1], thresholds[i : i + 1], default_left[i : i + 1])[:, 0] + (i << splits)
-            table[ways] = phi
-            if not np.allclose(table[ways], phi, rtol=0, atol=TOLERANCE, equal_nan=True):
-                log.warning("tree %d: rows taking the same way got different contributions; not using tables", i)
-                return None
+        splits = _padded(trees)
+        table = _way_table(booster, trees=trees, n_features=n_features, splits=splits)
+        if table is None:
+            return None
         # A threshold read wrongly, a missing value sent the wrong way: rows through every tree that sit on,
         # just below and just above the splits' thresholds take other ways than XGBoost's somewhere.
         x = _straddling_rows(trees, n_features, CHECK_ROWS)
         expected = booster.predict(_matrix(x), pred_contribs=True, validate_features=False)
-        first_way = np.arange(len(trees))[None, :] << splits
-        tables = cls(features, thresholds, default_left, table, first_way, bias=float(expected[0, -1]))
+        first_way = np.arange(len(trees))[None, :] << splits[0].shape[1]
+        tables = cls(*splits, table, first_way, bias=float(expected[0, -1]))
         if not np.allclose(tables.contributions(x), expected, rtol=0, atol=TOLERANCE * len(trees)):
             log.warning("looked-up contributions differ from XGBoost's; not using tables")
             return None
@@ -90,6 +77,38 @@ class ShapTables:
         ways = _ways(x, self.features, self.thresholds, self.default_left)
         phi = self.table[ways + self.first_way].sum(axis=1, dtype=np.float64)
         return np.concatenate([phi, np.full((len(x), 1), self.bias)], axis=1)
+
+
+Splits = tuple[np.ndarray, np.ndarray, np.ndarray]  # features, thresholds, default_left: (trees, splits)
+
+
+def _padded(trees: list[_Tree]) -> Splits:
+    """Every tree's splits in (trees, splits) arrays, the smaller trees padded with splits no row goes left at."""
+    splits = max(len(t.features) for t in trees)
+    features = np.zeros((len(trees), splits), dtype=np.intp)
+    thresholds = np.full((len(trees), splits), -np.inf, dtype=np.float32)
+    default_left = np.zeros((len(trees), splits), dtype=bool)
+    for i, tree in enumerate(trees):
+        n = len(tree.features)
+        features[i, :n], thresholds[i, :n], default_left[i, :n] = tree.features, tree.thresholds, tree.default_left
+    return features, thresholds, default_left
+
+
+def _way_table(booster: xgb.Booster, *, trees: list[_Tree], n_features: int, splits: Splits) -> np.ndarray | None:
+    """XGBoost's contributions for every way through every tree, or None when rows taking one way differ."""
+    features, thresholds, default_left = splits
+    bits = features.shape[1]
+    table = np.full((len(trees) << bits, n_features), np.nan, dtype=np.float32)
+    for i, tree in enumerate(trees):
+        x = _rows_taking_every_way(tree, n_features)
+        # One tree's contributions; its bias column also holds the base score, left out here.
+        phi = booster[i : i + 1].predict(_matrix(x), pred_contribs=True, validate_features=False)[:, :n_features]
+        ways = _ways(x, features[i : i + 1], thresholds[i : i + 1], default_left[i : i + 1])[:, 0] + (i << bits)
+        table[ways] = phi
+        if not np.allclose(table[ways], phi, rtol=0, atol=TOLERANCE, equal_nan=True):
+            log.warning("tree %d: rows taking the same way got different contributions; not using tables", i)
+            return None
+    return table
 
 
 def _ways(x: np.ndarray, features: np.ndarray, thresholds: np.ndarray, default_left: np.ndarray) -> np.ndarray:

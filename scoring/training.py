@@ -196,22 +196,14 @@ def train(
     delay = settings.FRAUD_LABEL_DELAY_DAYS if label_delay_days is None else label_delay_days
     say = progress or (lambda _message: None)
     started = time.monotonic()
-    if features is None:
-        say(f"computing features for {len(frame):,} rows")
-        features = history_features(frame, progress=say)
-        say(f"features done in {time.monotonic() - started:.1f} s")
-    x = features.astype(np.float32)
+    x = (_computed_features(frame, say=say) if features is None else features).astype(np.float32)
     split = _time_split(frame, holdout_fraction=holdout_fraction, delay_days=delay)
     y = frame["is_fraud"].to_numpy(dtype=bool)
-    fit, hold = split["train"], split["holdout"]
+    fit = split["train"]
     _check_trainable(y[fit], what="training")
     params = _params(y[fit], max_depth=max_depth, learning_rate=learning_rate, seed=seed)
-    dtrain = xgb.DMatrix(x[fit], label=y[fit].astype(np.float32), feature_names=FEATURES, missing=np.nan)
-    booster = xgb.train(params, dtrain, num_boost_round=n_estimators, callbacks=[_TreeProgress(say, n_estimators)])
-    scores = np.asarray(booster.inplace_predict(x[hold])) if hold.any() else np.empty(0)
-    metrics = holdout_metrics(
-        y=y[hold], scores=scores, cards=frame["card_id"][hold], timestamps=frame["timestamp"][hold]
-    )
+    booster = _fit(x[fit], y=y[fit], params=params, rounds=n_estimators, say=say)
+    metrics = _measured_on_holdout(booster, frame=frame, x=x, y=y, hold=split["holdout"])
     say(f"trained in {time.monotonic() - started:.1f} s")
     return TrainingResult(
         artifact=bytes(booster.save_raw("ubj")),
@@ -220,6 +212,26 @@ def train(
         data_range=_data_range(split, delay_days=delay),
         rows=_row_counts(y, split, total=len(frame)),
     )
+
+
+def _computed_features(frame: pd.DataFrame, *, say: Progress) -> np.ndarray:
+    started = time.monotonic()
+    say(f"computing features for {len(frame):,} rows")
+    features = history_features(frame, progress=say)
+    say(f"features done in {time.monotonic() - started:.1f} s")
+    return features
+
+
+def _fit(x: np.ndarray, *, y: np.ndarray, params: dict[str, Any], rounds: int, say: Progress) -> xgb.Booster:
+    dtrain = xgb.DMatrix(x, label=y.astype(np.float32), feature_names=FEATURES, missing=np.nan)
+    return xgb.train(params, dtrain, num_boost_round=rounds, callbacks=[_TreeProgress(say, rounds)])
+
+
+def _measured_on_holdout(
+    booster: xgb.Booster, *, frame: pd.DataFrame, x: np.ndarray, y: np.ndarray, hold: np.ndarray
+) -> dict[str, float | None]:
+    scores = np.asarray(booster.inplace_predict(x[hold])) if hold.any() else np.empty(0)
+    return holdout_metrics(y=y[hold], scores=scores, cards=frame["card_id"][hold], timestamps=frame["timestamp"][hold])
 
 
 def _time_split(frame: pd.DataFrame, *, holdout_fraction: float, delay_days: float) -> dict[str, Any]:

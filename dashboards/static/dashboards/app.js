@@ -95,6 +95,22 @@
       label.textContent = text;
     }
 
+    function receive(socket, data) {
+      let message;
+      try {
+        message = JSON.parse(data);
+      } catch (_) {
+        return;
+      }
+      if (!message || typeof message.type !== "string") return;
+      onMessage(message);
+      // Acknowledged once handled: a page too busy to keep up gets no more frames until it catches up,
+      // and the server closes (then we resume) rather than queue without bound for it.
+      if (Number.isInteger(message.seq) && socket.readyState === WebSocket.OPEN) {
+        socket.send(JSON.stringify({ type: "ack", seq: message.seq }));
+      }
+    }
+
     function open() {
       const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
       const socket = new WebSocket(`${scheme}${window.location.host}/ws/dashboard/`);
@@ -106,21 +122,7 @@
         const afterId = resumeFrom ? resumeFrom() : null;
         if (afterId !== null && afterId !== undefined) socket.send(JSON.stringify({ type: "resume", after_id: afterId }));
       });
-      socket.addEventListener("message", (event) => {
-        let message;
-        try {
-          message = JSON.parse(event.data);
-        } catch (_) {
-          return;
-        }
-        if (!message || typeof message.type !== "string") return;
-        onMessage(message);
-        // Acknowledged once handled: a page too busy to keep up gets no more frames until it catches up,
-        // and the server closes (then we resume) rather than queue without bound for it.
-        if (Number.isInteger(message.seq) && socket.readyState === WebSocket.OPEN) {
-          socket.send(JSON.stringify({ type: "ack", seq: message.seq }));
-        }
-      });
+      socket.addEventListener("message", (event) => receive(socket, event.data));
       socket.addEventListener("close", () => {
         show("reconnecting", `Reconnecting in ${delay / 1000} s`);
         window.setTimeout(open, delay);
