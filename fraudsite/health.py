@@ -1,6 +1,10 @@
-"""GET /healthz: whether this process can serve (the database and the channel layer answer).
+"""Health checks for load balancers and orchestrators.
 
-Project-level, since it checks what both apps depend on."""
+`/healthz` is liveness: 200 while the process serves requests. `/readyz` is readiness: 200 only when the
+database and the channel layer answer and a model is active, else 503 naming what is down or missing, so a
+load balancer stops sending traffic that could only be refused. Project-level: it checks what both apps
+depend on.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,12 @@ from scoring.models import ModelVersion
 
 
 async def healthz(request: HttpRequest) -> HttpResponse:
-    """200 when the database and the channel layer answer; 503 naming what is down."""
+    """200 while the process serves."""
+    return _json({"status": "ok"}, status=200)
+
+
+async def readyz(request: HttpRequest) -> HttpResponse:
+    """200 when the database and the channel layer answer and a model is active; 503 naming what is not."""
     body: dict[str, Any] = {"database": "ok", "channel_layer": "ok", "model_version": None}
     try:
         body["model_version"] = await database_sync_to_async(_active_version)()
@@ -24,9 +33,16 @@ async def healthz(request: HttpRequest) -> HttpResponse:
         body["database"] = "down"
     if not await layer_ok():
         body["channel_layer"] = "down"
-    status = 200 if body["database"] == "ok" and body["channel_layer"] == "ok" else 503
-    return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
+    missing = [name for name in ("database", "channel_layer") if body[name] != "ok"]
+    if body["database"] == "ok" and body["model_version"] is None:
+        missing.append("model_version")
+        body["model_version"] = "none active: activate one (train_model --activate, or the admin)"
+    return _json(body | {"missing": missing}, status=503 if missing else 200)
 
 
 def _active_version() -> str | None:
     return ModelVersion.objects.filter(is_active=True).values_list("version", flat=True).first()
+
+
+def _json(body: dict[str, Any], *, status: int) -> HttpResponse:
+    return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")

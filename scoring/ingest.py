@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.db import IntegrityError
@@ -24,6 +24,9 @@ from scoring.lists import apply_lists
 from scoring.results import answer, feed_event
 from scoring.schemas import TransactionIn
 from scoring.storage import History, NewRow
+
+if TYPE_CHECKING:
+    from scoring.models import Transaction
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 4  # each after the first follows an insert that met an id stored meanwhile
@@ -49,16 +52,17 @@ def store(items: list[TransactionIn]) -> tuple[list[Outcome], list[dict[str, Any
     Stored external_ids are looked for first, with the batch's feature reads (storage.read_history): a retry
     that is not looked for fails the insert and costs the whole batch its scoring twice. A concurrent request
     can still store one of the ids between the look and the insert: the insert then fails (IntegrityError)
-    and the batch is tried again.
+    and the batch is tried again. An id stored, or repeated here, with other content stores nothing
+    (ContentConflict).
     """
     scorer = active_model.get()
-    ids = [item.external_id for item in items]
     for _ in range(MAX_ATTEMPTS):
         history = storage.read_history(items)
         stored = storage.stored_transactions(history.stored_ids)
+        _refuse_conflicts(items, stored=stored)
         new = list({i.external_id: i for i in reversed(items) if i.external_id not in stored}.values())[::-1]
         if not new:
-            return [Outcome(stored[i].result(case_id=stored[i].case_id), created=False) for i in ids], []
+            return [_stored_outcome(stored[i.external_id]) for i in items], []
         try:
             created = {row.item.external_id: row for row in _score_and_save(new, scorer=scorer, history=history)}
             break
@@ -67,20 +71,67 @@ def store(items: list[TransactionIn]) -> tuple[list[Outcome], list[dict[str, Any
             log.info("external_id already stored while storing a batch; retrying with the stored rows")
     else:
         raise IntegrityError("could not store the batch after repeated external_id conflicts")
+    return _answers(items, created=created, stored=stored, version=scorer.version)
+
+
+def _answers(
+    items: list[TransactionIn], *, created: dict[str, NewRow], stored: dict[str, Transaction], version: str
+) -> tuple[list[Outcome], list[dict[str, Any]]]:
+    """Each item's answer, and the feed events of the rows this batch created (one each, in id order)."""
     outcomes, events = [], []
-    for ext in ids:
-        row = created.get(ext)
+    for item in items:
+        row = created.get(item.external_id)
         if row is None:
-            tx = stored[ext]
-            outcomes.append(Outcome(tx.result(case_id=tx.case_id), created=False))
+            outcomes.append(_stored_outcome(stored[item.external_id]))
         elif row.answered:  # the same external_id again in one request: one row, one broadcast
             outcomes.append(Outcome(row.answered, created=False))
         else:
-            row.answered = answer(row.item, row.scored, id=row.id, model_version=scorer.version, case_id=row.case_id)
+            row.answered = answer(row.item, row.scored, id=row.id, model_version=version, case_id=row.case_id)
             outcomes.append(Outcome(row.answered, created=True))
             events.append(feed_event(row.item, row.scored, id=row.id, case_id=row.case_id))
     events.sort(key=lambda e: e["id"])
     return outcomes, events
+
+
+def _stored_outcome(tx: Transaction) -> Outcome:
+    return Outcome(tx.result(case_id=tx.case_id), created=False)
+
+
+# --- the same external_id with other content ------------------------------------------------------------
+
+CONTENT = ("card_id", "merchant_id", "amount", "currency", "timestamp", "country", "channel", "mcc")
+
+
+class ContentConflict(Exception):
+    """External ids stored before, or repeated in the batch, with other content: nothing was stored.
+
+    `items`: {index in the batch: (what it conflicts with, the fields that differ)}.
+    """
+
+    def __init__(self, items: dict[int, tuple[str, list[str]]]) -> None:
+        self.items = items
+        super().__init__(f"{len(items)} item(s) reuse an external_id with other content")
+
+
+def differences(item: TransactionIn, other: TransactionIn | Transaction) -> list[str]:
+    """The fields whose values differ, compared as parsed values (12.5 and "12.50", one instant in two offsets
+    are the same), an absent optional field as empty."""
+    return [name for name in CONTENT if (getattr(item, name) or "") != (getattr(other, name) or "")]
+
+
+def _refuse_conflicts(items: list[TransactionIn], *, stored: dict[str, Transaction]) -> None:
+    """Raise ContentConflict for every item whose external_id was stored, or came earlier in `items`, with
+    other content."""
+    conflicts: dict[int, tuple[str, list[str]]] = {}
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        earlier = first.setdefault(item.external_id, index)
+        if earlier != index and (fields := differences(item, items[earlier])):
+            conflicts[index] = (f"item {earlier}", fields)
+        elif (tx := stored.get(item.external_id)) is not None and (fields := differences(item, tx)):
+            conflicts[index] = ("the stored transaction", fields)
+    if conflicts:
+        raise ContentConflict(conflicts)
 
 
 def _score_and_save(items: list[TransactionIn], *, scorer: Scorer, history: History) -> list[NewRow]:

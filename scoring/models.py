@@ -192,7 +192,8 @@ class Transaction(models.Model):
     external_id = models.CharField(max_length=64)  # unique: see Meta.constraints
     card_id = models.CharField(max_length=64)
     merchant_id = models.CharField(max_length=64)
-    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    # Up to 4 decimals: a currency has as many as ISO 4217 gives it (JPY 0, EUR 2, BHD 3, CLF 4).
+    amount = models.DecimalField(max_digits=14, decimal_places=4)
     # The amount as the features read it, converted once when the row is stored: PostgreSQL converts a numeric
     # to float8 through its text (and strtod), and a row is read again for every later transaction of its card
     # within 30 days. Exactly float(amount): both round the decimal correctly.

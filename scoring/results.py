@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from scoring.features import CHANNEL_CODES, DAY, FEATURES, HOUR
+from scoring.schemas import CURRENCY_DECIMALS
 
 if TYPE_CHECKING:
     from scoring.models import Case, Transaction
@@ -56,7 +58,7 @@ def feed_event(sent: Sent, said: Said, *, id: int, case_id: int | None, state: s
         "external_id": sent.external_id,
         "card_id": sent.card_id,
         "merchant_id": sent.merchant_id,
-        "amount": str(sent.amount),
+        "amount": money(sent.amount, sent.currency),
         "currency": sent.currency,
         "timestamp": iso(sent.timestamp),
         "score": said.score,
@@ -102,6 +104,15 @@ def case_state(case: Case | None) -> str:
     if not case.is_open:
         return case.get_status_display().lower()
     return f"claimed by {case.assignee.get_username()}" if case.assignee else "unclaimed"
+
+
+_STEPS = {places: Decimal(1).scaleb(-places) for places in range(5)}
+
+
+def money(amount: Decimal, currency: str) -> str:
+    """An amount with as many decimals as its currency has ("12.50", "1200", "3.250"): stored amounts keep
+    four, whatever the currency."""
+    return str(amount.quantize(_STEPS[CURRENCY_DECIMALS.get(currency, 2)]))
 
 
 def iso(value: datetime) -> str:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+import pycountry
+from iso4217 import Currency
 from pydantic import (
-    AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
+    StrictBool,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
 )
 
 MAX_FUTURE = timedelta(minutes=5)
@@ -28,42 +34,115 @@ NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
 CONTROL_CHARACTERS = "must not contain control characters (NUL, tab, newline, ...)"
 
 
-# pydantic documents a Decimal's string form as any string at all; this says which strings are amounts.
-AMOUNT_SCHEMA = {
-    "anyOf": [
-        {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000_000},
-        {
-            "type": "string",
-            "pattern": r"^(?!0*(\.0*)?$)([0-9]{1,9}(\.[0-9]{1,2})?|1000000000(\.00?)?)$",
-            "examples": ["12.50"],
-        },
-    ]
-}
+MAX_AMOUNT = Decimal(1_000_000_000)
+# Active currencies and how many decimals each has (ISO 4217 minor units: JPY 0, EUR 2, BHD 3), from the
+# iso4217 package; codes without minor units (gold, SDRs, the test code) are not money a card pays with.
+CURRENCY_DECIMALS = {c.code: c.exponent for c in Currency if c.exponent is not None}
+COUNTRIES = sorted(country.alpha_2 for country in pycountry.countries)  # ISO 3166-1 alpha-2
+CurrencyCode = Literal[tuple(sorted(CURRENCY_DECIMALS))]  # type: ignore[valid-type]
+CountryCode = Literal[tuple(COUNTRIES)]  # type: ignore[valid-type]
 
 
-def _plausible_instant(value: datetime) -> datetime:
-    """An event or report time from the Unix epoch to 5 minutes from now, as the same instant in UTC.
+def _decimal_text(places: int | None) -> str:
+    """The pattern of an amount as a string: ASCII digits with at most one point (no sign, exponent,
+    underscore or padding), more than 0 and at most 1,000,000,000, with at most `places` decimals."""
+    point = r"\.[0-9]+" if places is None else rf"\.[0-9]{{1,{places}}}"
+    zeros = r"\.0+" if places is None else rf"\.0{{1,{places}}}"
+    if places == 0:
+        return r"^(?=.*[1-9])([0-9]{1,9}|1000000000)$"
+    return rf"^(?=.*[1-9])([0-9]{{1,9}}({point})?|1000000000({zeros})?)$"
 
-    The lower bound keeps the arithmetic of features and storage in range: a fuzzer's year-1 timestamp
-    ("0001-01-01T00:00:00+03:04") was a 500, its 30-day history window starting before datetime's year 1.
-    Both bounds are checked before the conversion: a year-1 time with a positive offset, or a year-9999 one
-    with a negative offset, has no UTC form in datetime's range (an OverflowError, a 500).
 
-    In UTC (Python's own tzinfo, not pydantic's fixed offset): PostgreSQL refuses the text of an offset
-    beyond ±15:59 (ISO 8601 allows ±23:59), which the ORM sends for a label's report time: a fuzzer's
-    "+18:19" was a 500. The dashboards show a new transaction's time as they show a stored one's, in UTC.
-    And features read each timestamp several times: `.timestamp()` is about three times cheaper with UTC
-    than with pydantic's tzinfo. One validator, against the clock's seconds, where there were two, each
-    reading `datetime.now()`.
+PLAIN_DECIMAL = re.compile(_decimal_text(None))
+AMOUNT_WORDS = 'must be a JSON number or a plain decimal string such as "12.50" (ASCII digits, one optional point)'
+# RFC 3339 with an offset, years from 1970 (the bounds themselves are checked on the instant).
+RFC3339 = (
+    r"^(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+_RFC3339 = re.compile(RFC3339.replace("(19[7-9][0-9]|[2-9][0-9]{3})", "[0-9]{4}"))  # earlier years: own words
+
+
+def decimals(amount: Decimal) -> int:
+    """How many decimals an amount has: as written for a string ("12.50": 2), its value's for a number."""
+    exponent = amount.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def _amount(value: Any) -> Decimal:
+    """A JSON number or a plain decimal string as an exact Decimal, > 0 and at most MAX_AMOUNT."""
+    if isinstance(value, str):
+        if not PLAIN_DECIMAL.fullmatch(value):
+            raise ValueError(AMOUNT_WORDS)
+        amount = Decimal(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        amount = Decimal(value)
+    elif isinstance(value, Decimal) and value.is_finite():  # from Python (the import, tests), never from JSON
+        amount = value
+    elif isinstance(value, float) and math.isfinite(value):
+        amount = Decimal(repr(value))  # the shortest decimal that is this float: 0.1, not 0.1000000000000000055
+        amount = amount.quantize(Decimal(1)) if amount == amount.to_integral_value() else amount.normalize()
+    else:
+        raise ValueError(AMOUNT_WORDS)
+    if not 0 < amount <= MAX_AMOUNT:
+        raise ValueError("must be more than 0 and at most 1,000,000,000")
+    return amount
+
+
+def _amount_schema(places: int | None = None) -> dict[str, Any]:
+    """An amount in JSON Schema; with `places`, one of a currency with that many decimals."""
+    number: dict[str, Any] = {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000_000}
+    text = {"type": "string", "pattern": _decimal_text(places), "examples": ["12.50"]}
+    if places is not None:
+        number["multipleOf"] = 10.0**-places if places else 1
+    return {"anyOf": [number, text]}
+
+
+def _decimals_by_currency() -> list[dict[str, Any]]:
+    """JSON Schema rules tying an amount's decimals to its currency's (ISO 4217 minor units)."""
+    rules = []
+    for places in sorted(set(CURRENCY_DECIMALS.values())):
+        codes = sorted(code for code, p in CURRENCY_DECIMALS.items() if p == places)
+        rules.append(
+            {
+                "if": {"properties": {"currency": {"enum": codes}}, "required": ["currency"]},
+                "then": {"properties": {"amount": _amount_schema(places)}},
+            }
+        )
+    return rules
+
+
+def _instant(value: Any) -> datetime:
+    """An RFC 3339 timestamp with an offset, from the Unix epoch to 5 minutes from now, as that instant in UTC.
+
+    The lower bound keeps the arithmetic of features and storage in range: a fuzzer's year-1 timestamp was a
+    500, its 30-day history window starting before datetime's year 1. Both bounds are checked before the
+    conversion: a year-1 time with a positive offset, or a year-9999 one with a negative offset, has no UTC
+    form in datetime's range.
+
+    In UTC (Python's own tzinfo): PostgreSQL refuses the text of an offset beyond ±15:59, which the ORM sends
+    for a label's report time; the dashboards show a new transaction's time as they show a stored one's, in
+    UTC; and features read each timestamp several times, which is cheaper with Python's UTC.
     """
-    if value < EARLIEST:
+    if isinstance(value, datetime) and value.tzinfo is not None:  # from Python, never from JSON
+        at = value
+    elif isinstance(value, str) and _RFC3339.fullmatch(value):
+        try:
+            at = datetime.fromisoformat(value.upper())
+        except ValueError as exc:
+            raise ValueError(f"is not a valid date and time ({exc})") from None
+    else:
+        raise ValueError("must be an RFC 3339 timestamp with an offset, such as 2026-12-07T10:15:00Z")
+    if at < EARLIEST:
         raise ValueError("is before 1970-01-01")
-    if value.timestamp() > time.time() + MAX_FUTURE_SECONDS:
+    if at.timestamp() > time.time() + MAX_FUTURE_SECONDS:
         raise ValueError("is more than 5 minutes in the future")
-    return value.astimezone(UTC)
+    return at.astimezone(UTC)
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_plausible_instant)]
+INSTANT_SCHEMA = {"type": "string", "format": "date-time", "pattern": RFC3339, "examples": ["2026-12-07T10:15:00Z"]}
+Instant = Annotated[datetime, PlainValidator(_instant), WithJsonSchema(INSTANT_SCHEMA)]
+Amount = Annotated[Decimal, PlainValidator(_amount), WithJsonSchema(_amount_schema())]
 
 Id64 = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS)]
 
@@ -71,19 +150,32 @@ Id64 = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_
 class TransactionIn(BaseModel):
     """One transaction as a payment system sends it."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    # The currency comes before the amount so that the amount's check can see it.
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=False, json_schema_extra={"allOf": _decimals_by_currency()}
+    )
 
     external_id: Id64 = Field(description="The caller's id; the idempotency key")
     card_id: Id64 = Field(description="The paying card or customer")
     merchant_id: Id64 = Field(description="Merchant or terminal")
-    amount: Annotated[
-        Decimal, Field(gt=0, le=1_000_000_000, decimal_places=2, allow_inf_nan=False), WithJsonSchema(AMOUNT_SCHEMA)
-    ] = Field(description="> 0, at most 2 decimals, at most 1,000,000,000 (number or decimal string)")
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(description="ISO 4217, e.g. EUR")
-    timestamp: Instant = Field(description="Event time, ISO 8601 with a timezone, from 1970-01-01 to 5 minutes ahead")
-    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = None
+    currency: CurrencyCode = Field(description="An active ISO 4217 code, e.g. EUR")
+    amount: Amount = Field(
+        description="> 0, at most 1,000,000,000, no more decimals than the currency has (JPY 0, EUR 2, BHD 3): "
+        "a JSON number or a plain decimal string"
+    )
+    timestamp: Instant = Field(description="Event time: RFC 3339 with an offset, from 1970-01-01 to 5 minutes ahead")
+    country: CountryCode | None = Field(None, description="ISO 3166-1 alpha-2, e.g. NL")
     channel: Literal["pos", "ecom", "atm"] | None = None
     mcc: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")] | None = None
+
+    @field_validator("amount")
+    @classmethod
+    def _within_the_currencys_decimals(cls, amount: Decimal, info: ValidationInfo) -> Decimal:
+        places = CURRENCY_DECIMALS.get(info.data.get("currency", ""))
+        if places is not None and decimals(amount) > places:
+            code = info.data["currency"]
+            raise ValueError(f"has more decimals than {code} has ({places})")
+        return amount
 
 
 class BatchIn(BaseModel):
@@ -119,9 +211,9 @@ class LabelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     external_id: Id64
-    is_fraud: bool
+    is_fraud: StrictBool = Field(description="A JSON boolean")
     reported_at: Instant | None = Field(
-        None, description="ISO 8601 with a timezone, from 1970-01-01 to 5 minutes ahead"
+        None, description="RFC 3339 with an offset; not before the transaction's timestamp nor in the future"
     )
 
 
@@ -129,6 +221,13 @@ class LabelResult(BaseModel):
     external_id: str
     is_fraud: bool
     labeled_at: datetime
+
+
+class Conflict(BaseModel):
+    """A reused external_id with other content (409)."""
+
+    error: str
+    fields: list[str]
 
 
 class Error(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import orjson
@@ -105,17 +106,19 @@ def api_key(db) -> str:
     return raw
 
 
+# One instant for every body that does not set its own: a retry of the same body is the same content.
+SENT_AT = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+
+
 def tx_body(**overrides) -> dict:
     """A valid transaction body (API.md), with fields overridden or removed (value None removes)."""
-    from datetime import UTC, datetime
-
     body = {
         "external_id": "ext-1",
         "card_id": "card-1",
         "merchant_id": "merch-1",
         "amount": "42.50",
         "currency": "EUR",
-        "timestamp": datetime.now(UTC).isoformat(),
+        "timestamp": SENT_AT,
         "country": "NL",
         "channel": "ecom",
         "mcc": "5411",
@@ -146,9 +149,17 @@ def api(api_key):
     class Api:
         headers = {"Authorization": f"Bearer {api_key}"}
 
-        async def request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> AsgiResponse:
+        async def request(
+            self,
+            method: str,
+            path: str,
+            body: bytes,
+            headers: dict[str, str],
+            *,
+            content_type: str = "application/json",
+        ) -> AsgiResponse:
             raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-            raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            raw += [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
             raw += [(b"host", b"testserver")]
             communicator = HttpCommunicator(application, method, path, body=body, headers=raw)
             response = AsgiResponse(await communicator.get_response(timeout=10))

@@ -40,7 +40,7 @@ def row_values() -> RowValues:
             item.external_id,
             item.card_id,
             item.merchant_id,
-            decimal(item.amount, 12, 2),
+            decimal(item.amount, 14, 4),
             item.currency,
             moment(item.timestamp),
             item.country or "",

@@ -105,7 +105,7 @@ def test_a_redis_outage_never_loses_a_transaction(transactional_db, model_versio
     dead_redis = {"REDIS_URL": "redis://127.0.0.1:1/0", "BROADCAST_TIMEOUT_SECONDS": "0.5"}
     with server_process(port=free_port(), log_path=tmp_path / "server.log", env=dead_redis) as base:
         status, body = post(base, "/api/v1/transactions", tx_body(external_id="during-outage"), api_key)
-        health_status, health = get_json(f"{base}/healthz")
+        health_status, health = get_json(f"{base}/readyz")
 
     assert status == 201
     assert Transaction.objects.filter(pk=body["id"], external_id="during-outage").exists()

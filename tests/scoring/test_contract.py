@@ -132,6 +132,48 @@ async def test_an_unexpected_failure_is_a_documented_500(api, model_version, mon
     assert_documented(await document(), path=BATCH, method="POST", response=response)
 
 
+async def test_a_reused_external_id_with_other_content_is_a_documented_409_or_422(api, model_version):
+    doc = await document()
+    await api.post(SINGLE, tx_body(external_id="r-1", amount="10.00"))
+
+    single = await api.post(SINGLE, tx_body(external_id="r-1", amount="11.00"))
+    batch = await api.post(BATCH, {"transactions": [tx_body(external_id="r-2"), tx_body(external_id="r-1")]})
+
+    assert single.status_code == 409
+    assert single.json()["fields"] == ["amount"]
+    assert batch.status_code == 422
+    assert list(batch.json()["items"]) == ["1"]
+    assert_documented(doc, path=SINGLE, method="POST", response=single)
+    assert_documented(doc, path=BATCH, method="POST", response=batch)
+
+
+async def test_a_body_not_sent_as_json_is_a_documented_415(api, model_version):
+    response = await api.request("POST", SINGLE, orjson.dumps(tx_body()), api.headers, content_type="text/plain")
+
+    assert response.status_code == 415
+    assert_documented(await document(), path=SINGLE, method="POST", response=response)
+
+
+async def test_a_repeated_key_is_a_documented_400(api, model_version):
+    body = orjson.dumps(tx_body(external_id="dup-key"))[:-1] + b', "amount": "99.00"}'
+
+    response = await api.post(SINGLE, body)
+
+    assert response.status_code == 400
+    assert "amount" in response.json()["error"]
+    assert_documented(await document(), path=SINGLE, method="POST", response=response)
+
+
+@pytest.mark.parametrize(("query", "status"), [("?external_id=look-1", 200), ("?external_id=nope", 404), ("", 422)])
+async def test_a_look_up_by_external_id_is_answered_as_documented(api, model_version, query, status):
+    await api.post(SINGLE, tx_body(external_id="look-1"))
+
+    response = await api.get(SINGLE + query)
+
+    assert response.status_code == status
+    assert_documented(await document(), path=SINGLE, method="GET", response=response)
+
+
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
 @pytest.mark.parametrize("path", [SINGLE, BATCH])
 async def test_a_wrong_method_is_a_405_whose_allow_header_names_the_documented_methods(api, path, method):
@@ -153,4 +195,4 @@ async def test_the_document_lists_no_answer_the_endpoint_cannot_give():
 
     for route in (SINGLE_ROUTE, BATCH_ROUTE):
         documented = {int(status) for status in doc["paths"][route.path]["post"]["responses"]}
-        assert documented == set(route.success) | set(REFUSALS)
+        assert documented == set(route.success) | set(REFUSALS) | set(route.refusals)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from decimal import Decimal
 from io import StringIO
 from unittest import mock
 
@@ -181,7 +182,7 @@ def test_written_csv_imports_back(tmp_path):
     import_csv(path, source="x")
 
     tx = Transaction.objects.get()
-    assert (str(tx.amount), tx.channel, tx.is_fraud) == ("1.25", "ecom", True)
+    assert (tx.amount, tx.channel, tx.is_fraud) == (Decimal("1.25"), "ecom", True)
 
 
 @pytest.mark.django_db
@@ -229,7 +230,7 @@ def test_a_repeated_external_id_in_a_file_stores_its_first_row(tmp_path):
     report = import_csv(path, source="x")
 
     tx = Transaction.objects.get()
-    assert (tx.card_id, str(tx.amount), tx.is_fraud) == ("c1", "5.00", False)
+    assert (tx.card_id, tx.amount, tx.is_fraud) == ("c1", Decimal("5.00"), False)
     assert (report.stored, report.already_present) == (1, 1)
 
 
