@@ -31,6 +31,7 @@ from dashboards import broadcast
 from dashboards.hub import hub
 from scoring.models import Transaction
 from scoring.results import feed_events
+from scoring.roles import can_review
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ MAX_PENDING = 5000  # a socket that falls this far behind is closed; the browser
 MAX_UNACKED = 20  # frames in flight to an acking client: a fraction of a second's at the flush rate
 RESUME_LIMIT = 500
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NO_ROLE = 4403  # logged in, but neither an analyst nor a lead
 CLOSE_TOO_SLOW = 4408
 
 
@@ -56,6 +58,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if not await database_sync_to_async(can_review)(user):
+            await self.close(code=CLOSE_NO_ROLE)
             return
         self.pending: list[list[Any]] = []  # see broadcast.pack
         self.cases: list[dict[str, Any]] = []

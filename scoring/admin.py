@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -14,6 +17,7 @@ from scoring import cases, keys
 from scoring.classifier import active_model
 from scoring.models import ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
 from scoring.results import reasons_in_words, shown
+from scoring.roles import can_review
 
 SCORE_BANDS = {
     "lt50": ("below 0.5", 0.0, 0.5),
@@ -67,7 +71,7 @@ class CaseEventInline(admin.TabularInline):
     model = CaseEvent
     extra = 0
     can_delete = False
-    readonly_fields = ["at", "actor", "action", "note"]
+    fields = readonly_fields = ["at", "actor", "via", "action", "note"]
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -75,24 +79,40 @@ class CaseEventInline(admin.TabularInline):
 
 @admin.register(Case)
 class CaseAdmin(admin.ModelAdmin):
-    list_display = ["id", "status", "score", "decision", "amount", "card", "merchant", "assignee", "opened_at"]
-    list_filter = ["status", "transaction__decision", CaseScoreBandFilter, "opened_at"]
+    """Cases are read here and changed only through the actions below, which call scoring/cases.py: the same
+    rules, audit events and pushes as the dashboard. Notes and reopening are on the case's desk page."""
+
+    list_display = [
+        "id",
+        "status",
+        "overturned",
+        "score",
+        "decision",
+        "amount",
+        "card",
+        "merchant",
+        "assignee",
+        "opened_at",
+    ]
+    list_filter = ["status", "overturned", "transaction__decision", CaseScoreBandFilter, "opened_at"]
     search_fields = ["transaction__card_id", "transaction__merchant_id", "transaction__external_id"]
     list_select_related = ["transaction", "assignee"]
     ordering = ["-transaction__score"]
-    readonly_fields = ["transaction_link", "reasons_in_words", "status", "resolved_by", "resolved_at", "opened_at"]
-    fields = [
+    fields = readonly_fields = [
+        "on_the_desk",
         "transaction_link",
         "reasons_in_words",
         "status",
+        "overturned",
         "assignee",
         "note",
         "opened_at",
         "resolved_by",
+        "resolved_via",
         "resolved_at",
     ]
     inlines = [CaseEventInline]
-    actions = ["confirm_fraud", "mark_legitimate"]
+    actions = ["claim", "release", "confirm_fraud", "mark_legitimate"]
 
     @admin.display(ordering="transaction__score")
     def score(self, case: Case) -> str:
@@ -130,29 +150,57 @@ class CaseAdmin(admin.ModelAdmin):
     def reasons_in_words(self, case: Case) -> str:
         return "; ".join(w["text"] for w in reasons_in_words(case.transaction))
 
-    @admin.action(description="Confirm fraud (resolve selected cases)")
+    @admin.display(description="notes, reopening")
+    def on_the_desk(self, case: Case) -> str:
+        return format_html(
+            '<a href="{}">Open case #{} on the desk</a>', reverse("dashboards:case", args=[case.id]), case.id
+        )
+
+    @admin.action(description="Claim the selected cases", permissions=["review"])
+    def claim(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._each(request, queryset, done="claimed", change=lambda case_id: cases.claim(case_id, user=request.user))
+
+    @admin.action(description="Release the selected cases", permissions=["review"])
+    def release(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._each(request, queryset, done="released", change=lambda case_id: cases.release(case_id, user=request.user))
+
+    @admin.action(description="Confirm fraud (resolve selected cases)", permissions=["review"])
     def confirm_fraud(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._resolve(request, queryset, is_fraud=True)
 
-    @admin.action(description="Mark legitimate (resolve selected cases)")
+    @admin.action(description="Mark legitimate (resolve selected cases)", permissions=["review"])
     def mark_legitimate(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._resolve(request, queryset, is_fraud=False)
 
     def _resolve(self, request: HttpRequest, queryset: QuerySet, *, is_fraud: bool) -> None:
-        done, refused = 0, []
+        def change(case_id: int) -> Case:
+            return cases.resolve(case_id, user=request.user, is_fraud=is_fraud, note="resolved in the admin")
+
+        self._each(request, queryset, done="resolved", change=change)
+
+    def _each(self, request: HttpRequest, queryset: QuerySet, *, done: str, change: Callable[[int], Case]) -> None:
+        """Apply one case function to each selected case; say what was done and what was refused, and why."""
+        count, refused = 0, []
         for case_id in queryset.values_list("id", flat=True):
             try:
-                cases.resolve(case_id, user=request.user, is_fraud=is_fraud, note="resolved in the admin")
-                done += 1
-            except cases.CaseConflict as exc:
+                change(case_id)
+                count += 1
+            except (cases.CaseConflict, PermissionDenied) as exc:
                 refused.append(str(exc))
-        if done:
-            self.message_user(request, f"{done} case(s) resolved.", messages.SUCCESS)
+        if count:
+            self.message_user(request, f"{count} case(s) {done}.", messages.SUCCESS)
         for reason in refused:
             self.message_user(request, reason, messages.WARNING)
 
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return can_review(request.user)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # cases are opened by scoring, never by hand
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # No edit form: a saved form writes every field back, undoing concurrent claims without an audit event.
+        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.is_superuser
@@ -231,6 +279,19 @@ class ModelVersionAdmin(admin.ModelAdmin):
     exclude = ["artifact"]
     actions = ["activate"]
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and obj.is_active:
+            return False  # only replaced, by activating another version
+        return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, Any, Any, list[Any]]:
+        """The bulk delete's confirmation refuses a selection that holds the active version."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        active = [f"{mv}: activate another version first" for mv in objs if mv.is_active]
+        if active:  # said as what it is, not as a missing permission (has_delete_permission above)
+            perms_needed.discard(ModelVersion._meta.verbose_name)
+        return deleted, counts, perms_needed, [*protected, *active]
+
     @admin.display(description="AUC")
     def auc(self, mv: ModelVersion) -> str:
         return _metric(mv, "auc_roc")
@@ -239,7 +300,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def average_precision(self, mv: ModelVersion) -> str:
         return _metric(mv, "average_precision")
 
-    @admin.action(description="Activate the selected version (every server switches within seconds)")
+    @admin.action(
+        description="Activate the selected version (every server switches within seconds)", permissions=["change"]
+    )
     def activate(self, request: HttpRequest, queryset: QuerySet) -> None:
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
@@ -283,7 +346,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         obj.pk, obj.key_hash, obj.prefix, obj.created_at = key.pk, key.key_hash, key.prefix, key.created_at
         self.message_user(request, f"New API key for {key.name} (shown once, store it now): {raw}", messages.WARNING)
 
-    @admin.action(description="Revoke the selected keys")
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         keys.reset()  # this process at once; the others within keys.KEY_CACHE_SECONDS

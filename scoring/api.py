@@ -96,9 +96,13 @@ async def get_transaction(request: HttpRequest, tx_id: int) -> Status:
     exclude_unset=True,
 )
 async def create_label(request: HttpRequest, payload: LabelIn) -> Status:
-    tx = await database_sync_to_async(labels.record)(
-        external_id=payload.external_id, is_fraud=payload.is_fraud, reported_at=payload.reported_at
-    )
+    try:
+        tx = await database_sync_to_async(labels.record)(
+            external_id=payload.external_id, is_fraud=payload.is_fraud, reported_at=payload.reported_at
+        )
+    except labels.ReportedBeforeTransaction as exc:
+        fields = {"reported_at": [str(exc)]}
+        return Status(422, {"error": "invalid fields: reported_at; nothing was stored", "fields": fields})
     if tx is None:
         return Status(404, {"error": f"no transaction with external_id {payload.external_id!r}"})
     return Status(200, {"external_id": tx.external_id, "is_fraud": tx.is_fraud, "labeled_at": tx.labeled_at})

@@ -1,8 +1,14 @@
-"""What analysts do to review cases: claim, release, resolve. Each change is audited and pushed live."""
+"""Every change to a review case: claim, release, resolve, reopen, notes, and what the payment side's labels do.
+
+The dashboard, the admin and the labels API all come here, so the same rules hold whichever way a change
+arrives: each function checks the role, writes the audit event and schedules the push to every dashboard
+for after the commit.
+"""
 
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
@@ -10,62 +16,154 @@ from scoring import labels
 from scoring.announce import broadcaster
 from scoring.models import Case, CaseEvent, CaseStatus
 from scoring.results import case_event
-from scoring.roles import is_lead
+from scoring.roles import can_review, is_lead
+
+# Audit actions besides "opened" (scoring) and the verdicts, which are named by the case's status.
+CLAIMED = "claimed"
+RELEASED = "released"
+TAKEOVER = "takeover"  # a lead took a case that someone else held
+REOPENED = "reopened"
+NOTE = "note"
+OVERTURNED = "overturned"
+CHARGEBACK_FEED = "chargeback feed"  # who settles a case when the payment side's label arrives first
+NOTE_MAX_LENGTH = 2000
 
 
 class CaseConflict(Exception):
     """The change is not possible in the case's current state (someone else has it, or it is closed)."""
 
 
-def _locked(case_id: int) -> Case:
-    # select_for_update: two analysts clicking at once are serialised, the second sees the first's change.
-    return Case.objects.select_for_update(of=("self",)).select_related("transaction", "assignee").get(pk=case_id)
-
-
-def _changed(case: Case, *, actor: AbstractBaseUser, action: str, note: str = "") -> Case:
-    CaseEvent.objects.create(case=case, actor=actor, action=action, note=note)
-    broadcaster().case_changed_on_commit(case_event(case))
-    return case
-
-
 def claim(case_id: int, *, user: AbstractBaseUser) -> Case:
-    """Take an open case; refused if another analyst holds it."""
+    """Take an open case; one that another analyst holds only a lead may take over (audited as such)."""
+    _require_reviewer(user)
     with transaction.atomic():
-        case = _locked(case_id)
-        if not case.is_open:
-            raise CaseConflict(f"case {case_id} is already resolved")
-        if case.assignee_id not in (None, user.pk):
-            raise CaseConflict(f"case {case_id} is claimed by {case.assignee.get_username()}")
+        case = _open_case(case_id)
+        if case.assignee_id == user.pk:
+            return case
+        _take_over(case, user=user)
         case.assignee = user
         case.save(update_fields=["assignee"])
-        return _changed(case, actor=user, action="claimed")
+        return _changed(case, actor=user, action=CLAIMED)
 
 
 def release(case_id: int, *, user: AbstractBaseUser) -> Case:
-    """Give a claimed case back to the queue (its holder, or a lead)."""
+    """Give a claimed case back to the queue (its holder, or a lead taking it over)."""
+    _require_reviewer(user)
     with transaction.atomic():
-        case = _locked(case_id)
+        case = _open_case(case_id)
         if case.assignee_id is None:
             return case
-        if case.assignee_id != user.pk and not is_lead(user):
-            raise CaseConflict(f"case {case_id} is claimed by {case.assignee.get_username()}")
+        _take_over(case, user=user)
         case.assignee = None
         case.save(update_fields=["assignee"])
-        return _changed(case, actor=user, action="released")
+        return _changed(case, actor=user, action=RELEASED)
 
 
 def resolve(case_id: int, *, user: AbstractBaseUser, is_fraud: bool, note: str = "") -> Case:
     """Close a case as confirmed fraud or legitimate; its transaction gets the label."""
+    _require_reviewer(user)
+    with transaction.atomic():
+        case = _open_case(case_id)
+        _take_over(case, user=user)
+        _settle(case, is_fraud=is_fraud, by=user, note=note)
+        labels.apply_label(case.transaction, is_fraud=is_fraud, at=case.resolved_at)
+        return _changed(case, actor=user, action=case.status, note=note)
+
+
+def reopen(case_id: int, *, user: AbstractBaseUser, reason: str) -> Case:
+    """A lead opens a resolved case again, with a reason; it goes back to the queue, unclaimed. The verdict
+    stays on the audit trail and the transaction keeps its label until the case is resolved again."""
+    _require_lead(user, doing="reopen a case")
+    reason = _text(reason, what="a reason")
     with transaction.atomic():
         case = _locked(case_id)
-        if not case.is_open:
-            raise CaseConflict(f"case {case_id} is already resolved")
-        if case.assignee_id not in (None, user.pk) and not is_lead(user):
-            raise CaseConflict(f"case {case_id} is claimed by {case.assignee.get_username()}")
-        now = timezone.now()
-        case.status = CaseStatus.FRAUD if is_fraud else CaseStatus.LEGITIMATE
-        case.assignee = case.assignee or user
-        case.resolved_by, case.resolved_at, case.note = user, now, note
-        case.save(update_fields=["status", "assignee", "resolved_by", "resolved_at", "note"])
-        labels.apply_label(case.transaction, is_fraud=is_fraud, at=now)
-        return _changed(case, actor=user, action=case.status, note=note)
+        if case.is_open:
+            raise CaseConflict(f"case {case_id} is open")
+        case.status, case.assignee, case.note, case.overturned = CaseStatus.OPEN, None, "", False
+        case.resolved_by, case.resolved_at, case.resolved_via = None, None, ""
+        case.save(update_fields=[*_VERDICT_FIELDS, "overturned"])
+        return _changed(case, actor=user, action=REOPENED, note=reason)
+
+
+def add_note(case_id: int, *, user: AbstractBaseUser, text: str) -> Case:
+    """Append a note to the case's record, open or resolved; notes are never edited or removed."""
+    _require_reviewer(user)
+    text = _text(text, what="a note")
+    with transaction.atomic():
+        return _changed(_locked(case_id), actor=user, action=NOTE, note=text)
+
+
+def follow_label(case_id: int, *, is_fraud: bool) -> Case:
+    """The payment side's label reached the case: an open case is settled as the label says (by the
+    chargeback feed), and fraud on a case resolved as legitimate overturns that verdict without erasing it."""
+    with transaction.atomic():
+        case = _locked(case_id)
+        if case.is_open:
+            _settle(case, is_fraud=is_fraud, by=None, via=CHARGEBACK_FEED)
+            return _changed(case, actor=None, action=case.status, via=CHARGEBACK_FEED)
+        if is_fraud and case.status == CaseStatus.LEGITIMATE and not case.overturned:
+            case.overturned = True
+            case.save(update_fields=["overturned"])
+            return _changed(case, actor=None, action=OVERTURNED, via=CHARGEBACK_FEED)
+        return case
+
+
+# --- the rules every change shares -----------------------------------------------------------------
+
+_VERDICT_FIELDS = ["status", "assignee", "resolved_by", "resolved_at", "resolved_via", "note"]
+
+
+def _require_reviewer(user: AbstractBaseUser) -> None:
+    if not can_review(user):
+        raise PermissionDenied("Only analysts and leads work on cases. Ask a lead for access.")
+
+
+def _require_lead(user: AbstractBaseUser, *, doing: str) -> None:
+    if not is_lead(user):
+        raise PermissionDenied(f"Only a lead may {doing}.")
+
+
+def _text(value: str, *, what: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{what} is required")
+    return value[:NOTE_MAX_LENGTH]
+
+
+def _locked(case_id: int) -> Case:
+    # select_for_update: two analysts clicking at once are serialised, the second sees the first's change.
+    return (
+        Case.objects.select_for_update(of=("self",))
+        .select_related("transaction", "assignee", "resolved_by")
+        .get(pk=case_id)
+    )
+
+
+def _open_case(case_id: int) -> Case:
+    case = _locked(case_id)
+    if not case.is_open:
+        raise CaseConflict(f"case {case_id} is already resolved")
+    return case
+
+
+def _take_over(case: Case, *, user: AbstractBaseUser) -> None:
+    """Refuse a case that someone else holds, unless a lead takes it over: that goes on the record first."""
+    holder = case.assignee
+    if holder is None or holder.pk == user.pk:
+        return
+    if not is_lead(user):
+        raise CaseConflict(f"case {case.id} is claimed by {holder.get_username()}")
+    CaseEvent.objects.create(case=case, actor=user, action=TAKEOVER, note=f"from {holder.get_username()}")
+
+
+def _settle(case: Case, *, is_fraud: bool, by: AbstractBaseUser | None, note: str = "", via: str = "") -> None:
+    case.status = CaseStatus.FRAUD if is_fraud else CaseStatus.LEGITIMATE
+    case.assignee = by or case.assignee
+    case.resolved_by, case.resolved_at, case.resolved_via, case.note = by, timezone.now(), via, note
+    case.save(update_fields=_VERDICT_FIELDS)
+
+
+def _changed(case: Case, *, actor: AbstractBaseUser | None, action: str, note: str = "", via: str = "") -> Case:
+    CaseEvent.objects.create(case=case, actor=actor, action=action, note=note, via=via)
+    broadcaster().case_changed_on_commit(case_event(case))
+    return case

@@ -7,19 +7,29 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from scoring import storage
+from scoring import cases, storage  # cases labels through apply_label below; both use the module, not names
 from scoring.features import epoch_hour
 from scoring.models import Transaction
 
 
+class ReportedBeforeTransaction(ValueError):
+    """A label cannot be reported before the payment it is about happened."""
+
+
 def record(*, external_id: str, is_fraud: bool, reported_at: datetime | None = None) -> Transaction | None:
-    """Label a stored transaction; the same label again changes nothing. None for an unknown id."""
-    tx = Transaction.objects.filter(external_id=external_id).first()
-    if tx is None:
-        return None
-    if tx.is_fraud != is_fraud or tx.labeled_at is None:
-        apply_label(tx, is_fraud=is_fraud, at=reported_at or timezone.now())
-    return tx
+    """Label a stored transaction and let its case follow (scoring/cases.py); the same label again changes
+    nothing. None for an unknown id."""
+    with transaction.atomic():
+        tx = Transaction.objects.select_related("case").filter(external_id=external_id).first()
+        if tx is None:
+            return None
+        if reported_at is not None and reported_at < tx.timestamp:
+            raise ReportedBeforeTransaction("is before the transaction's timestamp")
+        if tx.is_fraud != is_fraud or tx.labeled_at is None:
+            apply_label(tx, is_fraud=is_fraud, at=reported_at or timezone.now())
+        if tx.case_id is not None:
+            cases.follow_label(tx.case_id, is_fraud=is_fraud)
+        return tx
 
 
 def apply_label(tx: Transaction, *, is_fraud: bool, at: datetime) -> None:

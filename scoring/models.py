@@ -76,9 +76,23 @@ class ApiKey(models.Model):
         return self.revoked_at is None
 
 
+class ActiveModelDeletion(Exception):
+    """The active model version cannot be deleted: ingest would have nothing to score with."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(f"model {version} is active and cannot be deleted; activate another version first")
+
+
 class ModelVersionQuerySet(models.QuerySet):
     def active(self) -> ModelVersion | None:
         return self.filter(is_active=True).order_by("-activated_at", "-id").first()
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Delete the selected versions unless the active one is among them."""
+        active = self.filter(is_active=True).values_list("version", flat=True).first()
+        if active is not None:
+            raise ActiveModelDeletion(active)
+        return super().delete()
 
 
 class ModelVersion(models.Model):
@@ -110,6 +124,12 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return self.version + (" (active)" if self.is_active else "")
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        """Delete this version unless it is the active one (as stored: another process may have activated it)."""
+        if self.is_active or ModelVersion.objects.filter(pk=self.pk, is_active=True).exists():
+            raise ActiveModelDeletion(self.version)
+        return super().delete(*args, **kwargs)
 
     def activate(self) -> None:
         """Make this the one active version; every server process picks it up within seconds."""
@@ -293,6 +313,11 @@ class CaseQuerySet(models.QuerySet):
         """Open cases, riskiest first."""
         return self.open().select_related("transaction", "assignee").order_by("-transaction__score", "id")
 
+    def overturned(self) -> CaseQuerySet:
+        """Legitimate verdicts that a fraud label overturned, latest verdict first."""
+        related = self.select_related("transaction", "assignee", "resolved_by")
+        return related.filter(overturned=True).order_by("-resolved_at", "-id")
+
 
 class Case(models.Model):
     """A flagged transaction waiting for, or holding, an analyst's verdict."""
@@ -308,6 +333,10 @@ class Case(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Who resolved it when no person did (the chargeback feed); db_default: ingest's SQL opens cases without it.
+    resolved_via = models.CharField(max_length=40, blank=True, default="", db_default="")
+    # A fraud label arrived after an analyst's "legitimate": the verdict stays, flagged as overturned.
+    overturned = models.BooleanField(default=False, db_default=False)
 
     objects = CaseQuerySet.as_manager()
 
@@ -329,6 +358,7 @@ class CaseEvent(models.Model):
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     action = models.CharField(max_length=20)
     note = models.TextField(blank=True, default="")
+    via = models.CharField(max_length=40, blank=True, default="", db_default="")  # no actor: who, in words
     at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -1,4 +1,8 @@
-"""The two roles: analysts review cases; leads (and superusers) also manage models, lists and API keys."""
+"""The two roles: analysts review cases; leads (and superusers) also manage models, lists and API keys.
+
+A logged-in account in neither group may reach nothing but a page that says so: the desk, its socket and the
+admin all ask `can_review` (or `is_lead`) before anything else.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +25,25 @@ def ensure_roles(**_: Any) -> None:
     leads.permissions.set(scoring_perms)
 
 
-LEAD_PERMISSION = "scoring.change_modelversion"
+def _groups(user: Any) -> frozenset[str]:
+    # Kept on the user object: a page asks several times (view, templates, admin), the database once.
+    names = getattr(user, "_role_groups", None)
+    if names is None:
+        names = frozenset(user.groups.values_list("name", flat=True))
+        user._role_groups = names
+    return names
 
 
 def is_lead(user: Any) -> bool:
-    """Leads (and superusers) may manage models, lists and keys, and take over another analyst's case."""
-    return bool(user.is_authenticated and user.has_perm(LEAD_PERMISSION))
+    """Leads (and superusers) manage models, lists and keys, reopen cases and take over others' cases."""
+    if not (user.is_authenticated and user.is_active):
+        return False
+    return user.is_superuser or LEADS in _groups(user)
+
+
+def can_review(user: Any) -> bool:
+    """Analysts and leads: the dashboards, the socket and every case action."""
+    return is_lead(user) or (user.is_authenticated and user.is_active and ANALYSTS in _groups(user))
 
 
 def make_analyst(user: Any) -> None:
@@ -34,6 +51,15 @@ def make_analyst(user: Any) -> None:
     user.is_staff = True  # Django's "may log in to the admin"; what they may do there is the group's
     user.save(update_fields=["is_staff"])
     user.groups.add(Group.objects.get(name=ANALYSTS))
+    user.__dict__.pop("_role_groups", None)
+
+
+def make_lead(user: Any) -> None:
+    """Give a user the lead role: everything an analyst does, and models, thresholds, lists and API keys."""
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    user.groups.add(Group.objects.get(name=LEADS))
+    user.__dict__.pop("_role_groups", None)
 
 
 def ensure_user(username: str, *, password: str, lead: bool = False) -> None:

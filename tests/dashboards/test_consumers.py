@@ -18,6 +18,7 @@ from dashboards import broadcast, consumers
 from fraudsite.asgi import application
 from scoring.models import Case, Transaction
 from scoring.results import reason_summary, transaction_event
+from scoring.roles import ensure_roles, make_analyst
 from tests.conftest import tx_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,7 +60,10 @@ async def drain(communicator: WebsocketCommunicator, seconds: float) -> list[dic
 
 @pytest.fixture
 def analyst_user(db):
-    return get_user_model().objects.create_user("watcher", password="pw-watcher-1")
+    ensure_roles()
+    user = get_user_model().objects.create_user("watcher", password="pw-watcher-1")
+    make_analyst(user)
+    return user
 
 
 async def test_anonymous_socket_is_closed(db):
@@ -284,6 +288,25 @@ async def test_case_changes_reach_every_dashboard(api, model_version, analyst_us
     assert seen_by_one["id"] == seen_by_two["id"] == created["case_id"]
     assert seen_by_two["assignee"] == "watcher"
     assert seen_by_two["status"] == "open"
+
+
+async def test_a_chargeback_that_settles_a_case_reaches_every_dashboard(api, model_version, analyst_user):
+    created = (await api.post("/api/v1/transactions", tx_body(external_id="cb-live", amount="9000.00"))).json()
+    async with socket(analyst_user) as communicator:
+        await communicator.connect()
+        await api.post("/api/v1/labels", {"external_id": "cb-live", "is_fraud": True})
+        seen = await next_of_type(communicator, "case")
+
+    assert (seen["id"], seen["status"], seen["resolved_by"]) == (created["case_id"], "fraud", None)
+
+
+async def test_an_account_without_a_role_is_refused_the_socket(db):
+    nobody = await database_sync_to_async(get_user_model().objects.create_user)("nobody", password="pw-nobody-1")
+    async with socket(nobody) as communicator:
+        connected, code = await communicator.connect()
+
+    assert not connected
+    assert code == consumers.CLOSE_NO_ROLE
 
 
 async def test_ingest_still_answers_201_and_stores_when_the_channel_layer_is_down(api, model_version, monkeypatch):

@@ -24,6 +24,7 @@ from dashboards import broadcast
 from scoring import models
 from scoring.features import FEATURES
 from scoring.models import Case, CaseEvent, CaseStatus, ModelVersion, Transaction
+from scoring.roles import ensure_roles, make_analyst
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -56,14 +57,21 @@ def make_case(**fields: Any) -> Case:
     return Case.objects.create(transaction=tx)
 
 
+def analyst_named(django_user_model: type[User], username: str) -> User:
+    ensure_roles()
+    user = django_user_model.objects.create_user(username=username)
+    make_analyst(user)
+    return user
+
+
 @pytest.fixture
 def alice(django_user_model: type[User]) -> User:
-    return django_user_model.objects.create_user(username="alice")
+    return analyst_named(django_user_model, "alice")
 
 
 @pytest.fixture
 def bob(django_user_model: type[User]) -> User:
-    return django_user_model.objects.create_user(username="bob")
+    return analyst_named(django_user_model, "bob")
 
 
 @pytest.fixture

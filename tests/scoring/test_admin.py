@@ -6,11 +6,14 @@ import math
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from scoring import cases
 from scoring.features import FEATURES
-from scoring.models import ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
+from scoring.models import ActiveModelDeletion, ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
+from scoring.roles import ensure_roles, make_lead
 
 pytestmark = pytest.mark.django_db
 
@@ -199,3 +202,150 @@ def test_the_transactions_list_tells_imported_history_from_scored_traffic(analys
     assert 'title="imported:bank-a">history</span>' in everything
     assert "scored-1" in only_scored and "bank-a-1" not in only_scored
     assert "bank-a-1" in only_imported and "scored-1" not in only_imported
+
+
+# --- cases change only through scoring/cases.py ------------------------------------------------------
+
+
+@pytest.fixture
+def group_lead(django_user_model):
+    """A lead by group membership, not a superuser."""
+    ensure_roles()
+    user = django_user_model.objects.create_user("lena", password="pw-lena-123")
+    make_lead(user)
+    return user
+
+
+def trail(case: Case) -> list[tuple[str | None, str]]:
+    return [(e.actor.username if e.actor else None, e.action) for e in CaseEvent.objects.filter(case=case)]
+
+
+def test_an_analyst_cannot_assign_a_case_to_themself_in_the_admin_while_a_lead_holds_it(analyst, group_lead):
+    case = flagged_case()
+    case.assignee = group_lead
+    case.save()
+
+    response = logged_in(analyst).post(
+        f"/admin/scoring/case/{case.pk}/change/", {"assignee": analyst.pk, "status": "open", "note": "mine now"}
+    )
+
+    assert response.status_code == 403
+    case.refresh_from_db()
+    assert (case.assignee, case.note) == (group_lead, "")
+    assert trail(case) == []
+
+
+def test_a_resolved_cases_note_cannot_be_edited_in_the_admin(analyst, lead):
+    case = flagged_case()
+    cases.resolve(case.pk, user=analyst, is_fraud=True, note="the cardholder confirmed")
+
+    for user in (analyst, lead):
+        response = logged_in(user).post(f"/admin/scoring/case/{case.pk}/change/", {"note": "rewritten"})
+        assert response.status_code == 403
+    case.refresh_from_db()
+    assert case.note == "the cardholder confirmed"
+
+
+def test_the_admins_case_page_shows_every_field_read_only_with_a_link_to_the_desk(analyst):
+    case = flagged_case()
+
+    body = logged_in(analyst).get(f"/admin/scoring/case/{case.pk}/change/").content.decode()
+
+    assert 'name="assignee"' not in body and 'name="note"' not in body and 'name="_save"' not in body
+    assert f'href="/cases/{case.pk}/"' in body
+
+
+def test_claiming_in_the_admin_refuses_a_case_another_holds_with_a_message(analyst, group_lead):
+    case = flagged_case()
+    cases.claim(case.pk, user=group_lead)
+
+    response = run_action(logged_in(analyst), "claim", case)
+
+    case.refresh_from_db()
+    assert case.assignee == group_lead
+    assert b"is claimed by lena" in response.content
+    assert trail(case) == [("lena", "claimed")]
+
+
+def test_a_lead_claiming_in_the_admin_takes_the_case_over_on_the_record(analyst, group_lead):
+    case = flagged_case()
+    cases.claim(case.pk, user=analyst)
+
+    run_action(logged_in(group_lead), "claim", case)
+
+    case.refresh_from_db()
+    assert case.assignee == group_lead
+    assert trail(case) == [("alice", "claimed"), ("lena", "takeover"), ("lena", "claimed")]
+
+
+def test_releasing_in_the_admin_is_audited(analyst):
+    case = flagged_case()
+    client = logged_in(analyst)
+    run_action(client, "claim", case)
+
+    run_action(client, "release", case)
+
+    case.refresh_from_db()
+    assert case.assignee is None
+    assert trail(case) == [("alice", "claimed"), ("alice", "released")]
+
+
+def test_an_analyst_cannot_use_lead_actions_or_forms_by_posting(analyst, model_version, api_key):
+    client = logged_in(analyst)
+    key = ApiKey.objects.get()
+
+    responses = [
+        client.post("/admin/scoring/modelversion/", {"action": "activate", "_selected_action": [model_version.pk]}),
+        client.post(f"/admin/scoring/modelversion/{model_version.pk}/change/", {"review_threshold": "0.99"}),
+        client.post("/admin/scoring/apikey/", {"action": "revoke", "_selected_action": [key.pk]}),
+        client.post("/admin/auth/user/add/", {"username": "eve", "password1": "x-Secret-9", "password2": "x-Secret-9"}),
+    ]
+
+    assert [r.status_code for r in responses] == [403, 403, 403, 403]
+    model_version.refresh_from_db()
+    assert model_version.review_threshold == 0.5
+    assert ApiKey.objects.check_key(api_key) == key
+    assert not User.objects.filter(username="eve").exists()
+
+
+# --- the active model cannot be deleted ---------------------------------------------------------------
+
+
+def test_the_active_model_version_refuses_to_be_deleted(model_version):
+    with pytest.raises(ActiveModelDeletion, match="activate another version first"):
+        model_version.delete()
+    with pytest.raises(ActiveModelDeletion, match=model_version.version):
+        ModelVersion.objects.all().delete()
+
+    assert ModelVersion.objects.active() == model_version
+
+
+def test_a_version_that_is_not_active_can_be_deleted(model_version, tiny_artifact):
+    old = ModelVersion.objects.create(version="v-old", artifact=tiny_artifact, features=model_version.features)
+
+    ModelVersion.objects.filter(pk=old.pk).delete()
+
+    assert list(ModelVersion.objects.all()) == [model_version]
+
+
+def test_the_admin_offers_no_delete_for_the_active_model(lead, model_version):
+    client = logged_in(lead)
+
+    page = client.get(f"/admin/scoring/modelversion/{model_version.pk}/delete/")
+    posted = client.post(f"/admin/scoring/modelversion/{model_version.pk}/delete/", {"post": "yes"})
+
+    assert (page.status_code, posted.status_code) == (403, 403)
+    assert ModelVersion.objects.active() == model_version
+
+
+def test_the_admins_bulk_delete_refuses_a_selection_holding_the_active_model(lead, model_version, tiny_artifact):
+    old = ModelVersion.objects.create(version="v-old", artifact=tiny_artifact, features=model_version.features)
+
+    response = logged_in(lead).post(
+        "/admin/scoring/modelversion/",
+        {"action": "delete_selected", "_selected_action": [model_version.pk, old.pk], "post": "yes"},
+    )
+
+    assert response.status_code == 200
+    assert "activate another version first" in response.content.decode()
+    assert ModelVersion.objects.count() == 2
