@@ -298,18 +298,25 @@ def _media_type(scope: Scope) -> str:
     return _header(scope, b"content-type").partition(";")[0].strip().lower()
 
 
+class _RepeatedKey(Exception):
+    pass
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> None:
+    """An object's key-value pairs, as the parser found them: refused when a key comes twice. Nothing is built
+    from them: only the check is wanted (the body is validated by its schema)."""
+    if len(pairs) != len({key for key, _ in pairs}):
+        seen: set[str] = set()
+        raise _RepeatedKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
+
+
 def _repeated_key(body: bytes) -> str | None:
     """The first key an object of the body repeats (JSON parsers keep the last silently), or None."""
-    repeated: list[str] = []
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        if not repeated and len({key for key, _ in items}) != len(items):
-            seen: set[str] = set()
-            repeated.extend(key for key, _ in items if key in seen or seen.add(key))
-        return dict(items)
-
-    json.loads(body, object_pairs_hook=pairs)
-    return repeated[0] if repeated else None
+    try:
+        json.loads(body, object_pairs_hook=_no_repeats)
+    except _RepeatedKey as repeated:
+        return str(repeated)
+    return None
 
 
 def _declared_length(scope: Scope) -> int:

@@ -55,12 +55,19 @@ def _decimal_text(places: int | None) -> str:
 
 PLAIN_DECIMAL = re.compile(_decimal_text(None))
 AMOUNT_WORDS = 'must be a JSON number or a plain decimal string such as "12.50" (ASCII digits, one optional point)'
-# RFC 3339 with an offset, years from 1970 (the bounds themselves are checked on the instant).
-RFC3339 = (
-    r"^(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
-    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+# RFC 3339 with an offset. The document's pattern names real calendar dates from 1970 to 2099 and valid times and
+# offsets, so that every string it admits parses; the instant's own bounds (from 1970-01-01 UTC to 5 minutes
+# ahead) are checked on the parsed value and described in words. The validator's pattern admits any digits in the
+# date and lets the parser refuse impossible dates, in words of their own.
+_YEAR = r"(19[7-9][0-9]|20[0-9]{2})"
+_LEAP_YEAR = r"(19(7[26]|8[048]|9[26])|20([02468][048]|[13579][26]))"
+_DATE = (
+    rf"({_YEAR}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|{_YEAR}-(0[13-9]|1[0-2])-(29|30)"
+    rf"|{_YEAR}-(0[13578]|1[02])-31|{_LEAP_YEAR}-02-29)"
 )
-_RFC3339 = re.compile(RFC3339.replace("(19[7-9][0-9]|[2-9][0-9]{3})", "[0-9]{4}"))  # earlier years: own words
+_TIME = r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+RFC3339 = rf"^{_DATE}{_TIME}$"
+_RFC3339 = re.compile(rf"[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}{_TIME}")
 
 
 def decimals(amount: Decimal) -> int:
@@ -81,11 +88,12 @@ def _amount(value: Any) -> Decimal:
         amount = value
     elif isinstance(value, float) and math.isfinite(value):
         amount = Decimal(repr(value))  # the shortest decimal that is this float: 0.1, not 0.1000000000000000055
-        amount = amount.quantize(Decimal(1)) if amount == amount.to_integral_value() else amount.normalize()
     else:
         raise ValueError(AMOUNT_WORDS)
     if not 0 < amount <= MAX_AMOUNT:
         raise ValueError("must be more than 0 and at most 1,000,000,000")
+    if isinstance(value, float):  # a number's decimals are its value's: 100.0 has none
+        amount = amount.quantize(Decimal(1)) if amount == amount.to_integral_value() else amount.normalize()
     return amount
 
 
@@ -132,7 +140,7 @@ def _instant(value: Any) -> datetime:
         except ValueError as exc:
             raise ValueError(f"is not a valid date and time ({exc})") from None
     else:
-        raise ValueError("must be an RFC 3339 timestamp with an offset, such as 2026-12-07T10:15:00Z")
+        raise ValueError("must be an RFC 3339 timestamp with an offset, such as 2026-01-02T10:15:00Z")
     if at < EARLIEST:
         raise ValueError("is before 1970-01-01")
     if at.timestamp() > time.time() + MAX_FUTURE_SECONDS:
@@ -140,7 +148,7 @@ def _instant(value: Any) -> datetime:
     return at.astimezone(UTC)
 
 
-INSTANT_SCHEMA = {"type": "string", "format": "date-time", "pattern": RFC3339, "examples": ["2026-12-07T10:15:00Z"]}
+INSTANT_SCHEMA = {"type": "string", "format": "date-time", "pattern": RFC3339, "examples": ["2026-01-02T10:15:00Z"]}
 Instant = Annotated[datetime, PlainValidator(_instant), WithJsonSchema(INSTANT_SCHEMA)]
 Amount = Annotated[Decimal, PlainValidator(_amount), WithJsonSchema(_amount_schema())]
 
