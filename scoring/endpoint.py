@@ -94,7 +94,8 @@ SINGLE = Contract(
     body=TransactionIn,
     result=TransactionResult,
     summary="Score and store one transaction",
-    description="201 with the new result, or 200 with the stored one when the external_id is known.",
+    description="201 with the new result; 200 with the stored one when the external_id is known with the same "
+    "content, 409 when with other content.",
     success={201: "Scored and stored", 200: "The external_id was stored before with the same content: its result"},
     refusals={409: "The external_id was stored before with other content: `fields` names what differs"},
     lookup=True,
