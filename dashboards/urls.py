@@ -14,4 +14,6 @@ urlpatterns = [
     path("cases/<int:case_id>/claim", views.claim, name="claim"),
     path("cases/<int:case_id>/release", views.release, name="release"),
     path("cases/<int:case_id>/resolve", views.resolve, name="resolve"),
+    path("cases/<int:case_id>/reopen", views.reopen, name="reopen"),
+    path("cases/<int:case_id>/notes", views.add_note, name="note"),
 ]

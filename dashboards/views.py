@@ -1,4 +1,8 @@
-"""The analysts' pages: the live feed, the review queue and one case, plus the htmx case actions."""
+"""The analysts' pages: the live feed, the review queue and one case, plus the htmx case actions.
+
+Every view is for analysts and leads only (`role_required`); a logged-in account with neither role gets a page
+that says so, and nothing else. What a role may do to a case is decided in scoring/cases.py.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -17,11 +22,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from dashboards.forms import ResolveForm
+from dashboards.forms import NoteForm, ReopenForm, ResolveForm
 from dashboards.stats import LiveStats, open_cases, recent_stats
 from scoring import cases
 from scoring.models import Case, ModelVersion, Transaction
 from scoring.results import reasons_in_words, shown, transaction_event
+from scoring.roles import can_review
 
 FEED_ROWS = 50
 PANEL_CASES = 10
@@ -30,6 +36,7 @@ CARD_HISTORY = 20
 FEED_MAX_ROWS = 200  # live.js drops the oldest rows past this
 DEFAULT_THRESHOLDS = {"review_threshold": 0.5, "block_threshold": 0.9}
 CASE_ROW = "dashboards/queue.html#case-row"
+CASE_AUDIT = "dashboards/case.html#case-audit"
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -39,13 +46,16 @@ class HtmxHttpRequest(HttpRequest):
 View = Callable[..., HttpResponse]
 
 
-def analyst_required(view: View) -> View:
-    """Any logged-in user; anonymous pages go to the login page, anonymous htmx calls and POSTs get 403."""
+def role_required(view: View) -> View:
+    """Analysts and leads. Other logged-in users get the no-access page; anonymous pages go to the login
+    page, anonymous htmx calls and POSTs get 403."""
 
     @wraps(view)
     def wrapper(request: HtmxHttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if request.user.is_authenticated:
+        if can_review(request.user):
             return view(request, *args, **kwargs)
+        if request.user.is_authenticated:
+            return render(request, "dashboards/no_access.html", status=403)
         if not request.htmx and request.method == "GET":
             return redirect_to_login(request.get_full_path())
         response = render(request, "403.html", {"exception": "Your session has ended."}, status=403)
@@ -62,7 +72,7 @@ def analyst_required(view: View) -> View:
 
 
 @require_GET
-@analyst_required
+@role_required
 def live(request: HtmxHttpRequest) -> HttpResponse:
     """The newest transactions and the figures; live.js keeps both current over the socket."""
     rows = Transaction.objects.select_related("case__assignee").newest(FEED_ROWS)
@@ -82,7 +92,7 @@ def live(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_GET
-@analyst_required
+@role_required
 def open_cases_panel(request: HtmxHttpRequest) -> HttpResponse:
     """The live page's top open cases, re-fetched by live.js when a case changes."""
     counted_at = time.time()
@@ -91,13 +101,15 @@ def open_cases_panel(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_GET
-@analyst_required
+@role_required
 def queue(request: HtmxHttpRequest) -> HttpResponse:
-    """Open cases, riskiest first."""
-    open_queue = Case.objects.queue()
+    """Open cases, riskiest first; with `?overturned=1` the legitimate verdicts that a fraud label overturned."""
+    overturned = request.GET.get("overturned") == "1"
+    shown_cases = Case.objects.overturned() if overturned else Case.objects.queue()
     context = {
-        "cases": open_queue[:QUEUE_CASES],
-        "open_count": open_queue.count(),
+        "cases": shown_cases[:QUEUE_CASES],
+        "count": shown_cases.count(),
+        "overturned": overturned,
         "limit": QUEUE_CASES,
         "queue_config": queue_config(),
     }
@@ -105,7 +117,7 @@ def queue(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_GET
-@analyst_required
+@role_required
 def case_detail(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
     """One case: the transaction, why it was flagged, the card's and merchant's history, the audit trail."""
     case = _case_or_404(case_id)
@@ -116,15 +128,13 @@ def case_detail(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
         .order_by("-timestamp", "-id")[:CARD_HISTORY]
     )
     features = tx.feature_values()
-    context = {
-        "case": case,
+    context = audit_context(case) | {
         "tx": tx,
         "reasons": reasons_in_words(tx),
         "features": features,
         "feature_table": [(name, shown(value)) for name, value in features.items()],
         "history": [feed_item(row) for row in history],
         "merchant": Transaction.objects.merchant_figures(tx.merchant_id, now=timezone.now()),
-        "events": case.events.select_related("actor"),
         "current_id": tx.id,
         "queue_config": queue_config(),
     }
@@ -132,7 +142,7 @@ def case_detail(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
 
 
 @require_GET
-@analyst_required
+@role_required
 def case_row(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
     """One case's row as the current analyst sees it (queue.js swaps it in when the case changes)."""
     return render(request, CASE_ROW, {"case": _case_or_404(case_id)})
@@ -142,29 +152,59 @@ def case_row(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
 
 
 @require_POST
-@analyst_required
+@role_required
 def claim(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
     return _act(request, case_id=case_id, action=lambda: cases.claim(case_id, user=request.user))
 
 
 @require_POST
-@analyst_required
+@role_required
 def release(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
     return _act(request, case_id=case_id, action=lambda: cases.release(case_id, user=request.user))
 
 
 @require_POST
-@analyst_required
+@role_required
 def resolve(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
     form = ResolveForm(request.POST)
     if not form.is_valid():
-        message = "; ".join(error for errors in form.errors.values() for error in errors)
-        return _answer(request, case_id=case_id, error=message, status=422)
+        return _answer(request, case_id=case_id, error=_form_error(form), status=422)
     is_fraud = form.cleaned_data["verdict"] == "fraud"
     note = form.cleaned_data["note"]
     return _act(
         request, case_id=case_id, action=lambda: cases.resolve(case_id, user=request.user, is_fraud=is_fraud, note=note)
     )
+
+
+@require_POST
+@role_required
+def reopen(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
+    """A lead reopens a resolved case, with a reason (a plain form post: the whole case page changes)."""
+    form = ReopenForm(request.POST)
+    if not form.is_valid():
+        return _answer(request, case_id=case_id, error=_form_error(form), status=422)
+    reason = form.cleaned_data["reason"]
+    return _act(request, case_id=case_id, action=lambda: cases.reopen(case_id, user=request.user, reason=reason))
+
+
+@require_POST
+@role_required
+def add_note(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
+    """Append a note to a case's audit trail; htmx gets the trail and an empty form back."""
+    form = NoteForm(request.POST)
+    case = _case_or_404(case_id)
+    if form.is_valid():
+        cases.add_note(case_id, user=request.user, text=form.cleaned_data["text"])
+        form = NoteForm()
+    if not request.htmx:
+        if form.errors:
+            messages.error(request, _form_error(form))
+        return HttpResponseRedirect(_back(request))
+    return render(request, CASE_AUDIT, audit_context(case) | {"note_form": form}, status=422 if form.errors else 200)
+
+
+def _form_error(form: forms.Form) -> str:
+    return "; ".join(error for errors in form.errors.values() for error in errors)
 
 
 def _act(request: HtmxHttpRequest, *, case_id: int, action: Callable[[], Case]) -> HttpResponse:
@@ -199,6 +239,11 @@ def _back(request: HttpRequest) -> str:
 
 
 # --- what the pages show -----------------------------------------------------------------------
+
+
+def audit_context(case: Case) -> dict[str, Any]:
+    """The case page's audit trail and note form (the page, and the answer to a note)."""
+    return {"case": case, "events": case.events.select_related("actor"), "note_form": NoteForm()}
 
 
 def feed_item(tx: Transaction) -> dict[str, Any]:

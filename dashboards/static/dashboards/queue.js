@@ -8,6 +8,7 @@
     const desk = window.FraudDesk;
     const config = JSON.parse(document.getElementById("queue-config").textContent);
     const queue = document.getElementById("queue"); // only on the queue page
+    const openQueue = queue && queue.dataset.view === "open" ? queue : null; // not the overturned verdicts
     const audit = document.getElementById("audit"); // only on the case page (its id never changes)
     const filter = document.getElementById("queue-filter");
 
@@ -49,11 +50,13 @@
     function refreshRow(event) {
       const row = document.getElementById(`case-${event.id}`);
       if (!row) {
-        if (queue && event.status === "open") insertRow(event.id, event.transaction ? event.transaction.score : 0);
+        if (openQueue && event.status === "open") insertRow(event.id, event.transaction ? event.transaction.score : 0);
         return;
       }
-      // Already showing this state (e.g. our own click's answer): keep the row and any note being typed.
-      if (row.dataset.status === event.status && row.dataset.assignee === (event.assignee || "")) return;
+      // An open row already showing this state (e.g. our own click's answer): keep it and any note being typed.
+      // A resolved row has nothing to type in, and may have changed without changing state (overturned).
+      const same = row.dataset.status === event.status && row.dataset.assignee === (event.assignee || "");
+      if (same && event.status === "open") return;
       window.htmx.ajax("GET", rowUrl(event.id), { target: row, swap: "outerHTML" });
     }
 
@@ -90,7 +93,7 @@
       const response = await fetch(window.location.pathname, { credentials: "same-origin" });
       if (!response.ok) return;
       const page = new DOMParser().parseFromString(await response.text(), "text/html");
-      for (const id of ["audit", "tx-label"]) {
+      for (const id of ["audit", "tx-label", "case-verdict"]) {
         const fresh = page.getElementById(id);
         const current = document.getElementById(id);
         if (fresh && current) {
@@ -104,7 +107,7 @@
       if (message.type === "case") {
         refreshRow(message);
         refreshCasePage(message);
-      } else if (message.type === "transactions" && queue && Array.isArray(message.items)) {
+      } else if (message.type === "transactions" && openQueue && Array.isArray(message.items)) {
         message.items
           .filter((item) => item.case_id && item.decision !== "approve")
           .sort((a, b) => b.score - a.score)

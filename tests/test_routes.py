@@ -1,0 +1,322 @@
+"""Who reaches what: every URL pattern of the project, and the dashboard socket, for each kind of account.
+
+The routes are walked from `get_resolver()` (the admin's and django-ninja's included), not listed by hand, and
+each must have its expected answers in ROUTES: adding a route means deciding who may reach it. The ingest
+routes are served ahead of Django (fraudsite/asgi.py) and use API keys, not accounts: they are not here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser, Group, User
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Model
+from django.http import HttpResponse
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, resolve
+from django.utils import timezone
+
+from dashboards.routing import websocket_urlpatterns
+from fraudsite.asgi import application
+from scoring.models import ApiKey, Case, ListEntry, ModelVersion, Transaction
+from scoring.roles import ensure_roles, make_analyst, make_lead
+
+KINDS = ("anonymous", "no role", "analyst", "lead")
+LOGIN = "login"  # 302 to the site's login page
+ADMIN_LOGIN = "admin login"  # 302 to the admin's login page
+SAME = "the same answer"  # whatever it is, the same for every kind of account
+# The answers of (anonymous, no role, analyst, lead), as a status code or one of the redirects above.
+Answers = tuple[int | str, int | str, int | str, int | str]
+
+
+def every(answer: int | str) -> Answers:
+    return (answer, answer, answer, answer)
+
+
+DESK: Answers = (LOGIN, 403, 200, 200)  # the analysts' pages: no role gets the no-access page
+DESK_ACTION: Answers = (403, 403, 302, 302)  # a plain form post goes back where it came from
+LEAD_ONLY_ACTION: Answers = (403, 403, 403, 302)
+STAFF: Answers = (ADMIN_LOGIN, ADMIN_LOGIN, 200, 200)
+LEAD_ADMIN: Answers = (ADMIN_LOGIN, ADMIN_LOGIN, 403, 200)
+NOBODYS_ADMIN: Answers = (ADMIN_LOGIN, ADMIN_LOGIN, 403, 403)  # refused to analysts and leads alike
+USERS_ADMIN: Answers = NOBODYS_ADMIN  # accounts are managed by superusers
+API_KEY_ONLY: Answers = every(401)  # a session is not an API key
+ADMIN_REDIRECT: Answers = (ADMIN_LOGIN, ADMIN_LOGIN, 302, 302)  # on to the change page, which has its own row
+
+
+def admin_model(path: str, **answers: Answers) -> dict[str, dict[str, Answers]]:
+    """The six routes the admin gives every registered model, with the answers for each (its object's bare
+    URL redirects to the change page, whatever the account: that page has its own answers)."""
+    routes = {
+        "changelist": f"admin/{path}/",
+        "add": f"admin/{path}/add/",
+        "history": f"admin/{path}/<path:object_id>/history/",
+        "delete": f"admin/{path}/<path:object_id>/delete/",
+        "change": f"admin/{path}/<path:object_id>/change/",
+        "object": f"admin/{path}/<path:object_id>/",
+    }
+    answers.setdefault("object", ADMIN_REDIRECT)
+    return {route: {"GET": answers[view]} for view, route in routes.items()}
+
+
+ROUTES: dict[str, dict[str, Answers]] = {
+    # --- the analysts' desk (dashboards/urls.py) ---
+    "": {"GET": DESK},
+    "cases/": {"GET": DESK},
+    "cases/top/": {"GET": DESK},
+    "cases/<int:case_id>/": {"GET": DESK},
+    "cases/<int:case_id>/row": {"GET": DESK},
+    "cases/<int:case_id>/claim": {"POST": DESK_ACTION, "GET": every(405)},
+    "cases/<int:case_id>/release": {"POST": DESK_ACTION},
+    "cases/<int:case_id>/resolve": {"POST": DESK_ACTION},
+    "cases/<int:case_id>/notes": {"POST": DESK_ACTION},
+    "cases/<int:case_id>/reopen": {"POST": LEAD_ONLY_ACTION},
+    # --- health, for load balancers ---
+    "healthz": {"GET": every(200)},
+    "readyz": {"GET": every(SAME)},  # 200 or 503 by what is up, never by who asks
+    # --- the JSON API (django-ninja): API keys, not accounts ---
+    "api/v1/": {"GET": every(404)},
+    "api/v1/openapi.json": {"GET": every(200)},
+    "api/v1/docs": {"GET": every(200)},
+    "api/v1/transactions/<tx_id>": {"GET": API_KEY_ONLY},
+    "api/v1/labels": {"POST": API_KEY_ONLY},
+    # --- accounts ---
+    "accounts/login/": {"GET": every(200)},
+    "accounts/logout/": {"POST": every(LOGIN), "GET": every(405)},
+    "accounts/password_change/": {"GET": (LOGIN, 200, 200, 200)},
+    "accounts/password_change/done/": {"GET": (LOGIN, 200, 200, 200)},
+    "accounts/password_reset/": {"GET": every(200)},
+    "accounts/password_reset/done/": {"GET": every(200)},
+    "accounts/reset/<uidb64>/<token>/": {"GET": every(200)},
+    "accounts/reset/done/": {"GET": every(200)},
+    # --- the admin: analysts read cases and transactions, leads also manage models, keys and lists ---
+    "admin/": {"GET": STAFF},
+    "admin/login/": {"GET": (200, 200, 302, 302)},
+    "admin/logout/": {"GET": (302, 302, 405, 405)},  # a POST form; without a staff session, to the admin
+    "admin/password_change/": {"GET": STAFF},
+    "admin/password_change/done/": {"GET": STAFF},
+    "admin/autocomplete/": {"GET": (ADMIN_LOGIN, ADMIN_LOGIN, 403, 403)},
+    "admin/jsi18n/": {"GET": STAFF},
+    "admin/r/<path:content_type_id>/<path:object_id>/": {"GET": (ADMIN_LOGIN, ADMIN_LOGIN, 404, 404)},
+    "admin/(?P<app_label>auth|scoring)/$": {"GET": STAFF},
+    "admin/(?P<url>.*)$": {"GET": (ADMIN_LOGIN, ADMIN_LOGIN, 404, 404)},
+    **admin_model(
+        "scoring/case",
+        changelist=STAFF,
+        add=(ADMIN_LOGIN, ADMIN_LOGIN, 403, 403),  # cases are opened by scoring
+        history=STAFF,
+        delete=NOBODYS_ADMIN,  # superusers only: a case is its audit trail
+        change=STAFF,  # read-only: changes go through the actions
+    ),
+    **admin_model(
+        "scoring/transaction",
+        changelist=STAFF,
+        add=(ADMIN_LOGIN, ADMIN_LOGIN, 403, 403),
+        history=STAFF,
+        delete=NOBODYS_ADMIN,
+        change=STAFF,
+    ),
+    **admin_model(
+        "scoring/modelversion",
+        changelist=LEAD_ADMIN,
+        add=NOBODYS_ADMIN,  # versions come from train_model
+        history=LEAD_ADMIN,
+        delete=NOBODYS_ADMIN,  # the sample is the active version
+        change=LEAD_ADMIN,
+    ),
+    **admin_model(
+        "scoring/apikey",
+        changelist=LEAD_ADMIN,
+        add=LEAD_ADMIN,
+        history=LEAD_ADMIN,
+        delete=LEAD_ADMIN,
+        change=LEAD_ADMIN,
+    ),
+    **admin_model(
+        "scoring/listentry",
+        changelist=LEAD_ADMIN,
+        add=LEAD_ADMIN,
+        history=LEAD_ADMIN,
+        delete=LEAD_ADMIN,
+        change=LEAD_ADMIN,
+    ),
+    **admin_model(
+        "auth/user",
+        changelist=USERS_ADMIN,
+        add=USERS_ADMIN,
+        history=USERS_ADMIN,
+        delete=USERS_ADMIN,
+        change=USERS_ADMIN,
+    ),
+    "admin/auth/user/<id>/password/": {"GET": USERS_ADMIN},
+    **admin_model(
+        "auth/group",
+        changelist=USERS_ADMIN,
+        add=USERS_ADMIN,
+        history=USERS_ADMIN,
+        delete=USERS_ADMIN,
+        change=USERS_ADMIN,
+    ),
+}
+
+# Whether the socket opens, for (anonymous, no role, analyst, lead).
+SOCKETS: dict[str, tuple[bool, bool, bool, bool]] = {"ws/dashboard/": (False, False, True, True)}
+
+
+# --- walking the URL configuration -----------------------------------------------------------------
+
+
+def walk(patterns: list[Any], prefix: str = "") -> Iterator[str]:
+    """Every URL pattern under `patterns`, as the route Django resolves it by (ResolverMatch.route: each part
+    without its leading ^)."""
+    for pattern in patterns:
+        route = prefix + str(pattern.pattern).removeprefix("^")
+        if isinstance(pattern, URLResolver):
+            yield from walk(pattern.url_patterns, route)
+        else:
+            assert isinstance(pattern, URLPattern)
+            yield route
+
+
+ALL_ROUTES = sorted(set(walk(get_resolver().url_patterns)))
+
+
+@dataclass
+class World:
+    """One of everything a route may name, and a logged-in client (or none) for each kind of account."""
+
+    clients: dict[str, Client]
+    users: dict[str, User | AnonymousUser]
+    samples: dict[str, Model]
+    case: Case
+
+    def url(self, route: str) -> str:
+        """`route` with sample values for its converters and named groups."""
+        values = {
+            "case_id": self.case.pk,
+            "tx_id": self.case.transaction_id,
+            "content_type_id": ContentType.objects.get_for_model(Case).pk,
+            "object_id": self._admin_object(route),
+            "id": self.users["analyst"].pk,
+            "app_label": "scoring",
+            "url": "nowhere/",
+            "uidb64": "MQ",
+            "token": "set-password",
+        }
+        url = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: str(values[m[1]]), route)
+        url = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values[m[1]]), url)
+        return "/" + url.replace("$", "")
+
+    def _admin_object(self, route: str) -> Any:
+        found = re.match(r"admin/(\w+)/(\w+)/", route)
+        sample = self.samples.get(f"{found[1]}.{found[2]}") if found else None
+        return sample.pk if sample else self.case.pk
+
+
+@pytest.fixture
+def world(db: None, model_version: ModelVersion, api_key: str) -> World:
+    ensure_roles()
+    users: dict[str, User | AnonymousUser] = {"anonymous": AnonymousUser()}
+    for kind, grant in (("no role", None), ("analyst", make_analyst), ("lead", make_lead)):
+        users[kind] = User.objects.create_user(kind.replace(" ", "-"))
+        if grant:
+            grant(users[kind])
+    clients = {kind: Client() for kind in KINDS}
+    for kind in KINDS[1:]:
+        clients[kind].force_login(users[kind])
+    case = _flagged_case()
+    samples = {
+        "scoring.case": case,
+        "scoring.transaction": case.transaction,
+        "scoring.modelversion": model_version,
+        "scoring.apikey": ApiKey.objects.get(),
+        "scoring.listentry": ListEntry.objects.create(kind="block", entity="card", value="card-x", reason="stolen"),
+        "auth.user": users["no role"],
+        "auth.group": Group.objects.get(name="Analysts"),
+    }
+    return World(clients=clients, users=users, samples=samples, case=case)
+
+
+def _flagged_case() -> Case:
+    tx = Transaction.objects.create(
+        external_id="routes-1",
+        card_id="card-1",
+        merchant_id="shop-1",
+        amount=Decimal("900.00"),
+        currency="EUR",
+        timestamp=timezone.now(),
+        score=0.95,
+        decision="block",
+        reasons=[],
+        features=[],
+        model_version="test",
+    )
+    return Case.objects.create(transaction=tx)
+
+
+def answer(response: HttpResponse) -> int | str:
+    if response.status_code == 302 and response["Location"].startswith("/accounts/login/"):
+        return LOGIN
+    if response.status_code == 302 and response["Location"].startswith("/admin/login/"):
+        return ADMIN_LOGIN
+    return response.status_code
+
+
+FORM = {"verdict": "fraud", "text": "a note", "reason": "a reason"}  # what the case actions' forms send
+
+
+@pytest.mark.parametrize("route", ALL_ROUTES)
+def test_every_route_answers_each_kind_of_account_as_the_table_says(world: World, route: str) -> None:
+    assert route in ROUTES, f"no expected answers for the route {route!r}: add it to ROUTES (who may reach it?)"
+    url = world.url(route)
+    assert resolve(url.split("?")[0]).route == route, f"the sample URL {url} does not reach {route!r}"
+    for method, expected in ROUTES[route].items():
+        answers = []
+        for kind in KINDS:
+            send = world.clients[kind].get if method == "GET" else world.clients[kind].post
+            answers.append(answer(send(url, FORM) if method == "POST" else send(url)))
+        said = f"{method} {url}: {dict(zip(KINDS, answers, strict=True))}"
+        if expected == every(SAME):
+            assert len(set(answers)) == 1 and answers[0] not in (LOGIN, ADMIN_LOGIN), said
+        else:
+            assert tuple(answers) == expected, said
+
+
+def test_the_table_names_no_route_that_is_gone() -> None:
+    assert sorted(set(ROUTES) - set(ALL_ROUTES)) == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("route", sorted(str(pattern.pattern) for pattern in websocket_urlpatterns))
+async def test_the_socket_opens_for_analysts_and_leads_only(route: str) -> None:
+    assert route in SOCKETS, f"no expected answers for the socket route {route!r}: add it to SOCKETS"
+    users = await database_sync_to_async(_socket_users)()
+    opened = []
+    for kind in KINDS:
+        communicator = WebsocketCommunicator(
+            application, "/" + route, headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+        )
+        communicator.scope["user"] = users[kind]
+        connected, _ = await communicator.connect()
+        opened.append(connected)
+        await communicator.disconnect()
+
+    assert tuple(opened) == SOCKETS[route], dict(zip(KINDS, opened, strict=True))
+
+
+def _socket_users() -> dict[str, User | AnonymousUser]:
+    ensure_roles()
+    users: dict[str, User | AnonymousUser] = {"anonymous": AnonymousUser()}
+    for kind, grant in (("no role", None), ("analyst", make_analyst), ("lead", make_lead)):
+        users[kind] = User.objects.create_user(f"socket-{kind.replace(' ', '-')}")
+        if grant:
+            grant(users[kind])
+    return users
