@@ -624,3 +624,22 @@ def _rows(body: str) -> dict[int, str]:
         case_id, _, rest = chunk.partition('"')
         rows[int(case_id)] = rest.split("</article>", 1)[0]
     return rows
+
+
+# --- Content-Security-Policy: script-src 'self' -------------------------------------------------------
+
+INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>", re.IGNORECASE)
+HANDLER_ATTRIBUTE = re.compile(r"<[^>]*\s(?:on[a-z]+|hx-on[:\w-]*)\s*=", re.IGNORECASE)
+
+
+def test_pages_run_no_inline_script_so_a_self_only_script_policy_holds(alice_client: Client, alice: User) -> None:
+    case = make_case()
+    CaseEvent.objects.create(case=case, actor=alice, action="note", note="<script>alert(1)</script>")
+    pages = ["/", "/cases/", "/cases/?overturned=1", f"/cases/{case.id}/", f"/cases/{case.id}/row", "/nowhere/"]
+
+    bodies = {path: alice_client.get(path).content.decode() for path in pages}
+    bodies["login"] = Client().get("/accounts/login/").content.decode()
+
+    for path, body in bodies.items():
+        assert INLINE_SCRIPT.findall(body) == [], path
+        assert HANDLER_ATTRIBUTE.findall(body) == [], path
