@@ -8,13 +8,15 @@ threads of a process-wide pool: while one waits for the database, another comput
 after the other in Django's thread-sensitive executor, while the next batch forms; in-process tests use
 that, because a test's database transaction is visible only to its own thread. A lone request is never
 held back waiting for company: with nothing in flight it starts at once. When a combined batch fails, each
-request is retried on its own, so one bad request never fails the others.
+request is retried on its own, so one bad request never fails the others; when it fails because the database
+cannot be reached, its requests and every queued one fail at once instead (see `_store`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +26,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from scoring.schemas import TransactionIn
 
@@ -71,6 +74,8 @@ class MicroBatcher:
         self.queue: deque[_Request] = deque()
         self.queued = 0  # items in the queue
         self.inflight = 0
+        self.down_at = float("-inf")  # when a batch last found the database unreachable (time.monotonic())
+        self.down_error: Exception | None = None
 
     async def submit(self, items: list[TransactionIn]) -> list[Any]:
         future = asyncio.get_running_loop().create_future()
@@ -104,7 +109,13 @@ class MicroBatcher:
     async def _store(self, batch: list[_Request]) -> None:
         items = [item for request in batch for item in request.items]
         try:
-            outcomes, events = await _in_thread(self.store)(items)
+            outcomes, events = await _in_thread(self._store_unless_down)(items, since=time.monotonic())
+        except (OperationalError, InterfaceError) as exc:
+            # The database is down (or its pool had no connection within DB_POOL_TIMEOUT). Every queued request
+            # would wait that long again for the same answer, one batch after another, and a retry request by
+            # request longer still: they all get it now, and the caller retries.
+            self._fail_all(batch, exc)
+            return
         except Exception as exc:
             if len(batch) == 1:
                 _fail(batch[0], exc)
@@ -120,6 +131,25 @@ class MicroBatcher:
                 request.future.set_result(outcomes[start:end])
             start = end
         await self.after_commit(events)
+
+    def _store_unless_down(self, items: list[TransactionIn], *, since: float) -> Any:
+        """`store(items)`, or at once the error of a batch that found the database unreachable after this one
+        was handed to the threads: with one thread, in-flight batches wait there one after another."""
+        if self.down_at > since and self.down_error is not None:
+            raise self.down_error
+        try:
+            return self.store(items)
+        except (OperationalError, InterfaceError) as exc:
+            # Noted here, in the thread: the next batch may be on its way in it before the loop hears of this.
+            self.down_at, self.down_error = time.monotonic(), exc
+            raise
+
+    def _fail_all(self, batch: list[_Request], exc: Exception) -> None:
+        log.warning("database unavailable: failing %d batched and %d queued requests", len(batch), len(self.queue))
+        for request in [*batch, *self.queue]:
+            _fail(request, exc)
+        self.queue.clear()
+        self.queued = 0
 
 
 def _fail(request: _Request, exc: Exception) -> None:

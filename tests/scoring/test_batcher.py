@@ -148,3 +148,52 @@ async def test_never_more_than_three_batches_are_in_flight(settings):
     store.release.set()
     await asyncio.gather(*blockers, third, fourth)
     assert len(store.calls) == 4
+
+
+class UnreachableDatabase:
+    """Stands in for ingest.store while the database is down: each call waits for a pooled connection that
+    never comes (DB_POOL_TIMEOUT), then fails."""
+
+    def __init__(self, *, wait: float) -> None:
+        self.wait = wait
+        self.calls = 0
+
+    def __call__(self, batch):
+        from django.db import OperationalError
+
+        self.calls += 1
+        threading.Event().wait(self.wait)
+        raise OperationalError("couldn't get a connection after the pool timeout")
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+async def test_during_a_database_outage_every_queued_request_fails_within_one_pool_timeout(settings, threads):
+    from django.db import OperationalError
+
+    settings.INGEST_THREADS = threads
+    store = UnreachableDatabase(wait=0.3)
+    batcher = MicroBatcher(store, after_commit=_nothing)
+    started = asyncio.get_running_loop().time()
+
+    async def timed(request_items) -> float:
+        with pytest.raises(OperationalError):
+            await batcher.submit(request_items)
+        return asyncio.get_running_loop().time() - started
+
+    waits = await asyncio.gather(*[timed(items(f"r{i}", f"s{i}")) for i in range(12)])
+
+    # Before, the queued requests waited their turn, a pool timeout each, and then one more each alone.
+    assert max(waits) < 0.3 + 0.25
+    assert store.calls <= 3
+
+
+async def test_a_request_arriving_after_an_outage_was_met_still_gets_its_own_attempt():
+    from django.db import OperationalError
+
+    store = UnreachableDatabase(wait=0.05)
+    batcher = MicroBatcher(store, after_commit=_nothing)
+    with pytest.raises(OperationalError):
+        await batcher.submit(items("early"))
+    batcher.store = RecordingStore(hold=0)  # the database is back
+
+    assert await asyncio.wait_for(batcher.submit(items("later")), 1) == ["stored later"]
