@@ -49,8 +49,8 @@ psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c 
 grep -iE "auc|precision" "$OUT/train.txt" | head -4 | sed 's/^/   /' || true
 KEY=$("$PY" manage.py create_api_key bench 2>/dev/null | tail -1)
 "$PY" manage.py shell -c "
-from django.contrib.auth import get_user_model
-get_user_model().objects.create_user('bench', password='bench-pass-1')"
+from scoring.roles import ensure_user
+ensure_user('bench', password='bench-pass-1')"  # an analyst: the dashboards need a role
 
 BENCHLIB=()
 [[ -f $SHARED/benchlib.py ]] && BENCHLIB=("$PY" "$SHARED/benchlib.py")

@@ -89,6 +89,7 @@ def case_event(case: Case) -> dict[str, Any]:
         "id": case.id,
         "status": case.status,
         "state": case_state(case),
+        "overturned": case.overturned,
         "assignee": case.assignee.get_username() if case.assignee else None,
         "note": case.note,
         "resolved_by": case.resolved_by.get_username() if case.resolved_by else None,
@@ -98,11 +99,11 @@ def case_event(case: Case) -> dict[str, Any]:
 
 
 def case_state(case: Case | None) -> str:
-    """A case in two words for the feed: unclaimed, claimed by …, confirmed fraud, legitimate."""
+    """A case in a few words for the feed: unclaimed, claimed by …, confirmed fraud, legitimate (overturned)."""
     if case is None:
         return ""
     if not case.is_open:
-        return case.get_status_display().lower()
+        return case.get_status_display().lower() + (", overturned" if case.overturned else "")
     return f"claimed by {case.assignee.get_username()}" if case.assignee else "unclaimed"
 
 
