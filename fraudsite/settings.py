@@ -7,9 +7,14 @@ layer); with them, PostgreSQL (pooled through psycopg 3) and Redis. The README l
 from __future__ import annotations
 
 import os
+import re
+import secrets
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -49,15 +54,83 @@ def env_list(name: str, *, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()] if raw else default
 
 
+def env_int(name: str, *, default: int) -> int:
+    """A whole-number variable; "1.5" or "ten" stops start-up rather than being rounded or ignored."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number") from None
+
+
+def env_header(name: str) -> tuple[str, str] | None:
+    """A header and the value that marks a request, written `X-Forwarded-Proto: https`, as Django's META
+    pair (SECURE_PROXY_SSL_HEADER's shape); None when unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, _, value = (part.strip() for part in raw.partition(":"))
+    if not re.fullmatch(r"[A-Za-z0-9-]+", header) or not value:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a header and its value, e.g. 'X-Forwarded-Proto: https'")
+    return "HTTP_" + header.upper().replace("-", "_"), value
+
+
+def env_origins(name: str) -> list[str]:
+    """A comma-separated list of exact origins (scheme://host[:port]); a path, a wildcard or another scheme
+    stops start-up, since the socket's origin check compares these to the letter."""
+    origins = env_list(name, default=[])
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path or parts.query or "*" in origin:
+            raise ImproperlyConfigured(f"{name}: {origin!r} is not an origin like https://fraud.example.com")
+    return origins
+
+
+def strong_secret_key(key: str) -> bool:
+    """What Django's deploy check (security.W009) asks of a key: long, varied, not a generated placeholder."""
+    return len(key) >= 50 and len(set(key)) >= 5 and not key.startswith("django-insecure-")
+
+
+def local_secret_key(path: Path) -> str:
+    """This checkout's own random key, made on first use (git-ignored var/), so that development, the tests
+    and the demo sign with a key nobody else has, and no key is ever committed.
+
+    Made beside the file and linked into place: processes starting at once (a test and the servers it
+    starts) all read the one that was linked first."""
+    if not path.exists():
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(64))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
 DEBUG = env_bool("DEBUG", default=False)
+# PRODUCTION=1: a SECRET_KEY must be given, and every protection of "HTTPS and browsers" below defaults on.
+PRODUCTION = env_bool("PRODUCTION", default=False)
+VAR_DIR = BASE_DIR / "var"  # local state of the embedded defaults (SQLite files, the local key); git-ignored
+VAR_DIR.mkdir(exist_ok=True)
+
 SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG and env_bool("PRODUCTION", default=False):
-        raise ImproperlyConfigured("SECRET_KEY must be set in production (PRODUCTION=1)")
-    SECRET_KEY = "dev-only-insecure-key-set-SECRET_KEY-in-production"
+if not SECRET_KEY and PRODUCTION:
+    # Every process behind the load balancer must sign sessions and reset links with the same key.
+    raise ImproperlyConfigured("SECRET_KEY must be set in production (PRODUCTION=1)")
+SECRET_KEY = SECRET_KEY or local_secret_key(VAR_DIR / "secret-key")
+if not DEBUG and not strong_secret_key(SECRET_KEY):
+    raise ImproperlyConfigured("SECRET_KEY is too weak: 50 or more varied characters, not 'django-insecure-...'")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", default=[])
+# The dashboard socket accepts these origins only; unset, the origin it is served on (fraudsite/origins.py).
+ALLOWED_ORIGINS = env_origins("ALLOWED_ORIGINS")
 
 INSTALLED_APPS = [
     "daphne",
@@ -69,6 +142,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "channels",
+    "axes",
+    "csp",
     "django_htmx",
     "template_partials",
     "ninja",
@@ -84,7 +159,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "fraudsite.urls"
@@ -107,8 +185,6 @@ TEMPLATES = [
 ]
 
 # --- database -------------------------------------------------------------------------------
-VAR_DIR = BASE_DIR / "var"  # local state of the embedded defaults (SQLite files); git-ignored
-VAR_DIR.mkdir(exist_ok=True)
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
 _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
 # PostgreSQL behind a pooler that lends a server connection for one transaction at a time (PgBouncer in
@@ -168,6 +244,79 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords the login is refused, even with
+# the right one, for LOGIN_LOCKOUT_MINUTES. Every failure and lockout is kept in the admin ("Axes") and logged.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("LOGIN_LOCKOUT_MINUTES", default=15))
+# "username+ip_address" (the default) locks that account from that address only, so that nobody can lock an
+# analyst out from elsewhere; "username" locks the account wherever the attempts come from.
+AXES_LOCKOUT_PARAMETERS = [item.split("+") for item in env_list("LOGIN_LOCKOUT_BY", default=["username+ip_address"])]
+if not {part for item in AXES_LOCKOUT_PARAMETERS for part in item} <= {"username", "ip_address", "user_agent"}:
+    raise ImproperlyConfigured("LOGIN_LOCKOUT_BY: combine username, ip_address, user_agent with + and ,")
+AXES_RESET_ON_SUCCESS = True
+AXES_SENSITIVE_PARAMETERS: list[str] = []  # the log names the account and address locked out (never a password)
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+
+# Password reset mails a link: console (printed by the server) by default in development, SMTP when EMAIL_HOST
+# is set; in production without EMAIL_HOST it is not offered, rather than saying "sent" when nothing can be.
+_EMAIL_BACKENDS = {
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "none": "",
+}
+EMAIL_HOST = env_str("EMAIL_HOST")
+_email = env_str("EMAIL_BACKEND", "smtp" if EMAIL_HOST else "none" if PRODUCTION else "console")
+if _email not in _EMAIL_BACKENDS:
+    raise ImproperlyConfigured(f"EMAIL_BACKEND={_email!r}: use one of {', '.join(_EMAIL_BACKENDS)}")
+EMAIL_BACKEND = _EMAIL_BACKENDS[_email] or _EMAIL_BACKENDS["console"]
+PASSWORD_RESET_OFFERED = bool(_EMAIL_BACKENDS[_email])
+EMAIL_PORT = env_int("EMAIL_PORT", default=587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=True)
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Fraud Desk <fraud-desk@localhost>")
+
+# --- HTTPS and browsers ------------------------------------------------------------------------
+# Each setting `manage.py check --deploy` asks for, from the environment; PRODUCTION=1 turns them on.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
+# Load balancers probe these over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", default=31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", default=PRODUCTION)
+SECURE_CONTENT_TYPE_NOSNIFF = env_bool("SECURE_CONTENT_TYPE_NOSNIFF", default=True)
+SECURE_REFERRER_POLICY = env_str("SECURE_REFERRER_POLICY", "same-origin")
+SECURE_CROSS_ORIGIN_OPENER_POLICY = env_str("SECURE_CROSS_ORIGIN_OPENER_POLICY", "same-origin")
+# Behind a proxy that terminates TLS and says so in a header, e.g. "X-Forwarded-Proto: https"; set it only
+# when the proxy overwrites that header (a client could send it too).
+SECURE_PROXY_SSL_HEADER = env_header("SECURE_PROXY_SSL_HEADER")
+
+# No inline script anywhere: scripts, styles and fonts come from the site itself; the socket is the page's own
+# origin, which 'self' covers for ws:// and wss:// alike.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# A client that sends its request slowly holds a connection and the memory behind it: the headers must have
+# arrived within the first bound (the Procfile's server, fraudsite/middleware.py), the body within the second.
+REQUEST_HEADER_TIMEOUT_SECONDS = env_float("REQUEST_HEADER_TIMEOUT_SECONDS", default=10)
+REQUEST_BODY_TIMEOUT_SECONDS = env_float("REQUEST_BODY_TIMEOUT_SECONDS", default=30)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = False
@@ -211,5 +360,6 @@ LOGGING = {
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        "axes.apps": {"level": "WARNING"},  # its start-up line, in every process and command
     },
 }

@@ -45,6 +45,8 @@ def server_process(
     server_env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
+        # The key this session signs with (its login cookies), whether it came from the environment or var/.
+        "SECRET_KEY": settings.SECRET_KEY,
         "MODEL_REFRESH_SECONDS": "0.5",
         "PYTHONUNBUFFERED": "1",
     }
