@@ -304,3 +304,54 @@ async def test_the_procfiles_web_command_serves_ingest_and_dashboards(
     assert status == 201
     assert item["id"] == body["id"]
     assert 'name="password"' in login_page
+
+
+def trickle(base: str, request: bytes, *, hold: int, give_up: float = 10) -> tuple[float, bytes]:
+    """Send `request`'s first `hold` bytes at once and the rest one byte a second, as a slow (or malicious)
+    client does; the seconds until the server closed the connection (`give_up` at most), and what it answered."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.settimeout(1.0)
+        started, answer = time.monotonic(), b""
+        sock.sendall(request[:hold])
+        for byte in request[hold:]:
+            if time.monotonic() - started > give_up:
+                break
+            try:
+                sock.sendall(bytes([byte]))
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            answer += chunk
+            if not chunk:
+                break
+        return time.monotonic() - started, answer
+
+
+def test_the_procfiles_server_closes_a_connection_whose_headers_or_body_trickle_in(
+    transactional_db, model_version, api_key, tmp_path
+):
+    (line,) = [line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:")]
+    port = free_port()
+    command = shlex.split(line.removeprefix("web:").replace("$PORT", str(port)))
+    env = {"REQUEST_HEADER_TIMEOUT_SECONDS": "2", "REQUEST_BODY_TIMEOUT_SECONDS": "2"}
+    body = json.dumps(tx_body(external_id="slow-1")).encode()
+    ingest = (
+        f"POST /api/v1/transactions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {api_key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    login = f"POST /accounts/login/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 100\r\n\r\n".encode()
+    with server_process(port=port, log_path=tmp_path / "server.log", env=env, command=command) as base:
+        slow_headers = trickle(base, ingest + body, hold=10)
+        slow_ingest_body = trickle(base, ingest + body, hold=len(ingest) + 1)
+        slow_page_body = trickle(base, login + b"x" * 100, hold=len(login))
+        status, _ = post(base, "/api/v1/transactions", tx_body(external_id="fast-1"), api_key)
+
+    seconds, answer = slow_headers
+    assert seconds < 2 + 1.5 and answer == b""  # closed without a word: there is no request to answer
+    for seconds, answer in (slow_ingest_body, slow_page_body):
+        assert seconds < 2 + 1.5
+        assert answer.startswith(b"HTTP/1.1 408 ")
+    assert status == 201  # everyone else is served as before
