@@ -350,8 +350,9 @@ def test_the_procfiles_server_closes_a_connection_whose_headers_or_body_trickle_
         status, _ = post(base, "/api/v1/transactions", tx_body(external_id="fast-1"), api_key)
 
     seconds, answer = slow_headers
-    assert seconds < 2 + 1.5 and answer == b""  # closed without a word: there is no request to answer
+    # The bound, plus at most a second: the client sends once a second, and the body deadline is checked so often.
+    assert seconds < 2 + 2 and answer == b""  # closed without a word: there is no request to answer
     for seconds, answer in (slow_ingest_body, slow_page_body):
-        assert seconds < 2 + 1.5
+        assert seconds < 2 + 2
         assert answer.startswith(b"HTTP/1.1 408 ")
     assert status == 201  # everyone else is served as before
