@@ -84,7 +84,8 @@ Splits = tuple[np.ndarray, np.ndarray, np.ndarray]  # features, thresholds, defa
 
 def _padded(trees: list[_Tree]) -> Splits:
     """Every tree's splits in (trees, splits) arrays, the smaller trees padded with splits no row goes left at."""
-    splits = max(len(t.features) for t in trees)
+    # At least one split a tree: a model of leaves alone (a stump, constant features) still gets arrays it can index.
+    splits = max(1, *(len(t.features) for t in trees))
     features = np.zeros((len(trees), splits), dtype=np.intp)
     thresholds = np.full((len(trees), splits), -np.inf, dtype=np.float32)
     default_left = np.zeros((len(trees), splits), dtype=bool)
@@ -170,6 +171,8 @@ def _rows_taking_every_way(tree: _Tree, n_features: int) -> np.ndarray:
     takes a value from every interval its thresholds make, and a missing value, in every combination (at
     most 3**splits rows: a feature with k thresholds gives k + 2 values)."""
     used = sorted(set(tree.features.tolist()))
+    if not used:  # a leaf alone: every row takes its one way
+        return np.zeros((1, n_features), dtype=np.float32)
     choices = []
     for feature in used:
         cuts = np.unique(tree.thresholds[tree.features == feature])

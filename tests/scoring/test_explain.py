@@ -110,3 +110,34 @@ def test_each_rows_reasons_are_its_three_strongest_pushes_towards_fraud_in_order
         assert given == [{"feature": FEATURES[i], "contribution": round(row[i], 4)} for i in strongest]
     assert [r["feature"] for r in reasons[7]] == FEATURES[:TOP_REASONS]
     assert top_reasons(contribs[:0]) == []
+
+
+def _trained(x: np.ndarray, y: np.ndarray, *, depth: int, trees: int) -> xgb.Booster:
+    params = {"objective": "binary:logistic", "max_depth": depth, "nthread": 1, "seed": 1}
+    return xgb.train(params, xgb.DMatrix(x, label=y, missing=np.nan), num_boost_round=trees)
+
+
+def _any_model_xgboost_can_produce() -> dict[str, xgb.Booster]:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(600, N_FEATURES)).astype(np.float32)
+    y = (x[:, 2] > 0.8).astype(int)
+    constant = np.ones((200, N_FEATURES), dtype=np.float32)
+    return {
+        "leaves only (constant features)": _trained(constant, np.r_[np.ones(20), np.zeros(180)], depth=3, trees=3),
+        "stumps": _trained(x, y, depth=1, trees=5),
+        "a single tree": _trained(x, y, depth=3, trees=1),
+        "a single leaf": _trained(constant, np.r_[np.ones(20), np.zeros(180)], depth=3, trees=1),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_any_model_xgboost_can_produce()))
+def test_models_of_stumps_single_trees_and_bare_leaves_serve_with_xgboosts_scores_and_reasons(kind):
+    model = _any_model_xgboost_can_produce()[kind]
+    scorer = Scorer(_Version(model))
+    x = rows(n=200)
+    scored = scorer.score(x)
+    expected = xgboost_contributions(model, x)
+    assert [s.score for s in scored] == pytest.approx(model.predict(xgb.DMatrix(x, missing=np.nan)).tolist(), abs=2e-6)
+    for s, row in zip(scored, expected, strict=True):
+        assert len(s.reasons) == TOP_REASONS
+        assert [r["contribution"] for r in s.reasons] == pytest.approx(sorted(row[:-1], reverse=True)[:3], abs=2e-4)
