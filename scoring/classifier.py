@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ from scoring.models import Decision, ModelVersion
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 log = logging.getLogger(__name__)
 TOP_REASONS = 3
+CHECK_TRANSACTIONS = 20  # stored transactions a version must score before it is activated
 
 
 class NoActiveModel(RuntimeError):
@@ -35,6 +37,10 @@ class NoActiveModel(RuntimeError):
 
 class FeatureMismatch(RuntimeError):
     """A stored model expects features the code does not compute (or in another order)."""
+
+
+class ModelCannotServe(ValueError):
+    """A model version that fails when loaded or scored as a server does: active, it would fail every request."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,39 @@ def top_reasons(contribs: np.ndarray) -> list[list[dict[str, float | str]]]:
     reasons = [{"feature": name, "contribution": round(v, 4)} for name, v in zip(names, top, strict=True)]
     width = order.shape[1]
     return [reasons[start : start + width] for start in range(0, len(reasons), width)]
+
+
+def check_serves(mv: ModelVersion, *, transactions: int = CHECK_TRANSACTIONS) -> None:
+    """Load `mv` as every server process will, and score the newest stored transactions (their features computed
+    as ingest computes them) and rows of nothing but missing or zero values; ModelCannotServe says what failed."""
+    try:
+        scored = Scorer(mv).score([*_stored_rows(transactions), [math.nan] * len(FEATURES), [0.0] * len(FEATURES)])
+    except Exception as exc:
+        raise ModelCannotServe(f"model {mv.version} cannot serve ({type(exc).__name__}: {exc}); not activated") from exc
+    wrong = [s for s in scored if not 0.0 <= s.score <= 1.0 or len(s.reasons) != min(TOP_REASONS, len(FEATURES))]
+    if wrong:
+        raise ModelCannotServe(f"model {mv.version} gave {wrong[0]} for a stored transaction; not activated")
+
+
+def _stored_rows(limit: int) -> list[list[float]]:
+    """Features of the newest stored transactions, each from the history stored before it (one that the schema
+    refuses now is skipped: it says nothing about the model)."""
+    from pydantic import ValidationError
+
+    from scoring.features import feature_rows
+    from scoring.models import Transaction
+    from scoring.schemas import TransactionIn
+
+    fields = ("external_id", "card_id", "merchant_id", "amount", "currency", "timestamp", "country", "channel", "mcc")
+    rows = []
+    for values in Transaction.objects.order_by("-id").values(*fields)[:limit]:
+        values |= {"amount": f"{values['amount'].normalize():f}", "timestamp": values["timestamp"].isoformat()}
+        try:
+            item = TransactionIn.model_validate({k: v for k, v in values.items() if v not in ("", None)})
+        except ValidationError:
+            continue
+        rows += feature_rows([item])
+    return rows
 
 
 def load_booster(artifact: bytes) -> xgb.Booster:

@@ -138,6 +138,9 @@ class ModelVersion(models.Model):
                 f"model {self.version} expects features that this code does not compute "
                 f"(trained on {len(self.features)}, the code has {len(FEATURES)}); train a new model"
             )
+        from scoring.classifier import check_serves  # classifier builds on this module
+
+        check_serves(self)  # a version that fails here would fail every ingest request once active
         with transaction.atomic():
             ModelVersion.objects.filter(is_active=True).exclude(pk=self.pk).update(is_active=False)
             self.is_active = True
