@@ -29,18 +29,16 @@ from sklearn.preprocessing import StandardScaler
 from scoring.classifier import Scorer
 from scoring.features import FEATURES, feature_rows
 from scoring.history import import_csv, write_csv
+from scoring.measures import BLOCK_THRESHOLD, REVIEW_THRESHOLD, holdout_metrics
 from scoring.models import ModelVersion
 from scoring.schemas import TransactionIn
 from scoring.simulation import Simulator
 from scoring.training import (
-    BLOCK_THRESHOLD,
     DEFAULT_DEPTH,
     DEFAULT_TREES,
-    REVIEW_THRESHOLD,
     Progress,
     TrainingResult,
     history_features,
-    holdout_metrics,
     positive_weight,
     records_frame,
     train,
@@ -129,7 +127,9 @@ def _train_and_score(
 def baseline_model(x: np.ndarray, y: np.ndarray) -> Pipeline:
     """Logistic regression on the same features: missing values imputed (and flagged), then scaled."""
     model = make_pipeline(
-        SimpleImputer(strategy="median", add_indicator=True), StandardScaler(), LogisticRegression(max_iter=2000)
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+        StandardScaler(),
+        LogisticRegression(max_iter=2000),
     )
     weights = np.where(y, positive_weight(y), 1.0)
     return model.fit(x, y, logisticregression__sample_weight=weights)

@@ -21,7 +21,6 @@ import pandas as pd
 import xgboost as xgb
 from django.conf import settings
 from django.utils import timezone
-from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
 
 from scoring.classifier import active_model, version_name
 from scoring.features import (
@@ -34,24 +33,14 @@ from scoring.features import (
     feature_vector,
     merchant_counts,
 )
-from scoring.models import Decision, ModelVersion, Transaction
+from scoring.measures import BLOCK_THRESHOLD, REVIEW_THRESHOLD, calibration_error, holdout_metrics, reliability
+from scoring.models import IMPORTED, Decision, ModelVersion, Transaction
 
 Progress = Callable[[str], None]
 COLUMNS = ["external_id", "card_id", "merchant_id", "amount", "timestamp", "channel", "is_fraud", "labeled"]
 DEFAULT_TREES = 50
 DEFAULT_DEPTH = 3
-REVIEW_THRESHOLD = 0.5
-BLOCK_THRESHOLD = 0.9
-TOP_CARDS = 100
-METRICS = (
-    "auc_roc",
-    "average_precision",
-    "precision_at_review",
-    "recall_at_review",
-    "precision_at_block",
-    "recall_at_block",
-    "card_precision_at_100",
-)
+DEFAULT_HOLDOUT = 0.25
 SEED = 7
 
 
@@ -63,7 +52,7 @@ class TrainingError(ValueError):
 class TrainingResult:
     artifact: bytes
     params: dict[str, Any]
-    metrics: dict[str, float | None]
+    metrics: dict[str, Any]  # holdout_metrics(), the calibration error and the reliability table
     data_range: dict[str, str | float]
     rows: dict[str, int]
     thresholds: dict[str, float] = field(default_factory=lambda: {"review": REVIEW_THRESHOLD, "block": BLOCK_THRESHOLD})
@@ -85,12 +74,14 @@ def _record_row(r: dict[str, Any]) -> tuple[Any, ...]:
 def labeled_frame(since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
     """Stored transactions as a training frame; `labeled` marks the rows whose label is known.
 
-    A row's label is known when it was given (case verdict, label API, import), or when the row was
-    approved, carries no label and is older than the label delay: chargebacks come within that delay,
-    so an approved payment without one is taken as legitimate. Blocked or flagged rows without a
-    verdict, and rows too young for their chargeback to have come, are not training targets; every
-    stored row still counts as history for the features of later ones, as it does when serving, and
-    rows up to 30 days + the label delay before `since` are read for that reason alone.
+    A row's label is known when it was given (case verdict, label API, import), or when the row was scored
+    here, approved, carries no label and is older than the label delay: chargebacks come within that delay,
+    so an approved payment without one is taken as legitimate. Imported rows without a label are not known:
+    an import gives every label it has, so a blank one is a payment whose outcome was not known yet (taken as
+    legitimate, a fraud team's newest unlabeled week became the model's holdout, all of it "legitimate").
+    Blocked or flagged rows without a verdict, and rows too young for their chargeback to have come, are not
+    training targets either; every stored row still counts as history for the features of later ones, as it
+    does when serving, and rows up to 30 days + the label delay before `since` are read for that reason alone.
     """
     mature = timezone.now() - timedelta(days=settings.FRAUD_LABEL_DELAY_DAYS)
     rows = Transaction.objects.order_by("timestamp", "id")
@@ -100,10 +91,11 @@ def labeled_frame(since: datetime | None = None, until: datetime | None = None) 
         rows = rows.filter(timestamp__lt=until)
     fields = ("external_id", "card_id", "merchant_id", "amount", "timestamp", "channel", "is_fraud", "decision")
     out = []
-    for ext, card, merchant, amount, at, channel, is_fraud, decision in rows.values_list(*fields).iterator(
-        chunk_size=5000
-    ):
-        known = is_fraud is not None or (decision == Decision.APPROVE and at < mature)
+    for ext, card, merchant, amount, at, channel, is_fraud, decision, version in rows.values_list(
+        *fields, "model_version"
+    ).iterator(chunk_size=5000):
+        scored_here = not version.startswith(IMPORTED)
+        known = is_fraud is not None or (scored_here and decision == Decision.APPROVE and at < mature)
         in_range = since is None or at >= since
         out.append((ext, card, merchant, float(amount), at, channel, bool(is_fraud), known and in_range))
     return _frame(out)
@@ -183,13 +175,15 @@ def train(
     n_estimators: int = DEFAULT_TREES,
     max_depth: int = DEFAULT_DEPTH,
     learning_rate: float = 0.15,
-    holdout_fraction: float = 0.25,
+    holdout_fraction: float = DEFAULT_HOLDOUT,
     label_delay_days: float | None = None,
     seed: int = SEED,
     features: np.ndarray | None = None,
     progress: Progress | None = None,
 ) -> TrainingResult:
-    """Train on the older labeled rows and measure on the newest, with the label delay between them.
+    """Measure a model fitted on the older labeled rows on the newest ones (the label delay between them, as a
+    deployed model meets payments a delay after its newest label), then fit the stored model on every labeled
+    row: the newest labeled weeks are the ones most like tomorrow's payments.
 
     `features`, when given, is `history_features(frame)` computed already.
     """
@@ -199,11 +193,10 @@ def train(
     x = (_computed_features(frame, say=say) if features is None else features).astype(np.float32)
     split = _time_split(frame, holdout_fraction=holdout_fraction, delay_days=delay)
     y = frame["is_fraud"].to_numpy(dtype=bool)
-    fit = split["train"]
-    _check_trainable(y[fit], what="training")
-    params = _params(y[fit], max_depth=max_depth, learning_rate=learning_rate, seed=seed)
-    booster = _fit(x[fit], y=y[fit], params=params, rounds=n_estimators, say=say)
-    metrics = _measured_on_holdout(booster, frame=frame, x=x, y=y, hold=split["holdout"])
+    _check_trainable(y[split["train"]], what="training")
+    params = _params(max_depth=max_depth, learning_rate=learning_rate, seed=seed)
+    metrics = _measured(frame, x=x, y=y, split=split, params=params, rounds=n_estimators, say=say)
+    booster = _fit(x[split["labeled"]], y=y[split["labeled"]], params=params, rounds=n_estimators, say=say)
     say(f"trained in {time.monotonic() - started:.1f} s")
     return TrainingResult(
         artifact=bytes(booster.save_raw("ubj")),
@@ -212,6 +205,33 @@ def train(
         data_range=_data_range(split, delay_days=delay),
         rows=_row_counts(y, split, total=len(frame)),
     )
+
+
+def _measured(
+    frame: pd.DataFrame,
+    *,
+    x: np.ndarray,
+    y: np.ndarray,
+    split: dict[str, Any],
+    params: dict[str, Any],
+    rounds: int,
+    say: Progress,
+) -> dict[str, Any]:
+    """Holdout metrics and reliability table of a model fitted on the rows before the holdout (none without one)."""
+    hold = split["holdout"]
+    if not hold.any():
+        return holdout_metrics(
+            y=y[hold], scores=np.empty(0), cards=frame["card_id"][hold], timestamps=frame["timestamp"][hold]
+        )
+    say("fitting on the rows before the holdout, to measure")
+    booster = _fit(x[split["train"]], y=y[split["train"]], params=params, rounds=rounds, say=say)
+    scores = np.asarray(booster.inplace_predict(x[hold]))
+    metrics: dict[str, Any] = holdout_metrics(
+        y=y[hold], scores=scores, cards=frame["card_id"][hold], timestamps=frame["timestamp"][hold]
+    )
+    table = reliability(y=y[hold], scores=scores)
+    say("fitting on every labeled row, to store")
+    return metrics | {"calibration_error": calibration_error(table), "reliability": table}
 
 
 def _computed_features(frame: pd.DataFrame, *, say: Progress) -> np.ndarray:
@@ -227,15 +247,9 @@ def _fit(x: np.ndarray, *, y: np.ndarray, params: dict[str, Any], rounds: int, s
     return xgb.train(params, dtrain, num_boost_round=rounds, callbacks=[_TreeProgress(say, rounds)])
 
 
-def _measured_on_holdout(
-    booster: xgb.Booster, *, frame: pd.DataFrame, x: np.ndarray, y: np.ndarray, hold: np.ndarray
-) -> dict[str, float | None]:
-    scores = np.asarray(booster.inplace_predict(x[hold])) if hold.any() else np.empty(0)
-    return holdout_metrics(y=y[hold], scores=scores, cards=frame["card_id"][hold], timestamps=frame["timestamp"][hold])
-
-
 def _time_split(frame: pd.DataFrame, *, holdout_fraction: float, delay_days: float) -> dict[str, Any]:
-    """Holdout: the newest `holdout_fraction` of the labeled span; train: labeled rows a delay before it.
+    """Holdout: the newest `holdout_fraction` of the labeled span; train: labeled rows a delay before it (what
+    the holdout is measured with); labeled: every labeled row (what the stored model is fitted on).
 
     With no holdout, every labeled row trains (the caller measures on data of its own).
     """
@@ -245,7 +259,7 @@ def _time_split(frame: pd.DataFrame, *, holdout_fraction: float, delay_days: flo
         raise TrainingError("no labeled transactions to train on")
     first, last = stamps[labeled].min(), stamps[labeled].max()
     if holdout_fraction <= 0:
-        return {"train": labeled, "holdout": labeled & False, "first": first, "last": last}
+        return {"train": labeled, "holdout": labeled & False, "labeled": labeled, "first": first, "last": last}
     holdout_start = last - (last - first) * holdout_fraction
     train_end = holdout_start - pd.Timedelta(days=delay_days)
     if train_end <= first:
@@ -256,6 +270,7 @@ def _time_split(frame: pd.DataFrame, *, holdout_fraction: float, delay_days: flo
     return {
         "train": labeled & (stamps < train_end).to_numpy(),
         "holdout": labeled & (stamps >= holdout_start).to_numpy(),
+        "labeled": labeled,
         "first": first,
         "last": last,
         "train_end": train_end,
@@ -278,7 +293,10 @@ def positive_weight(y: np.ndarray) -> float:
     return round(math.sqrt((y.size - positives) / positives), 4)
 
 
-def _params(y: np.ndarray, *, max_depth: int, learning_rate: float, seed: int) -> dict[str, Any]:
+def _params(*, max_depth: int, learning_rate: float, seed: int) -> dict[str, Any]:
+    """No class weight: a model fitted to the log loss of the rows as they are gives scores that are fraud
+    probabilities (the reliability table shows it), so a threshold means the same from one version to the next;
+    weighting frauds up moves every score up by the weight's odds and ranked no better on the Handbook's data."""
     return {
         "objective": "binary:logistic",
         "eval_metric": "aucpr",
@@ -288,7 +306,7 @@ def _params(y: np.ndarray, *, max_depth: int, learning_rate: float, seed: int) -
         "subsample": 0.8,
         "colsample_bytree": 0.8,
         "min_child_weight": 1.0,
-        "scale_pos_weight": positive_weight(y),
+        "scale_pos_weight": 1.0,
         "nthread": 1,
         "seed": seed,
     }
@@ -317,54 +335,16 @@ def _data_range(split: dict[str, Any], *, delay_days: float) -> dict[str, str | 
 
 
 def _row_counts(y: np.ndarray, split: dict[str, Any], *, total: int) -> dict[str, int]:
-    fit, hold = split["train"], split["holdout"]
+    fit, hold, labeled = split["train"], split["holdout"], split["labeled"]
     return {
         "total": total,
         "train": int(fit.sum()),
         "train_fraud": int(y[fit].sum()),
         "holdout": int(hold.sum()),
         "holdout_fraud": int(y[hold].sum()),
+        "stored_model": int(labeled.sum()),
+        "stored_model_fraud": int(y[labeled].sum()),
     }
-
-
-# --- metrics -----------------------------------------------------------------------------------------
-
-
-def holdout_metrics(
-    *, y: np.ndarray, scores: np.ndarray, cards: pd.Series, timestamps: pd.Series
-) -> dict[str, float | None]:
-    """AUC, average precision, precision/recall at the review and block thresholds, card precision@100."""
-    if not len(y):
-        return dict.fromkeys(METRICS)
-    both = 0 < y.sum() < y.size
-    metrics: dict[str, float | None] = {
-        "auc_roc": float(roc_auc_score(y, scores)) if both else None,
-        "average_precision": float(average_precision_score(y, scores)) if both else None,
-    }
-    for name, threshold in (("review", REVIEW_THRESHOLD), ("block", BLOCK_THRESHOLD)):
-        flagged = scores >= threshold
-        metrics[f"precision_at_{name}"] = float(precision_score(y, flagged, zero_division=0))
-        metrics[f"recall_at_{name}"] = float(recall_score(y, flagged, zero_division=0))
-    metrics["card_precision_at_100"] = card_precision_at_k(y=y, scores=scores, cards=cards, timestamps=timestamps)
-    return metrics
-
-
-def card_precision_at_k(
-    *, y: np.ndarray, scores: np.ndarray, cards: pd.Series, timestamps: pd.Series, k: int = TOP_CARDS
-) -> float | None:
-    """Per day, the k cards with the highest score that day: the share that had a fraud that day, averaged.
-
-    On a day with fewer than k cards, all of that day's cards are the top.
-    """
-    if not len(y):
-        return None
-    per_card = (
-        pd.DataFrame({"day": timestamps.dt.floor("D").to_numpy(), "card": cards.to_numpy(), "score": scores, "y": y})
-        .groupby(["day", "card"], sort=False)
-        .agg(score=("score", "max"), y=("y", "max"))
-    )
-    top = per_card.sort_values("score", ascending=False, kind="stable").groupby(level="day").head(k)
-    return float(top.groupby(level="day")["y"].mean().mean())
 
 
 # --- storing -----------------------------------------------------------------------------------------

@@ -209,3 +209,78 @@ def test_evaluate_compares_the_model_with_a_baseline_and_leaves_the_database_as_
     assert "XGBoost" in text and "logistic regr." in text and "average_precision" in text
     assert "served features vs training features: identical" in text
     assert not Transaction.objects.exists() and not MerchantHour.objects.exists()
+
+
+def _version(artifact: bytes, name: str) -> ModelVersion:
+    return ModelVersion.objects.create(version=name, artifact=artifact, features=FEATURES)
+
+
+@pytest.mark.django_db
+def test_activation_scores_stored_transactions_first_and_refuses_a_model_that_fails(
+    tiny_artifact, monkeypatch, tmp_path
+):
+    from scoring import classifier
+
+    store(simulated(days=2, cards=10), tmp_path)
+    good = _version(tiny_artifact, "good")
+    good.activate()
+    broken = _version(tiny_artifact, "broken")
+    scored = []
+    real_score = classifier.Scorer.score
+
+    def failing(self, rows):
+        scored.append(len(rows))
+        real_score(self, rows)
+        raise ValueError("cannot reshape array of size 0")
+
+    monkeypatch.setattr(classifier.Scorer, "score", failing)
+
+    with pytest.raises(classifier.ModelCannotServe, match="cannot reshape"):
+        broken.activate()
+
+    assert scored == [classifier.CHECK_TRANSACTIONS + 2]  # the newest stored ones, a missing row and a zero row
+    assert ModelVersion.objects.get(is_active=True) == good
+    broken.refresh_from_db()
+    assert not broken.is_active
+
+
+@pytest.mark.django_db
+def test_activation_refuses_an_artifact_xgboost_cannot_load():
+    with pytest.raises(ValueError, match="cannot serve"):
+        _version(b"not a model", "garbage").activate()
+    assert not ModelVersion.objects.filter(is_active=True).exists()
+
+
+@pytest.mark.django_db
+def test_train_model_on_ten_days_of_500_cards_activates_a_model_that_serves_with_reasons(api_key):
+    call_command("train_model", "--simulate-days", "10", "--cards", "500", "--activate", stdout=StringIO())
+    mv = ModelVersion.objects.get(is_active=True)
+    scored = Scorer(mv).score([[0.0] * len(FEATURES), [math.nan] * len(FEATURES)])
+    assert all(len(s.reasons) == 3 for s in scored)
+
+
+@pytest.mark.django_db
+def test_the_stored_model_is_fitted_on_every_labeled_row_and_its_holdout_reliability_is_reported(small_frame):
+    out = []
+    result = train(small_frame, n_estimators=20, max_depth=3, progress=out.append)
+    assert result.rows["stored_model"] > result.rows["train"] + result.rows["holdout"]
+    assert result.rows["stored_model"] == int(small_frame["labeled"].sum())
+    table = result.metrics["reliability"]
+    assert sum(band["rows"] for band in table) == result.rows["holdout"]
+    assert 0 <= result.metrics["calibration_error"] < 0.05
+    measured_only = train(small_frame, n_estimators=20, max_depth=3, holdout_fraction=0)
+    assert measured_only.artifact == result.artifact  # both fit every labeled row, the same way
+
+
+@pytest.mark.django_db
+def test_imported_rows_without_a_label_are_not_taken_as_legitimate(tmp_path):
+    records = simulated(days=12)
+    newest = records[-len(records) // 4 :]
+    for record in newest:
+        record["is_fraud"] = None  # the newest week: its chargebacks have not all come yet
+    store(records, tmp_path)
+
+    frame = labeled_frame().set_index("external_id")
+
+    assert not frame.loc[[r["external_id"] for r in newest], "labeled"].any()
+    assert frame.loc[[r["external_id"] for r in records[: len(records) // 2]], "labeled"].all()

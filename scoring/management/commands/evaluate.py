@@ -5,7 +5,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scoring.evaluation import Evaluation, evaluate
-from scoring.training import DEFAULT_DEPTH, DEFAULT_TREES, METRICS, TrainingError
+from scoring.measures import METRICS
+from scoring.training import DEFAULT_DEPTH, DEFAULT_TREES, TrainingError
 
 MODELS = {"xgboost": "XGBoost", "logistic_regression": "logistic regr."}
 

@@ -10,9 +10,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from scoring.measures import METRICS
 from scoring.simulation import Simulator
 from scoring.training import (
     DEFAULT_DEPTH,
+    DEFAULT_HOLDOUT,
     DEFAULT_TREES,
     TrainingError,
     TrainingResult,
@@ -46,11 +48,23 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0, help="Seed of simulated history")
         parser.add_argument("--trees", type=int, default=DEFAULT_TREES, help="Boosting rounds")
         parser.add_argument("--depth", type=int, default=DEFAULT_DEPTH, help="Tree depth")
+        parser.add_argument(
+            "--holdout",
+            type=float,
+            default=DEFAULT_HOLDOUT,
+            help="Share of the labeled span (the newest) to measure on; 0: none (the stored model always fits on all)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         frame, source = self.training_frame(options)
         try:
-            result = train(frame, n_estimators=options["trees"], max_depth=options["depth"], progress=self.say)
+            result = train(
+                frame,
+                n_estimators=options["trees"],
+                max_depth=options["depth"],
+                holdout_fraction=options["holdout"],
+                progress=self.say,
+            )
         except TrainingError as exc:
             raise CommandError(str(exc)) from None
         result = dataclasses.replace(result, data_range=result.data_range | {"source": source})
@@ -88,13 +102,27 @@ class Command(BaseCommand):
     def report(self, result: TrainingResult) -> None:
         rows, when = result.rows, result.data_range
         self.stdout.write(
-            f"\ntrained on {rows['train']:,} rows ({rows['train_fraud']:,} frauds) up to {when['train_end']}; "
+            f"\nmeasured: fitted on {rows['train']:,} rows ({rows['train_fraud']:,} frauds) up to {when['train_end']}; "
             f"holdout {rows['holdout']:,} rows ({rows['holdout_fraud']:,} frauds) from {when['holdout_start']}"
         )
+        self.stdout.write(
+            f"stored: fitted on all {rows['stored_model']:,} labeled rows ({rows['stored_model_fraud']:,} frauds)"
+        )
         self.stdout.write(f"{'holdout metric':<24}{'value':>8}")
-        for name, value in result.metrics.items():
+        for name in METRICS:
+            value = result.metrics.get(name)
             self.stdout.write(f"{name:<24}{'n/a' if value is None else f'{value:.3f}':>8}")
+        if result.metrics.get("reliability"):
+            self.reliability(result.metrics["reliability"], error=result.metrics["calibration_error"])
         self.stdout.write("")
+
+    def reliability(self, table: list[dict[str, Any]], *, error: float) -> None:
+        self.stdout.write(f"\nreliability on the holdout (calibration error {error:.4f})")
+        self.stdout.write(f"{'score band':<14}{'rows':>10}{'mean score':>12}{'fraud share':>13}")
+        for band in table:
+            mean, share = band["mean_score"], band["fraud_share"]
+            cells = ("–", "–") if mean is None else (f"{mean:.4f}", f"{share:.4f}")
+            self.stdout.write(f"{band['band']:<14}{band['rows']:>10,}{cells[0]:>12}{cells[1]:>13}")
 
     def say(self, message: str) -> None:
         self.stdout.write(f"  {message}")
