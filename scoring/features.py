@@ -10,7 +10,7 @@ look at hours older than FRAUD_LABEL_DELAY_DAYS, as a real chargeback feed allow
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,11 +37,16 @@ FEATURES: list[str] = [
     *[f"card_sum_{w}" for w in CARD_WINDOWS],
     *[f"card_avg_{w}" for w in CARD_WINDOWS],
     "amount_vs_card_avg_30d",
+    "amount_vs_card_median_30d",
+    "amount_vs_card_max_30d",
+    "amount_zscore_card_30d",
     "seconds_since_card_prev",
     "card_distinct_merchants_1d",
     *[f"merchant_count_{w}" for w in MERCHANT_WINDOWS],
     *[f"merchant_fraud_count_{w}" for w in MERCHANT_WINDOWS],
     *[f"merchant_fraud_share_{w}" for w in MERCHANT_WINDOWS],
+    "merchant_hours_since_first_fraud_30d",
+    "merchant_hours_since_last_fraud_30d",
     "hour_of_day",
     "is_night",
     "is_weekend",
@@ -168,17 +173,35 @@ class MerchantBuckets:
         counts, frauds = self._totals
         return counts[hi] - counts[lo], frauds[hi] - frauds[lo]
 
+    def fraud_hours(self, start: int, end: int) -> tuple[float | None, float | None]:
+        """The first and the last hour in [start, end) with a confirmed fraud (None, None when there is none).
+
+        Found in the running fraud totals, which never go down (a label moves a fraud between 0 and 1): the first
+        is the hour where they first pass their value at `start`, the last where they reach their value at `end`.
+        """
+        self.between(start, end)  # builds the running totals
+        running = self._totals[1]  # type: ignore[index]
+        lo, hi = bisect_left(self.hours, start), bisect_left(self.hours, end)
+        if running[hi] <= running[lo]:
+            return None, None
+        first = bisect_right(running, running[lo], lo, hi + 1) - 1
+        last = bisect_left(running, running[hi], lo, hi + 1) - 1
+        return float(self.hours[first]), float(self.hours[last])
+
 
 def _running(values: list[int]) -> list[int]:
     return list(accumulate(values, initial=0))
 
 
 class MerchantCounts(NamedTuple):
-    """A merchant's figures as of one transaction, one value a window of MERCHANT_WINDOWS, in its order."""
+    """A merchant's figures as of one transaction, one value a window of MERCHANT_WINDOWS, in its order; and the
+    hours of its first and last confirmed fraud in the longest window before the label delay (None: none)."""
 
     counts: Sequence[float]  # transactions
     labeled: Sequence[float]  # transactions before the label delay: what fraud shares are of
     frauds: Sequence[float]  # confirmed frauds before the label delay
+    first_fraud: float | None = None
+    last_fraud: float | None = None
 
 
 def merchant_counts(buckets: MerchantBuckets, *, at: datetime | int) -> MerchantCounts:
@@ -194,7 +217,8 @@ def merchant_counts(buckets: MerchantBuckets, *, at: datetime | int) -> Merchant
         total, fraud = buckets.between(hour - delay - span, hour - delay)
         labeled.append(float(total))
         frauds.append(float(fraud))
-    return MerchantCounts(counts=counts, labeled=labeled, frauds=frauds)
+    first, last = buckets.fraud_hours(hour - delay - MERCHANT_SPAN_HOURS, hour - delay)
+    return MerchantCounts(counts=counts, labeled=labeled, frauds=frauds, first_fraud=first, last_fraud=last)
 
 
 def with_batch(stored: MerchantCounts, batch_hours: list[int], *, hour: int) -> MerchantCounts:
@@ -207,7 +231,7 @@ def with_batch(stored: MerchantCounts, batch_hours: list[int], *, hour: int) -> 
     for i, span in enumerate(MERCHANT_HOURS.values()):
         counts[i] += sum(hour - span <= h < hour for h in batch_hours)
         labeled[i] += sum(hour - delay - span <= h < hour - delay for h in batch_hours)
-    return MerchantCounts(counts=counts, labeled=labeled, frauds=stored.frauds)
+    return stored._replace(counts=counts, labeled=labeled)
 
 
 def feature_vector(tx: TxFacts, *, card: CardHistory, merchant: MerchantCounts) -> list[float]:
@@ -226,6 +250,7 @@ def feature_vector(tx: TxFacts, *, card: CardHistory, merchant: MerchantCounts) 
     row += counts + sums + avgs
     avg_30d = avgs[-1]
     row.append(tx.amount / avg_30d if counts[-1] and avg_30d > 0 else MISSING)
+    row += _against_usual_amounts(tx.amount, card.amounts[start:end], mean=avg_30d)  # start: the 30-day window's
     row.append(at - card.times[end - 1] if end else MISSING)
     day_start = bisect_left(card.times, at - DAY, 0, end)
     if day_start < card.merchants_from:
@@ -236,11 +261,33 @@ def feature_vector(tx: TxFacts, *, card: CardHistory, merchant: MerchantCounts) 
     row += [
         frauds / labeled if labeled else 0.0 for frauds, labeled in zip(merchant.frauds, merchant.labeled, strict=True)
     ]
+    tx_hour = at // HOUR
+    row += [MISSING if h is None else tx_hour - h for h in (merchant.first_fraud, merchant.last_fraud)]
     # The UTC hour and weekday from the epoch seconds (as tx.at.astimezone(UTC) gives them, without building a
     # datetime): the epoch began on a Thursday (weekday 3).
     hour, weekday = int(at // HOUR) % 24, (int(at // DAY) + 3) % 7
     row += [float(hour), float(hour < 6), float(weekday >= 5), float(CHANNEL_CODES[tx.channel])]
     return row
+
+
+def _against_usual_amounts(amount: float, usual: list[float], *, mean: float) -> list[float]:
+    """The amount against the card's amounts of the window: over their median and their largest (a stolen card's
+    big amounts raise the card's average, hardly its median), and in standard deviations from their mean.
+
+    Each is independent of the amounts' order (a sort, a max, an exactly rounded sum), so serving, which reads them
+    in the database's order, and training compute the same bits.
+    """
+    if not usual:
+        return [MISSING, MISSING, MISSING]
+    ordered = sorted(usual)
+    n, middle = len(ordered), len(ordered) // 2
+    median = ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    std = math.sqrt(math.fsum((a - mean) ** 2 for a in ordered) / n) if n > 1 else 0.0
+    return [
+        amount / median if median > 0 else MISSING,
+        amount / ordered[-1] if ordered[-1] > 0 else MISSING,
+        (amount - mean) / std if std > 0 else MISSING,
+    ]
 
 
 # --- a batch's feature rows from its stored history -----------------------------------------------

@@ -54,10 +54,11 @@ CROSS JOIN LATERAL (
 """
 
 # The window counts of each (merchant, hour) a batch has transactions in, summed by the database: one row a pair,
-# its nine counts in MerchantCounts' order, as floats. The hours summed are those merchant_counts() looks at:
-# [hour - span, hour) for the counts, the same shifted back by the label delay (k.delayed = hour - delay) for the
-# labeled ones and the frauds; tests compare the two at every window's edge. Each window's first hour is computed
-# once a pair (b, kept apart from the sums by OFFSET 0, which stops the planner from folding it back into them).
+# its nine counts and its first and last fraud hour in MerchantCounts' order, as floats. The hours summed are those
+# merchant_counts() looks at: [hour - span, hour) for the counts, the same shifted back by the label delay
+# (k.delayed = hour - delay) for the labeled ones and the frauds; tests compare the two at every window's edge. Each
+# window's first hour is computed once a pair (b, kept apart from the sums by OFFSET 0, which stops the planner from
+# folding it back into them).
 _WINDOWS = """
 SELECT k.merchant_id, k.hour, w.*
 FROM unnest(%b::text[], %b::bigint[], %b::bigint[]) AS k(merchant_id, hour, delayed)
@@ -165,7 +166,13 @@ def windows_from(rows: list[tuple[Any, ...]]) -> Windows:
     """The counts of each (merchant, hour) from the rows of windows_query()'s statement."""
     n = len(MERCHANT_HOURS)
     return {
-        (row[0], row[1]): MerchantCounts(counts=row[2 : 2 + n], labeled=row[2 + n : 2 + 2 * n], frauds=row[2 + 2 * n :])
+        (row[0], row[1]): MerchantCounts(
+            counts=row[2 : 2 + n],
+            labeled=row[2 + n : 2 + 2 * n],
+            frauds=row[2 + 2 * n : 2 + 3 * n],
+            first_fraud=row[2 + 3 * n],
+            last_fraud=row[3 + 3 * n],
+        )
         for row in rows
     }
 
@@ -183,6 +190,9 @@ def _windows_statement() -> str:
     firsts = [first(until, s) for until in ("hour", "delayed") for s in spans]
     sums = [total("count", "hour", s) for s in spans] + [total("count", "delayed", s) for s in spans]
     sums += [total("fraud_count", "delayed", s) for s in spans]
+    # The first and last hour with a fraud in the longest window before the delay (NULL, read as None: none).
+    frauds = f"m.fraud_count > 0 AND m.hour >= b.delayed_{MERCHANT_SPAN_HOURS} AND m.hour < k.delayed"
+    sums += [f"{edge}(m.hour) FILTER (WHERE {frauds})::float8" for edge in ("min", "max")]
     return _WINDOWS.format(
         firsts=", ".join(firsts), sums=", ".join(sums), table=MerchantHour._meta.db_table, span=MERCHANT_SPAN_HOURS
     )

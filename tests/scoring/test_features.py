@@ -213,3 +213,100 @@ def test_merchants_for_the_latest_rows_are_matched_to_their_rows_when_the_rows_c
     for times in ([at - 2 * DAY, at - 60], [at - 60, at - 2 * DAY]):  # sorted and not: one recent row, two merchants
         with pytest.raises(ValueError, match="do not match"):
             CardHistory.ordered(times, [1.0, 1.0], ["m", "n"], merchants_since=at - DAY)
+
+
+def test_the_amount_is_measured_against_the_cards_median_largest_and_spread_of_its_30_days():
+    at = AT.timestamp()
+    amounts = [10.0, 12.0, 14.0, 16.0, 500.0]  # a stolen card's big amount raises the average, not the median
+    card = CardHistory(times=[at - 40 * DAY, *(at - d * DAY for d in (4, 3, 2, 1))], amounts=amounts)
+    row = feature_vector(
+        TxFacts(at=AT, amount=65.0, merchant_id="m"), card=card, merchant=merchant_counts(MerchantBuckets(), at=AT)
+    )
+    usual = [12.0, 14.0, 16.0, 500.0]  # the 30-day window: the row 40 days back is out
+    mean = sum(usual) / 4
+    std = math.sqrt(sum((a - mean) ** 2 for a in usual) / 4)
+    assert row[FEATURE_INDEX["amount_vs_card_median_30d"]] == 65.0 / 15.0
+    assert row[FEATURE_INDEX["amount_vs_card_max_30d"]] == 65.0 / 500.0
+    assert row[FEATURE_INDEX["amount_zscore_card_30d"]] == pytest.approx((65.0 - mean) / std)
+
+
+def test_amount_against_usual_is_missing_without_history_and_the_spread_without_two_different_amounts():
+    at = AT.timestamp()
+    empty, flat = CardHistory(), CardHistory(times=[at - DAY, at - 60], amounts=[20.0, 20.0])
+    names = ("amount_vs_card_median_30d", "amount_vs_card_max_30d", "amount_zscore_card_30d")
+    for card, expected in ((empty, [True, True, True]), (flat, [False, False, True])):
+        row = features(AT, card=card)
+        assert [math.isnan(row[FEATURE_INDEX[name]]) for name in names] == expected
+
+
+def test_amount_against_usual_does_not_depend_on_the_order_of_rows_at_one_instant():
+    at = AT.timestamp()
+    amounts = [0.1, 0.2, 0.7, 1e6, 3.3]
+    one = CardHistory(times=[at - 60] * 5, amounts=list(amounts))
+    other = CardHistory(times=[at - 60] * 5, amounts=list(reversed(amounts)))
+    assert features(AT, card=one) == features(AT, card=other)
+
+
+def test_the_merchants_first_and_last_fraud_hours_are_those_before_the_label_delay_in_the_longest_window(settings):
+    settings.FRAUD_LABEL_DELAY_DAYS = 7
+    hour, delay = epoch_hour(AT), 7 * 24
+    merchant = MerchantBuckets()
+    merchant.add(hour - delay - 720, count=2, frauds=1)  # the window's first hour
+    merchant.add(hour - delay - 721, count=1, frauds=1)  # before it
+    merchant.add(hour - delay - 300, count=5)
+    merchant.add(hour - delay - 40, count=3, frauds=2)
+    merchant.add(hour - delay - 10, count=4)
+    merchant.add(hour - delay, count=1, frauds=1)  # too recent: its label may not have come
+    row = features(AT, merchant=merchant)
+    assert row[FEATURE_INDEX["merchant_hours_since_first_fraud_30d"]] == delay + 720
+    assert row[FEATURE_INDEX["merchant_hours_since_last_fraud_30d"]] == delay + 40
+    clean = features(AT, merchant=MerchantBuckets.ordered([hour - delay - 5], [3], [0]))
+    assert math.isnan(clean[FEATURE_INDEX["merchant_hours_since_first_fraud_30d"]])
+
+
+def test_first_and_last_fraud_hours_match_a_scan_of_every_hour():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        hours = sorted(rng.choice(60, size=int(rng.integers(0, 20)), replace=False).tolist())
+        frauds = [int(f) for f in rng.integers(0, 2, size=len(hours))]
+        buckets = MerchantBuckets.ordered(hours, [1] * len(hours), frauds)
+        start, end = sorted(int(v) for v in rng.integers(-5, 65, size=2))
+        inside = [h for h, f in zip(hours, frauds, strict=True) if f and start <= h < end]
+        expected = (float(inside[0]), float(inside[-1])) if inside else (None, None)
+        assert buckets.fraud_hours(start, end) == expected, (hours, frauds, start, end)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("delay_days", [7, 0.5])
+def test_the_stored_first_and_last_fraud_hours_are_those_merchant_counts_finds(settings, delay_days):
+    """PostgreSQL finds them in SQL (scoring/storage/postgres.py), SQLite and training in Python: the same hours at
+    every edge of the window."""
+    from scoring import storage
+    from scoring.features import label_delay_hours
+    from scoring.models import MerchantHour
+    from scoring.storage.sqlite import merchant_buckets
+
+    settings.FRAUD_LABEL_DELAY_DAYS = delay_days
+    hour, delay = epoch_hour(AT), round(delay_days * 24)
+    offsets = sorted({delay + span + d for span in (0, 24, 168, 720) for d in (-1, 0, 1)})
+    MerchantHour.objects.bulk_create(
+        MerchantHour(merchant_id=m, hour=hour - o, count=1 + o % 5, fraud_count=(o + k) % 2)
+        for k, m in enumerate(("m-a", "m-b"))
+        for o in offsets
+    )
+    pairs = {(m, hour + d) for m in ("m-a", "m-b", "m-none") for d in (-1, 0, 1, 2)}
+    items = [
+        TransactionIn.model_validate(
+            {"external_id": f"w-{m}-{h}", "card_id": "c", "merchant_id": m, "amount": "1.00", "currency": "EUR"}
+            | {"timestamp": datetime.fromtimestamp(h * 3600 + 60, UTC).isoformat()}
+        )
+        for m, h in pairs
+    ]
+
+    read = storage.read_history(items).merchants
+    buckets = merchant_buckets({m for m, _ in pairs}, first=hour - 1, last=hour + 2, delay=label_delay_hours())
+
+    for m, h in pairs:
+        expected = merchant_counts(buckets[m], at=h)
+        assert (read[m, h].first_fraud, read[m, h].last_fraud) == (expected.first_fraud, expected.last_fraud), (m, h)
+    assert read["m-a", hour].first_fraud is not None and read["m-none", hour].first_fraud is None
