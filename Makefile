@@ -12,7 +12,7 @@ PYTHON ?= python3
 PIP_NOISE := { grep -v -e 'is ignored: it is neither a file nor a directory' \
   | sed -e '/BuildBackendWarning: Editable installation/,/with strategy, WheelFile/d'; true; }
 
-.PHONY: install demo serve test lint debian-packages bench evaluate clean
+.PHONY: install demo serve test lint debian-packages bench evaluate evaluate-handbook clean
 
 install: $(VENV)/.installed
 
@@ -58,6 +58,16 @@ bench: install debian-packages
 evaluate: install
 	@$(PY) manage.py migrate --noinput -v 0
 	@$(PY) manage.py evaluate
+
+# The Fraud Detection Handbook's benchmark (docs/model.md), a few minutes a seed. It erases its database before each
+# seed, so it gets one of its own: HANDBOOK_DATABASE_URL, by default a SQLite file under var/.
+SEEDS ?= 0
+HANDBOOK_DATABASE_URL ?= sqlite:///$(CURDIR)/var/handbook.sqlite3
+evaluate-handbook: install
+	@mkdir -p var
+	@env -u REDIS_URL DATABASE_URL=$(HANDBOOK_DATABASE_URL) $(PY) manage.py migrate --noinput -v 0
+	@env -u REDIS_URL DATABASE_URL=$(HANDBOOK_DATABASE_URL) $(PY) manage.py evaluate_handbook --flush --seeds $(SEEDS) \
+	  $(if $(TRAIN_DAYS),--train-days $(TRAIN_DAYS))
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
