@@ -158,6 +158,31 @@ ROUTES: dict[str, dict[str, Answers]] = {
         change=USERS_ADMIN,
     ),
     "admin/auth/user/<id>/password/": {"GET": USERS_ADMIN},
+    # django-axes' login records: who failed, who was locked out; superusers unlock accounts.
+    **admin_model(
+        "axes/accessattempt",
+        changelist=USERS_ADMIN,
+        add=USERS_ADMIN,
+        history=USERS_ADMIN,
+        delete=USERS_ADMIN,
+        change=USERS_ADMIN,
+    ),
+    **admin_model(
+        "axes/accesslog",
+        changelist=USERS_ADMIN,
+        add=USERS_ADMIN,
+        history=USERS_ADMIN,
+        delete=USERS_ADMIN,
+        change=USERS_ADMIN,
+    ),
+    **admin_model(
+        "axes/accessfailurelog",
+        changelist=USERS_ADMIN,
+        add=USERS_ADMIN,
+        history=USERS_ADMIN,
+        delete=USERS_ADMIN,
+        change=USERS_ADMIN,
+    ),
     **admin_model(
         "auth/group",
         changelist=USERS_ADMIN,
@@ -250,8 +275,22 @@ def world(db: None, model_version: ModelVersion, api_key: str) -> World:
         "scoring.listentry": ListEntry.objects.create(kind="block", entity="card", value="card-x", reason="stolen"),
         "auth.user": users["no role"],
         "auth.group": Group.objects.get(name="Analysts"),
+        **_login_records(),
     }
     return World(clients=clients, users=users, samples=samples, case=case)
+
+
+def _login_records() -> dict[str, Model]:
+    """One of each record django-axes keeps, for its admin's object pages."""
+    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+
+    seen = {"user_agent": "test", "ip_address": "127.0.0.1", "username": "someone", "http_accept": "*/*"}
+    seen |= {"path_info": "/accounts/login/", "attempt_time": timezone.now()}
+    return {
+        "axes.accessattempt": AccessAttempt.objects.create(**seen, get_data="", post_data="", failures_since_start=1),
+        "axes.accesslog": AccessLog.objects.create(**seen),
+        "axes.accessfailurelog": AccessFailureLog.objects.create(**seen),
+    }
 
 
 def _flagged_case() -> Case:
