@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import accumulate
-from operator import mul
 from typing import TYPE_CHECKING, NamedTuple
 
 from django.conf import settings
@@ -283,8 +282,7 @@ def _against_usual_amounts(amount: float, usual: list[float], *, mean: float) ->
     ordered = sorted(usual)
     n, middle = len(ordered), len(ordered) // 2
     median = ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-    deviations = [a - mean for a in ordered]
-    std = math.sqrt(math.fsum(map(mul, deviations, deviations)) / n) if n > 1 else 0.0  # map: cheaper than a generator
+    std = math.sqrt(math.fsum((a - mean) ** 2 for a in ordered) / n) if n > 1 else 0.0
     return [
         amount / median if median > 0 else MISSING,
         amount / ordered[-1] if ordered[-1] > 0 else MISSING,
