@@ -21,9 +21,8 @@ from django.test import Client
 from django.utils import timezone
 
 from dashboards import broadcast
-from scoring import models
 from scoring.features import FEATURES
-from scoring.models import Case, CaseEvent, CaseStatus, ModelVersion, Transaction
+from scoring.models import Case, CaseEvent, CaseStatus, ModelVersion, Transaction, traffic
 from scoring.roles import ensure_roles, make_analyst
 
 pytestmark = pytest.mark.django_db
@@ -113,7 +112,7 @@ def test_live_page_leaves_imported_history_out_of_the_feed(alice_client: Client)
 
 
 def test_live_feed_looks_back_over_the_newest_ids_only(alice_client: Client, monkeypatch) -> None:
-    monkeypatch.setattr(models, "FEED_LOOKBACK", 3)  # 100,000 in production
+    monkeypatch.setattr(traffic, "FEED_LOOKBACK", 3)  # 100,000 in production
     before = make_tx()
     for _ in range(3):  # an import after it, no traffic since
         make_tx(model_version="imported:bank-a")

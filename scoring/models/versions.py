@@ -1,0 +1,82 @@
+"""Model versions: the trained models, one of them active."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from scoring.features import FEATURES
+
+
+class ActiveModelDeletion(Exception):
+    """The active model version cannot be deleted: ingest would have nothing to score with."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(f"model {version} is active and cannot be deleted; activate another version first")
+
+
+class ModelVersionQuerySet(models.QuerySet):
+    def active(self) -> ModelVersion | None:
+        return self.filter(is_active=True).order_by("-activated_at", "-id").first()
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Delete the selected versions unless the active one is among them."""
+        active = self.filter(is_active=True).values_list("version", flat=True).first()
+        if active is not None:
+            raise ActiveModelDeletion(active)
+        return super().delete()
+
+
+class ModelVersion(models.Model):
+    """A trained XGBoost model (XGBoost's own UBJSON format, stored in the row so every process sees it)."""
+
+    version = models.CharField(max_length=80, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    artifact = models.BinaryField(help_text="XGBoost Booster saved as UBJSON")
+    features = models.JSONField(help_text="Feature names, in the order the model expects")
+    params = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    data_range = models.JSONField(default=dict, blank=True)
+    review_threshold = models.FloatField(default=0.5)
+    block_threshold = models.FloatField(default=0.9)
+    is_active = models.BooleanField(default=False)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ModelVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model"),
+            models.CheckConstraint(
+                condition=models.Q(review_threshold__lte=models.F("block_threshold")),
+                name="review_threshold_not_above_block",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.version + (" (active)" if self.is_active else "")
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        """Delete this version unless it is the active one (as stored: another process may have activated it)."""
+        if self.is_active or ModelVersion.objects.filter(pk=self.pk, is_active=True).exists():
+            raise ActiveModelDeletion(self.version)
+        return super().delete(*args, **kwargs)
+
+    def activate(self) -> None:
+        """Make this the one active version; every server process picks it up within seconds."""
+        if list(self.features) != FEATURES:
+            raise ValueError(
+                f"model {self.version} expects features that this code does not compute "
+                f"(trained on {len(self.features)}, the code has {len(FEATURES)}); train a new model"
+            )
+        from scoring.classifier import check_serves  # classifier builds on this module
+
+        check_serves(self)  # a version that fails here would fail every ingest request once active
+        with transaction.atomic():
+            ModelVersion.objects.filter(is_active=True).exclude(pk=self.pk).update(is_active=False)
+            self.is_active = True
+            self.activated_at = timezone.now()
+            self.save(update_fields=["is_active", "activated_at"])
