@@ -165,7 +165,17 @@ def reasons_in_words(tx: Transaction) -> list[dict[str, Any]]:
 
 _NO_HISTORY = {
     "amount_vs_card_avg_30d": "first transaction of this card in 30 days",
+    "amount_vs_card_median_30d": "first transaction of this card in 30 days",
+    "amount_vs_card_max_30d": "first transaction of this card in 30 days",
+    "amount_zscore_card_30d": "too few earlier transactions of this card to tell its usual amounts",
     "seconds_since_card_prev": "no earlier transaction of this card in 30 days",
+    "merchant_hours_since_first_fraud_30d": "no confirmed fraud at this merchant in 30 days before the label delay",
+    "merchant_hours_since_last_fraud_30d": "no confirmed fraud at this merchant in 30 days before the label delay",
+}
+_AGAINST_THE_CARD = {
+    "amount_vs_card_avg_30d": "30-day average",
+    "amount_vs_card_median_30d": "30-day median",
+    "amount_vs_card_max_30d": "largest amount in 30 days",
 }
 
 
@@ -176,9 +186,14 @@ def describe(name: str, value: float) -> str:
     window = name.rsplit("_", 1)[-1]
     if name == "amount":
         return f"amount is {value:,.2f}"
-    if name == "amount_vs_card_avg_30d":  # two significant digits below 1: a €1 test charge is 0.02, not 0.0
+    if name in _AGAINST_THE_CARD:  # two significant digits below 1: a €1 test charge is 0.02, not 0.0
         ratio = f"{value:.1f}" if value >= 1 else f"{value:.2g}"
-        return f"amount is {ratio}× this card's 30-day average"
+        return f"amount is {ratio}× this card's {_AGAINST_THE_CARD[name]}"
+    if name == "amount_zscore_card_30d":
+        return f"amount is {value:+.1f} standard deviations from this card's 30-day average"
+    if name.startswith("merchant_hours_since_"):
+        which = "first" if "_first_" in name else "latest"
+        return f"{_duration(value * HOUR)} since this merchant's {which} confirmed fraud (past the label delay)"
     if name == "seconds_since_card_prev":
         return f"{_duration(value)} since this card's previous transaction"
     if name == "card_distinct_merchants_1d":

@@ -59,3 +59,31 @@ def test_the_feed_summary_names_the_two_strongest_pushes_towards_fraud_and_any_l
 
 def test_a_reason_of_a_name_without_a_window_is_worded_too():
     assert describe("amount", 12.5) == "amount is 12.50"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "text"),
+    [
+        ("amount_vs_card_median_30d", 4.0, "amount is 4.0× this card's 30-day median"),
+        ("amount_vs_card_max_30d", 0.5, "amount is 0.5× this card's largest amount in 30 days"),
+        ("amount_zscore_card_30d", 3.25, "amount is +3.2 standard deviations from this card's 30-day average"),
+        (
+            "merchant_hours_since_last_fraud_30d",
+            3.0,
+            "3.0 h since this merchant's latest confirmed fraud (past the label delay)",
+        ),
+        (
+            "merchant_hours_since_first_fraud_30d",
+            math.nan,
+            "no confirmed fraud at this merchant in 30 days before the label delay",
+        ),
+    ],
+)
+def test_every_feature_has_words_of_its_own(name, value, text):
+    assert describe(name, value) == text
+
+
+def test_no_feature_is_worded_as_a_bare_name_and_value():
+    from scoring.features import FEATURES
+
+    assert [name for name in FEATURES if describe(name, 1.5) == f"{name} = 1.5"] == []
