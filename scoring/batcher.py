@@ -37,7 +37,7 @@ MAX_INFLIGHT = 2
 # One batch more may start when this many items wait: work that big pays for its own batch, and the third batch
 # computes while two wait for the database. Three at all times made single POSTs' batches smaller (and slower);
 # a threshold of 100 was never reached by many single POSTs, and the server's core idled with two in flight.
-# The measurements behind this number are in docs/performance.md ("FULL_BATCH").
+# The measurements behind this number: docs/performance.md, "Moved from code comments", scoring/batcher.py.
 FULL_BATCH = 32
 
 
