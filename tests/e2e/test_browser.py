@@ -3,118 +3,29 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import orjson
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page, expect, sync_playwright
+from playwright.sync_api import ConsoleMessage, Error, expect
 
-from tests.conftest import tx_body
-from tests.e2e.conftest import ROOT, post
+from tests.e2e.conftest import (
+    ALICE,
+    CHROMIUM,
+    FLAGGED_AMOUNT,
+    LEAD,
+    WAIT_MS,
+    Desk,
+    outside_the_browser_loop,
+    wait_until_live,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(
         f"browser tests need Debian's chromium at {CHROMIUM} (`make test` installs it)", allow_module_level=True
     )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-WAIT_MS = 10_000  # Playwright's auto-waiting bound for anything that crosses the socket
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-ALICE = ("alice", "pw-alice-123")
-LEAD = ("lead", "pw-lead-123")
-NOBODY = ("nobody", "pw-nobody-123")  # logged in, but neither an analyst nor a lead
-FLAGGED_AMOUNT = "9000.00"
-T = TypeVar("T")
-
-
-@dataclass
-class Desk:
-    """The running service, a browser on it, and the ingest API key."""
-
-    base: str
-    browser: Browser
-    api_key: str
-
-    def context(self, *, width: int = 1440) -> BrowserContext:
-        return self.browser.new_context(base_url=self.base, viewport={"width": width, "height": 900})
-
-    def login(self, context: BrowserContext, user: tuple[str, str]) -> Page:
-        """Sign in through the real login form and land on the live page."""
-        page = context.new_page()
-        page.goto("/accounts/login/")
-        page.fill("input[name=username]", user[0])
-        page.fill("input[name=password]", user[1])
-        page.click("#login-form button[type=submit]")
-        page.wait_for_url(f"{self.base}/", timeout=WAIT_MS)
-        return page
-
-    def post(self, **overrides: Any) -> dict[str, Any]:
-        """POST one transaction to the ingest API, as a payment system would."""
-        status, body = post(self.base, "/api/v1/transactions", tx_body(**overrides), self.api_key)
-        assert status == 201, body
-        return body
-
-
-@pytest.fixture(scope="session")
-def screenshot_dir(request: pytest.FixtureRequest) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    # Said once, after pytest's summary line (a cleanup, not a fixture finalizer, so it is not captured away).
-    request.config.add_cleanup(lambda: print(f"browser screenshots saved in {SCREENSHOTS}"))
-    return SCREENSHOTS
-
-
-@pytest.fixture
-def desk(daphne_server: str, api_key: str, analyst, lead) -> Iterator[Desk]:
-    # Playwright's sync API marks its event loop as running between calls, so Django refuses ORM calls
-    # while it is up: every database fixture is set up before it starts, and torn down after it stops.
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield Desk(base=daphne_server, browser=browser, api_key=api_key)
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def nobody(transactional_db):
-    """An account without a role (ask for it before `desk`: no ORM call once the browser runs)."""
-    from django.contrib.auth import get_user_model
-
-    return get_user_model().objects.create_user(NOBODY[0], password=NOBODY[1])
-
-
-def outside_the_browser_loop(query: Callable[[], T]) -> T:
-    """Run an ORM query in a thread of its own (no event loop there), closing its connection afterwards."""
-
-    def run() -> T:
-        from django.db import connections
-
-        try:
-            return query()
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
-
-
-def wait_until_live(page: Page) -> None:
-    expect(page.locator("#conn-status")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
 
 
 def test_analyst_logs_in_and_sees_a_posted_transaction_appear_live(desk: Desk):
@@ -358,80 +269,3 @@ def test_screenshots_of_the_live_page_queue_and_a_case_are_saved(desk: Desk, scr
         shot.screenshot(path=str(path), full_page=True)
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert path.stat().st_size > 10_000
-
-
-def test_notes_and_a_reopened_case_reach_a_second_desk_live(desk: Desk):
-    alice = desk.login(desk.context(), ALICE)
-    lead = desk.login(desk.context(), LEAD)
-    case_id = desk.post(external_id="notes-1", amount=FLAGGED_AMOUNT)["case_id"]
-    for page in (alice, lead):
-        page.goto(f"/cases/{case_id}/")
-        wait_until_live(page)
-
-    alice.fill("#note-text", "called the cardholder: no answer")
-    alice.click("#note-submit")
-    expect(alice.locator("#audit")).to_contain_text("called the cardholder: no answer", timeout=WAIT_MS)
-    expect(alice.locator("#note-text")).to_have_value("")
-    expect(lead.locator("#audit")).to_contain_text("called the cardholder: no answer", timeout=WAIT_MS)
-
-    alice.click(f"#case-{case_id}-legitimate")
-    expect(lead.locator(f"#case-{case_id}")).to_have_attribute("data-status", "legitimate", timeout=WAIT_MS)
-    expect(lead.locator("#reopen-form")).to_be_visible(timeout=WAIT_MS)
-    expect(alice.locator("#reopen-form")).to_have_count(0)
-
-    lead.fill("#reopen-reason", "the cardholder called back: not theirs")
-    lead.click("#reopen-submit")
-    expect(lead.locator(f"#case-{case_id}")).to_have_attribute("data-status", "open", timeout=WAIT_MS)
-    expect(lead.locator("#audit")).to_contain_text("reopened the case")
-    expect(lead.locator("#reopen-form")).to_have_count(0)
-    expect(alice.locator(f"#case-{case_id}")).to_have_attribute("data-status", "open", timeout=WAIT_MS)
-    expect(alice.locator("#audit")).to_contain_text("the cardholder called back: not theirs", timeout=WAIT_MS)
-    expect(alice.locator(f"#case-{case_id}-claim")).to_be_visible()
-
-
-def test_an_account_without_a_role_sees_only_how_to_get_access(nobody, desk: Desk):
-    page = desk.login(desk.context(), NOBODY)
-
-    expect(page.locator("#no-access")).to_contain_text("ask a lead")
-    expect(page.locator(".nav-links")).to_have_count(0)
-    expect(page.locator("#feed")).to_have_count(0)
-    expect(page.locator("#conn-status")).to_be_hidden()  # no socket was opened
-    for path in ("/cases/", "/cases/?overturned=1"):
-        page.goto(path)
-        expect(page.locator("#no-access")).to_be_visible()
-        expect(page.locator("#queue")).to_have_count(0)
-
-
-def test_screenshots_of_notes_an_overturned_verdict_and_the_no_access_page_are_saved(
-    nobody, desk: Desk, screenshot_dir: Path
-):
-    from scoring import cases
-
-    flagged = desk.post(external_id="overturned-1", amount=FLAGGED_AMOUNT, card_id="card-ot")
-    case_id = flagged["case_id"]
-
-    def resolve_as_legitimate() -> None:
-        from django.contrib.auth import get_user_model
-
-        alice = get_user_model().objects.get(username=ALICE[0])
-        cases.add_note(case_id, user=alice, text="known customer, buys in bulk every quarter")
-        cases.resolve(case_id, user=alice, is_fraud=False, note="regular customer")
-
-    outside_the_browser_loop(resolve_as_legitimate)
-    status, _ = post(desk.base, "/api/v1/labels", {"external_id": "overturned-1", "is_fraud": True}, desk.api_key)
-    assert status == 200
-
-    for width in (1440, 390):
-        lead = desk.login(desk.context(width=width), LEAD)
-        lead.goto(f"/cases/{case_id}/")
-        expect(lead.locator(".overturned-banner")).to_contain_text("reported this transaction as fraud")
-        expect(lead.locator("#audit")).to_contain_text("Chargeback feed")
-        expect(lead.locator("#reopen-form")).to_be_visible()
-        queue = lead.context.new_page()
-        queue.goto("/cases/?overturned=1")
-        expect(queue.locator(f"#case-{case_id}")).to_contain_text("Overturned")
-        no_access = desk.login(desk.context(width=width), NOBODY)
-        for name, shot in (("case-overturned", lead), ("queue-overturned", queue), ("no-access", no_access)):
-            path = screenshot_dir / f"{name}-{width}.png"
-            shot.screenshot(path=str(path), full_page=True)
-            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
