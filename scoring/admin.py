@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from scoring import cases, keys
 from scoring.classifier import active_model
@@ -271,6 +272,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "created_at",
         "features",
         "params",
+        "reliability_table",
         "metrics",
         "data_range",
         "is_active",
@@ -291,6 +293,19 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if active:  # said as what it is, not as a missing permission (has_delete_permission above)
             perms_needed.discard(ModelVersion._meta.verbose_name)
         return deleted, counts, perms_needed, [*protected, *active]
+
+    @admin.display(description="reliability (holdout)")
+    def reliability_table(self, mv: ModelVersion) -> str:
+        """Per score band: rows, mean score and the share that was fraud; a calibrated model's last two agree,
+        so a threshold means the same from one version to the next."""
+        table = (mv.metrics or {}).get("reliability") or []
+        if not table:
+            return "— (trained without a holdout)"
+        head = mark_safe("<tr><th>score</th><th>rows</th><th>mean score</th><th>fraud share</th></tr>")  # no values
+        bands = ((b["band"], b["rows"], shown(b["mean_score"]), shown(b["fraud_share"])) for b in table)
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", bands)
+        error = (mv.metrics or {}).get("calibration_error")
+        return format_html("<table>{}{}</table><p>calibration error: {}</p>", head, rows, shown(error))
 
     @admin.display(description="AUC")
     def auc(self, mv: ModelVersion) -> str:

@@ -349,3 +349,17 @@ def test_the_admins_bulk_delete_refuses_a_selection_holding_the_active_model(lea
     assert response.status_code == 200
     assert "activate another version first" in response.content.decode()
     assert ModelVersion.objects.count() == 2
+
+
+def test_a_models_page_shows_its_reliability_table_from_training(lead, model_version):
+    reliability = [
+        {"band": "0–0.5", "rows": 990, "mean_score": 0.01, "fraud_share": 0.0101},
+        {"band": "0.5–1", "rows": 10, "mean_score": 0.8, "fraud_share": 0.7},
+    ]
+    model_version.metrics = {"reliability": reliability, "calibration_error": 0.0011}
+    model_version.save(update_fields=["metrics"])
+
+    page = logged_in(lead).get(f"/admin/scoring/modelversion/{model_version.pk}/change/").content.decode()
+
+    assert "<tr><td>0.5–1</td><td>10</td><td>0.8</td><td>0.7</td></tr>" in page
+    assert "calibration error: 0.0011" in page
