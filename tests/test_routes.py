@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -26,8 +25,9 @@ from django.utils import timezone
 
 from dashboards.routing import websocket_urlpatterns
 from fraudsite.asgi import application
-from scoring.models import ApiKey, Case, ListEntry, ModelVersion, Transaction
+from scoring.models import ApiKey, Case, ListEntry, ModelVersion
 from scoring.roles import ensure_roles, make_analyst, make_lead
+from tests.dashboards.conftest import make_case
 
 KINDS = ("anonymous", "no role", "analyst", "lead")
 LOGIN = "login"  # 302 to the site's login page
@@ -294,20 +294,7 @@ def _login_records() -> dict[str, Model]:
 
 
 def _flagged_case() -> Case:
-    tx = Transaction.objects.create(
-        external_id="routes-1",
-        card_id="card-1",
-        merchant_id="shop-1",
-        amount=Decimal("900.00"),
-        currency="EUR",
-        timestamp=timezone.now(),
-        score=0.95,
-        decision="block",
-        reasons=[],
-        features=[],
-        model_version="test",
-    )
-    return Case.objects.create(transaction=tx)
+    return make_case()
 
 
 def answer(response: HttpResponse) -> int | str:

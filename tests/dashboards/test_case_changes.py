@@ -2,40 +2,29 @@
 
 from __future__ import annotations
 
-import itertools
-from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.test import Client
-from django.utils import timezone
 
 from scoring import cases
-from scoring.models import Case, CaseEvent, CaseStatus, Transaction
+from scoring.models import Case, CaseEvent, CaseStatus
 from scoring.roles import ensure_roles, make_analyst, make_lead
+from tests.dashboards.conftest import HTMX
+from tests.dashboards.conftest import make_case as flagged_case
 
 pytestmark = pytest.mark.django_db
-HTMX = {"HTTP_HX_REQUEST": "true"}
-_numbers = itertools.count(1)
 
 
 def make_case(**fields: Any) -> Case:
-    tx = Transaction.objects.create(
-        external_id=f"chg-{next(_numbers)}",
-        card_id="card-1",
-        merchant_id="shop-1",
-        amount=Decimal("900.00"),
-        currency="EUR",
-        timestamp=timezone.now(),
-        score=0.95,
-        decision="block",
-        reasons=[],
-        features=[],
-        model_version="test",
-    )
-    return Case.objects.create(transaction=tx, **fields)
+    """A block case with `fields` set on the case itself (the shared helper's transaction)."""
+    case = flagged_case()
+    for name, value in fields.items():
+        setattr(case, name, value)
+    case.save()
+    return case
 
 
 def person(django_user_model: type[User], username: str, *, role: str | None) -> User:

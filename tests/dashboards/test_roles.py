@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
-from django.utils import timezone
 
-from scoring.models import Case, Transaction
+from scoring.models import Case
 from scoring.roles import LEADS, ensure_roles, make_analyst
+from tests.dashboards.conftest import make_case
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/cases/?show=all"}
@@ -18,21 +16,7 @@ HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/cas
 
 @pytest.fixture
 def case() -> Case:
-    tx = Transaction(
-        external_id="ext-roles",
-        card_id="card-1",
-        merchant_id="shop-1",
-        amount=Decimal("80.00"),
-        currency="EUR",
-        timestamp=timezone.now(),
-        score=0.93,
-        decision="block",
-        reasons=[],
-        features=[],
-        model_version="test",
-    )
-    tx.save()
-    return Case.objects.create(transaction=tx)
+    return make_case()
 
 
 def make_analyst_named(django_user_model: type[User], username: str) -> User:
