@@ -7,8 +7,8 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from scoring.models import Case
-from scoring.roles import LEADS, ensure_roles, make_analyst
-from tests.dashboards.conftest import make_case
+from scoring.roles import LEADS, ensure_roles
+from tests.dashboards.conftest import analyst_named, make_case
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/cases/?show=all"}
@@ -19,22 +19,14 @@ def case() -> Case:
     return make_case()
 
 
-def make_analyst_named(django_user_model: type[User], username: str) -> User:
-    """A real analyst: admin access (is_staff) for cases, but not a lead."""
-    ensure_roles()
-    user = django_user_model.objects.create_user(username=username)
-    make_analyst(user)
-    return user
-
-
 @pytest.fixture
 def analyst(django_user_model: type[User]) -> User:
-    return make_analyst_named(django_user_model, "alice")
+    return analyst_named(django_user_model, "alice")
 
 
 @pytest.fixture
 def other_analyst(django_user_model: type[User]) -> User:
-    return make_analyst_named(django_user_model, "bob")
+    return analyst_named(django_user_model, "bob")
 
 
 @pytest.fixture
