@@ -2,12 +2,17 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboards import views
+from dashboards import team_page, views
+from dashboards.entity_pages import card, merchant, search_page
 
 app_name = "dashboards"
 urlpatterns = [
     path("", views.live, name="live"),
     path("cases/", views.queue, name="queue"),
+    # Ids may hold a "/" (scoring/schemas.py refuses only control characters): path, not str.
+    path("cards/<path:card_id>/", card, name="card"),
+    path("merchants/<path:merchant_id>/", merchant, name="merchant"),
+    path("search", search_page, name="search"),
     path("cases/top/", views.open_cases_panel, name="open_cases"),
     path("cases/<int:case_id>/", views.case_detail, name="case"),
     path("cases/<int:case_id>/row", views.case_row, name="case_row"),
@@ -16,4 +21,5 @@ urlpatterns = [
     path("cases/<int:case_id>/resolve", views.resolve, name="resolve"),
     path("cases/<int:case_id>/reopen", views.reopen, name="reopen"),
     path("cases/<int:case_id>/notes", views.add_note, name="note"),
+    path("team/", team_page.team_page, name="team"),
 ]

@@ -79,6 +79,7 @@ ROUTES: dict[str, dict[str, Answers]] = {
     "cases/<int:case_id>/resolve": {"POST": DESK_ACTION},
     "cases/<int:case_id>/notes": {"POST": DESK_ACTION},
     "cases/<int:case_id>/reopen": {"POST": LEAD_ONLY_ACTION},
+    "team/": {"GET": (LOGIN, 403, 403, 200)},  # a lead's view: analysts get the leads-only page
     # --- health, for load balancers ---
     "healthz": {"GET": every(200)},
     "readyz": {"GET": every(SAME)},  # 200 or 503 by what is up, never by who asks
@@ -236,7 +237,7 @@ class World:
         """`route` with sample values for its converters and named groups."""
         values = {
             "case_id": self.case.pk,
-            "tx_id": self.case.transaction_id,
+            "tx_id": self.case.alerts.get()_id,
             "content_type_id": ContentType.objects.get_for_model(Case).pk,
             "object_id": self._admin_object(route),
             "id": self.users["analyst"].pk,
@@ -269,7 +270,7 @@ def world(db: None, model_version: ModelVersion, api_key: str) -> World:
     case = _flagged_case()
     samples = {
         "scoring.case": case,
-        "scoring.transaction": case.transaction,
+        "scoring.transaction": case.alerts.get(),
         "scoring.modelversion": model_version,
         "scoring.apikey": ApiKey.objects.get(),
         "scoring.listentry": ListEntry.objects.create(kind="block", entity="card", value="card-x", reason="stolen"),
