@@ -237,7 +237,7 @@ class World:
         """`route` with sample values for its converters and named groups."""
         values = {
             "case_id": self.case.pk,
-            "tx_id": self.case.alerts.get()_id,
+            "tx_id": self.case.transaction_id,
             "content_type_id": ContentType.objects.get_for_model(Case).pk,
             "object_id": self._admin_object(route),
             "id": self.users["analyst"].pk,
@@ -270,7 +270,7 @@ def world(db: None, model_version: ModelVersion, api_key: str) -> World:
     case = _flagged_case()
     samples = {
         "scoring.case": case,
-        "scoring.transaction": case.alerts.get(),
+        "scoring.transaction": case.transaction,
         "scoring.modelversion": model_version,
         "scoring.apikey": ApiKey.objects.get(),
         "scoring.listentry": ListEntry.objects.create(kind="block", entity="card", value="card-x", reason="stolen"),
