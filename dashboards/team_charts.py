@@ -64,7 +64,7 @@ def charts(overview: TeamOverview) -> dict[str, Any]:
         "load_rows": _load_rows(overview),
         "resolved_columns": _resolved_columns(overview),
         "heat_rows": _heat_rows(overview),
-        "heat_days": [(f"{day:%a}", f"{day:%d}", f"{day:%Y-%m-%d}") for day in overview.days],
+        "heat_days": [(f"{day:%a}", str(day.day), _day(day)) for day in overview.days],
         "median_rows": _median_rows(overview),
         "precision_columns": _precision_columns(overview),
         "age_keys": [(label, f"age{i}") for i, (label, _, _) in enumerate(AGE_BUCKETS)],
@@ -165,7 +165,7 @@ def _resolved_columns(overview: TeamOverview) -> list[Column]:
     per_day = overview.resolved_per_day
     return columns(
         per_day,
-        labels=[f"{day:%d}" for day in overview.days],
+        labels=[str(day.day) for day in overview.days],
         weekdays=[f"{day:%a}" for day in overview.days],
         texts=[str(n) if n else "" for n in per_day],
         titles=[f"{n} {_cases(n)} resolved on {_day(day)}" for n, day in zip(per_day, overview.days, strict=True)],
@@ -219,7 +219,7 @@ def _precision_columns(overview: TeamOverview) -> list[Column]:
     return columns(
         [p.share or 0 for p in days],
         top=1,
-        labels=[f"{p.day:%d}" for p in days],
+        labels=[str(p.day.day) if p.day else "" for p in days],
         weekdays=[f"{p.day:%a}" for p in days],
         texts=[percent(p.share) for p in days],
         titles=[
