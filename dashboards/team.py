@@ -72,6 +72,8 @@ class Precision:
 
 @dataclass(frozen=True)
 class TeamOverview:
+    """The team page's figures: open cases as of `now`, verdicts over `days`, precision over `precision_days`."""
+
     now: datetime
     days: tuple[date, ...]  # the period of the verdict figures, oldest first
     loads: tuple[Load, ...]  # the unclaimed first, then by most held
@@ -115,7 +117,7 @@ def overview(*, now: datetime, days: int = 14) -> TeamOverview:
         days=period,
         loads=open_loads(now=now),
         analysts=analysts(days=period),
-        median=median_time_to_resolve(since=start_of(period[0])),
+        median=median_time_to_resolve(days=period),
         precision_days=per_day,
         precision=Precision(day=None, resolved=sum(p.resolved for p in per_day), fraud=sum(p.fraud for p in per_day)),
     )
@@ -129,6 +131,12 @@ def calendar_days(*, now: datetime, count: int) -> tuple[date, ...]:
 
 def start_of(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, datetime.min.time()))
+
+
+def resolved_on(days: tuple[date, ...]) -> QuerySet[Case]:
+    """Cases whose verdict was given on one of `days` (consecutive, oldest first), by anyone."""
+    since, until = start_of(days[0]), start_of(days[-1] + timedelta(days=1))
+    return Case.objects.exclude(status=CaseStatus.OPEN).filter(resolved_at__gte=since, resolved_at__lt=until)
 
 
 # --- open cases --------------------------------------------------------------------------------------
@@ -159,17 +167,16 @@ def _row_buckets(row: dict) -> tuple[int, ...]:
 # --- verdicts ----------------------------------------------------------------------------------------
 
 
-def resolved_by_people(*, since: datetime) -> QuerySet[Case]:
-    """Cases an analyst or lead resolved since `since` (the chargeback feed's settlements are not the team's)."""
-    return Case.objects.exclude(status=CaseStatus.OPEN).filter(resolved_by__isnull=False, resolved_at__gte=since)
+def resolved_by_people(days: tuple[date, ...]) -> QuerySet[Case]:
+    """Cases an analyst or lead resolved on `days` (the chargeback feed's settlements are not the team's)."""
+    return resolved_on(days).filter(resolved_by__isnull=False)
 
 
 def analysts(*, days: tuple[date, ...]) -> tuple[Analyst, ...]:
     """Each team member's verdicts per day over `days` and their median time to resolve, by username."""
-    since = start_of(days[0])
     counts: dict[str, dict[date, int]] = defaultdict(dict)
     per_day = (
-        resolved_by_people(since=since)
+        resolved_by_people(days)
         .annotate(day=TruncDate("resolved_at", tzinfo=timezone.get_current_timezone()))
         .values("resolved_by__username", "day")
         .annotate(n=Count("id"))
@@ -177,7 +184,7 @@ def analysts(*, days: tuple[date, ...]) -> tuple[Analyst, ...]:
     )
     for row in per_day:
         counts[row["resolved_by__username"]][row["day"]] = row["n"]
-    medians = median_per_analyst(since=since)
+    medians = median_per_analyst(days=days)
     names = sorted(set(counts) | set(medians) | set(team_usernames()))
     return tuple(
         Analyst(username=name, per_day=tuple(counts[name].get(day, 0) for day in days), median=medians.get(name))
@@ -191,14 +198,14 @@ def team_usernames() -> list[str]:
     return list(get_user_model().objects.filter(role, is_active=True).values_list("username", flat=True).distinct())
 
 
-def median_time_to_resolve(*, since: datetime) -> timedelta | None:
-    """The median time from a case's opening to its verdict, over every verdict the team gave since `since`."""
-    return _medians(resolved_by_people(since=since), by=None).get(None)
+def median_time_to_resolve(*, days: tuple[date, ...]) -> timedelta | None:
+    """The median time from a case's opening to its verdict, over every verdict the team gave on `days`."""
+    return _medians(resolved_by_people(days), by=None).get(None)
 
 
-def median_per_analyst(*, since: datetime) -> dict[str, timedelta]:
+def median_per_analyst(*, days: tuple[date, ...]) -> dict[str, timedelta]:
     """The same median, per analyst (by username)."""
-    return _medians(resolved_by_people(since=since), by="resolved_by__username")
+    return _medians(resolved_by_people(days), by="resolved_by__username")
 
 
 def _medians(cases: QuerySet[Case], *, by: str | None) -> dict[str | None, timedelta]:
@@ -234,8 +241,7 @@ def precision_per_day(*, days: tuple[date, ...]) -> tuple[Precision, ...]:
     """
     was_fraud = Q(status=CaseStatus.FRAUD) | Q(overturned=True)
     rows = (
-        Case.objects.exclude(status=CaseStatus.OPEN)
-        .filter(resolved_at__gte=start_of(days[0]))
+        resolved_on(days)
         .annotate(day=TruncDate("resolved_at", tzinfo=timezone.get_current_timezone()))
         .values("day")
         .annotate(resolved=Count("id"), fraud=Count("id", filter=was_fraud))

@@ -58,8 +58,9 @@ def verdicts(alice: User, bob: User) -> None:
     resolved(by=bob, opened=at(14, 6), took=timedelta(hours=4), fraud=False, overturned=True)
     # Settled by the chargeback feed, not by a person: in the precision, not in anyone's figures.
     resolved(by=None, opened=at(13, 0), took=timedelta(hours=5), fraud=True, resolved_via="chargeback feed")
-    # Before the period: counted nowhere.
+    # Before the period, and after its last day: counted nowhere.
     resolved(by=alice, opened=datetime(2025, 2, 20, tzinfo=UTC), took=timedelta(hours=100), fraud=False)
+    resolved(by=bob, opened=at(15, 1), took=timedelta(hours=9), fraud=False)
 
 
 def test_open_cases_are_counted_by_age_bucket_with_an_edge_in_the_older_bucket(open_cases: None):
@@ -114,7 +115,9 @@ def test_median_of_an_even_count_keeps_the_seconds(alice: User):
     resolved(by=alice, opened=at(14, 1), took=timedelta(minutes=10), fraud=True)
     resolved(by=alice, opened=at(14, 2), took=timedelta(minutes=15, seconds=1), fraud=True)
 
-    assert team.median_time_to_resolve(since=at(14, 0)) == timedelta(minutes=12, seconds=30, milliseconds=500)
+    median = team.median_time_to_resolve(days=team.calendar_days(now=NOW, count=1))
+
+    assert median == timedelta(minutes=12, seconds=30, milliseconds=500)
 
 
 def test_precision_counts_every_resolved_case_and_overturned_verdicts_as_fraud(verdicts: None):
