@@ -33,6 +33,7 @@ FEED_ROWS = 50
 PANEL_CASES = 10
 QUEUE_CASES = 200
 CARD_HISTORY = 20
+CASE_ALERTS = 200
 FEED_MAX_ROWS = 200  # live.js drops the oldest rows past this
 DEFAULT_THRESHOLDS = {"review_threshold": 0.5, "block_threshold": 0.9}
 CASE_ROW = "dashboards/queue.html#case-row"
@@ -121,15 +122,19 @@ def queue(request: HtmxHttpRequest) -> HttpResponse:
 def case_detail(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
     """One case: the transaction, why it was flagged, the card's and merchant's history, the audit trail."""
     case = _case_or_404(case_id)
-    tx = case.transaction
+    tx = case.top_alert()
+    if tx is None:  # its transactions were deleted (cases outlive them only in the admin's hands)
+        raise Http404("This case has no transactions left")
     history = (
-        Transaction.objects.filter(card_id=tx.card_id)
+        Transaction.objects.filter(card_id=case.card_id)
         .select_related("case__assignee")
         .order_by("-timestamp", "-id")[:CARD_HISTORY]
     )
+    alerts = case.alerts.select_related("case__assignee").order_by("-timestamp", "-id")[:CASE_ALERTS]
     features = tx.feature_values()
     context = audit_context(case) | {
         "tx": tx,
+        "alerts": [feed_item(row) for row in alerts],
         "reasons": reasons_in_words(tx),
         "features": features,
         "feature_table": [(name, shown(value)) for name, value in features.items()],
@@ -227,7 +232,7 @@ def _answer(request: HtmxHttpRequest, *, case_id: int, error: str = "", status: 
 
 
 def _case_or_404(case_id: int) -> Case:
-    return get_object_or_404(Case.objects.select_related("transaction", "assignee", "resolved_by"), pk=case_id)
+    return get_object_or_404(Case.objects.select_related("assignee", "resolved_by", "reason"), pk=case_id)
 
 
 def _back(request: HttpRequest) -> str:

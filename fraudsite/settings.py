@@ -351,6 +351,15 @@ DASHBOARD_RECONCILE_SECONDS = env_float("DASHBOARD_RECONCILE_SECONDS", default=1
 # computes; two run at once, a third when FULL_BATCH (32) items wait. SQLite has one writer at a time, so 1 there.
 INGEST_THREADS = int(env_float("INGEST_THREADS", default=3 if _db["ENGINE"] == "django.db.backends.postgresql" else 1))
 
+# The review desk's deadlines: a case is due this many hours after it opens, by its decision (a block joining a
+# review case brings the due time forward); a claim with no activity for CLAIM_TIMEOUT_MINUTES returns the case
+# to the queue.
+CASE_DUE_HOURS = {
+    "block": env_float("CASE_DUE_HOURS_BLOCK", default=4),
+    "review": env_float("CASE_DUE_HOURS_REVIEW", default=24),
+}
+CLAIM_TIMEOUT_MINUTES = env_float("CLAIM_TIMEOUT_MINUTES", default=30)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -16,8 +16,8 @@ from django.utils.safestring import mark_safe
 
 from scoring import cases, keys
 from scoring.classifier import active_model
-from scoring.models import ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
-from scoring.results import reasons_in_words, shown
+from scoring.models import ApiKey, Case, CaseEvent, ListEntry, ModelVersion, ReasonCode, Transaction
+from scoring.results import case_amount, reasons_in_words, shown
 from scoring.roles import can_review
 
 SCORE_BANDS = {
@@ -43,7 +43,7 @@ class ScoreBandFilter(admin.SimpleListFilter):
 
 
 class CaseScoreBandFilter(ScoreBandFilter):
-    field = "transaction__score"
+    field = "top_score"
 
 
 class SourceFilter(admin.SimpleListFilter):
@@ -78,6 +78,36 @@ class CaseEventInline(admin.TabularInline):
         return False
 
 
+class AlertInline(admin.TabularInline):
+    """The case's transactions, read-only: what it is about."""
+
+    model = Transaction
+    fk_name = "case"
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = [
+        "link",
+        "timestamp",
+        "merchant_id",
+        "amount",
+        "currency",
+        "score",
+        "decision",
+        "is_fraud",
+    ]
+    ordering = ["-score", "id"]
+    verbose_name, verbose_name_plural = "alert", "alerts (the card's flagged transactions)"
+
+    @admin.display(description="transaction")
+    def link(self, tx: Transaction) -> str:
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:scoring_transaction_change", args=[tx.id]), tx.external_id
+        )
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Case)
 class CaseAdmin(admin.ModelAdmin):
     """Cases are read here and changed only through the actions below, which call scoring/cases.py: the same
@@ -88,68 +118,57 @@ class CaseAdmin(admin.ModelAdmin):
         "status",
         "overturned",
         "score",
-        "decision",
+        "decision_shown",
+        "alert_count",
         "amount",
-        "card",
-        "merchant",
+        "card_id",
         "assignee",
         "opened_at",
+        "due_at",
     ]
-    list_filter = ["status", "overturned", "transaction__decision", CaseScoreBandFilter, "opened_at"]
-    search_fields = ["transaction__card_id", "transaction__merchant_id", "transaction__external_id"]
-    list_select_related = ["transaction", "assignee"]
-    ordering = ["-transaction__score"]
+    list_filter = ["status", "overturned", "decision", CaseScoreBandFilter, "opened_at"]
+    search_fields = ["card_id", "alerts__merchant_id", "alerts__external_id"]
+    list_select_related = ["assignee"]
+    ordering = ["-top_score"]
     fields = readonly_fields = [
         "on_the_desk",
-        "transaction_link",
+        "card_id",
+        "decision",
+        "alert_count",
+        "top_score",
+        "amount",
         "reasons_in_words",
         "status",
+        "reason",
         "overturned",
         "assignee",
         "note",
         "opened_at",
+        "last_alert_at",
+        "due_at",
         "resolved_by",
         "resolved_via",
         "resolved_at",
     ]
-    inlines = [CaseEventInline]
+    inlines = [AlertInline, CaseEventInline]
     actions = ["claim", "release", "confirm_fraud", "mark_legitimate"]
 
-    @admin.display(ordering="transaction__score")
+    @admin.display(ordering="top_score")
     def score(self, case: Case) -> str:
-        return f"{case.transaction.score:.3f}"
+        return f"{case.top_score:.3f}"
 
-    @admin.display(ordering="transaction__decision")
-    def decision(self, case: Case) -> str:
-        return decision_badge(case.transaction.decision)
+    @admin.display(ordering="decision", description="decision")
+    def decision_shown(self, case: Case) -> str:
+        return decision_badge(case.decision)
 
-    @admin.display(ordering="transaction__amount")
+    @admin.display(ordering="total_amount")
     def amount(self, case: Case) -> str:
-        return f"{case.transaction.amount:,} {case.transaction.currency}"
+        return case_amount(case)
 
-    @admin.display(ordering="transaction__card_id")
-    def card(self, case: Case) -> str:
-        return case.transaction.card_id
-
-    @admin.display(ordering="transaction__merchant_id")
-    def merchant(self, case: Case) -> str:
-        return case.transaction.merchant_id
-
-    @admin.display(description="transaction")
-    def transaction_link(self, case: Case) -> str:
-        tx = case.transaction
-        return format_html(
-            '<a href="../../../transaction/{}/change/">{}</a> — {} {} at {}',
-            tx.id,
-            tx.external_id,
-            tx.amount,
-            tx.currency,
-            tx.timestamp,
-        )
-
-    @admin.display(description="reasons")
+    @admin.display(description="reasons (its riskiest alert)")
     def reasons_in_words(self, case: Case) -> str:
-        return "; ".join(w["text"] for w in reasons_in_words(case.transaction))
+        top = case.alerts.order_by("-score", "id").first()
+        return "; ".join(w["text"] for w in reasons_in_words(top)) if top else ""
 
     @admin.display(description="notes, reopening")
     def on_the_desk(self, case: Case) -> str:
@@ -379,6 +398,16 @@ class ListEntryAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+
+@admin.register(ReasonCode)
+class ReasonCodeAdmin(admin.ModelAdmin):
+    """The reasons an analyst picks from when resolving a case; leads keep the list (retire, never delete, one
+    that cases use: they keep pointing at it)."""
+
+    list_display = ["label", "code", "verdict", "is_active", "position"]
+    list_editable = ["is_active", "position"]
+    list_filter = ["verdict", "is_active"]
 
 
 admin.site.site_header = "Fraud scoring"

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from scoring import labels
 from scoring.announce import broadcaster
-from scoring.models import Case, CaseEvent, CaseStatus
+from scoring.models import Case, CaseEvent, CaseStatus, LabelSource, ReasonCode
 from scoring.results import case_event
 from scoring.roles import can_review, is_lead
 
@@ -25,6 +25,7 @@ TAKEOVER = "takeover"  # a lead took a case that someone else held
 REOPENED = "reopened"
 NOTE = "note"
 OVERTURNED = "overturned"
+LABEL = "label"  # the payment side labeled one alert of a case with several, without settling it
 CHARGEBACK_FEED = "chargeback feed"  # who settles a case when the payment side's label arrives first
 NOTE_MAX_LENGTH = 2000
 
@@ -41,8 +42,8 @@ def claim(case_id: int, *, user: AbstractBaseUser) -> Case:
         if case.assignee_id == user.pk:
             return case
         _take_over(case, user=user)
-        case.assignee = user
-        case.save(update_fields=["assignee"])
+        case.assignee, case.assignee_active_at = user, timezone.now()
+        case.save(update_fields=["assignee", "assignee_active_at"])
         return _changed(case, actor=user, action=CLAIMED)
 
 
@@ -59,15 +60,31 @@ def release(case_id: int, *, user: AbstractBaseUser) -> Case:
         return _changed(case, actor=user, action=RELEASED)
 
 
-def resolve(case_id: int, *, user: AbstractBaseUser, is_fraud: bool, note: str = "") -> Case:
-    """Close a case as confirmed fraud or legitimate; its transaction gets the label."""
+def resolve(
+    case_id: int,
+    *,
+    user: AbstractBaseUser,
+    is_fraud: bool,
+    note: str = "",
+    reason: str | None = None,
+    labels_by_id: dict[int, bool] | None = None,
+) -> Case:
+    """Close a case as confirmed fraud or legitimate, for `reason` (a reason code's code); every alert gets the
+    verdict as its label, except those the analyst labeled otherwise in `labels_by_id` ({transaction id: fraud?})."""
     _require_reviewer(user)
     with transaction.atomic():
         case = _open_case(case_id)
+        case.reason = _reason(reason, is_fraud=is_fraud)
+        exceptions = labels_by_id or {}
+        alerts = list(case.alerts.order_by("id"))
+        if unknown := set(exceptions) - {tx.id for tx in alerts}:
+            raise ValueError(f"transaction(s) {sorted(unknown)} are not alerts of case {case_id}")
         _take_over(case, user=user)
         _settle(case, is_fraud=is_fraud, by=user, note=note)
-        labels.apply_label(case.transaction, is_fraud=is_fraud, at=case.resolved_at)
-        return _changed(case, actor=user, action=case.status, note=note)
+        for tx in alerts:
+            label = exceptions.get(tx.id, is_fraud)
+            labels.apply_label(tx, is_fraud=label, at=case.resolved_at, source=LabelSource.ANALYST)
+        return _changed(case, actor=user, action=case.status, note=_with_exceptions(note, exceptions, alerts))
 
 
 def reopen(case_id: int, *, user: AbstractBaseUser, reason: str) -> Case:
@@ -79,8 +96,10 @@ def reopen(case_id: int, *, user: AbstractBaseUser, reason: str) -> Case:
         case = _locked(case_id)
         if case.is_open:
             raise CaseConflict(f"case {case_id} is open")
+        if Case.objects.open().filter(card_id=case.card_id).exists():
+            raise CaseConflict(f"card {case.card_id} has an open case already: work on that one")
         case.status, case.assignee, case.note, case.overturned = CaseStatus.OPEN, None, "", False
-        case.resolved_by, case.resolved_at, case.resolved_via = None, None, ""
+        case.resolved_by, case.resolved_at, case.resolved_via, case.reason = None, None, "", None
         case.save(update_fields=[*_VERDICT_FIELDS, "overturned"])
         return _changed(case, actor=user, action=REOPENED, note=reason)
 
@@ -90,14 +109,22 @@ def add_note(case_id: int, *, user: AbstractBaseUser, text: str) -> Case:
     _require_reviewer(user)
     text = _text(text, what="a note")
     with transaction.atomic():
-        return _changed(_locked(case_id), actor=user, action=NOTE, note=text)
+        case = _locked(case_id)
+        if case.is_open and case.assignee_id == user.pk:  # the holder is working on it: the claim stays
+            case.assignee_active_at = timezone.now()
+            case.save(update_fields=["assignee_active_at"])
+        return _changed(case, actor=user, action=NOTE, note=text)
 
 
-def follow_label(case_id: int, *, is_fraud: bool) -> Case:
-    """The payment side's label reached the case: an open case is settled as the label says (by the
-    chargeback feed), and fraud on a case resolved as legitimate overturns that verdict without erasing it."""
+def follow_label(case_id: int, *, is_fraud: bool, external_id: str) -> Case:
+    """The payment side's label of one of its alerts reached the case: an open case is settled as the label says
+    (by the chargeback feed) when it is fraud or the case's only alert (a legitimate payment among several
+    alerts leaves the others to the analyst, noted on the record), and fraud on a case resolved as legitimate
+    overturns that verdict without erasing it."""
     with transaction.atomic():
         case = _locked(case_id)
+        if case.is_open and not is_fraud and case.alert_count > 1:
+            return _changed(case, actor=None, action=LABEL, note=f"{external_id} is legitimate", via=CHARGEBACK_FEED)
         if case.is_open:
             _settle(case, is_fraud=is_fraud, by=None, via=CHARGEBACK_FEED)
             return _changed(case, actor=None, action=case.status, via=CHARGEBACK_FEED)
@@ -110,7 +137,7 @@ def follow_label(case_id: int, *, is_fraud: bool) -> Case:
 
 # --- the rules every change shares -----------------------------------------------------------------
 
-_VERDICT_FIELDS = ["status", "assignee", "resolved_by", "resolved_at", "resolved_via", "note"]
+_VERDICT_FIELDS = ["status", "assignee", "resolved_by", "resolved_at", "resolved_via", "note", "reason"]
 
 
 def _require_reviewer(user: AbstractBaseUser) -> None:
@@ -130,12 +157,31 @@ def _text(value: str, *, what: str) -> str:
     return value[:NOTE_MAX_LENGTH]
 
 
+def _reason(code: str | None, *, is_fraud: bool) -> ReasonCode | None:
+    """The active reason code `code`, which must go with the verdict; None for none."""
+    if not code:
+        return None
+    reason = ReasonCode.objects.filter(code=code, is_active=True).first()
+    if reason is None:
+        raise ValueError(f"{code!r} is not a reason code in use")
+    if reason.verdict and reason.verdict != (CaseStatus.FRAUD if is_fraud else CaseStatus.LEGITIMATE):
+        raise ValueError(f"{reason.label!r} is a reason for a {reason.verdict} verdict")
+    return reason
+
+
+def _with_exceptions(note: str, exceptions: dict[int, bool], alerts: list) -> str:
+    """The note, and which alerts got a label other than the verdict (the record says so in words)."""
+    names = {tx.id: tx.external_id for tx in alerts}
+    told = [
+        f"{names[tx_id]} labeled {'fraud' if fraud else 'legitimate'}" for tx_id, fraud in sorted(exceptions.items())
+    ]
+    return "; ".join([note, *told] if note else told)
+
+
 def _locked(case_id: int) -> Case:
     # select_for_update: two analysts clicking at once are serialised, the second sees the first's change.
     return (
-        Case.objects.select_for_update(of=("self",))
-        .select_related("transaction", "assignee", "resolved_by")
-        .get(pk=case_id)
+        Case.objects.select_for_update(of=("self",)).select_related("assignee", "resolved_by", "reason").get(pk=case_id)
     )
 
 

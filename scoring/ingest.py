@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from scoring.models import Transaction
 
 log = logging.getLogger(__name__)
+JOINED = "joined the card's open case"  # a new alert's case state in the feed, when its card had one
 MAX_ATTEMPTS = 4  # each after the first follows an insert that met an id stored meanwhile
 
 
@@ -88,7 +89,8 @@ def _answers(
         else:
             row.answered = answer(row.item, row.scored, id=row.id, model_version=version, case_id=row.case_id)
             outcomes.append(Outcome(row.answered, created=True))
-            events.append(feed_event(row.item, row.scored, id=row.id, case_id=row.case_id))
+            state = JOINED if row.joined else None
+            events.append(feed_event(row.item, row.scored, id=row.id, case_id=row.case_id, state=state))
     events.sort(key=lambda e: e["id"])
     return outcomes, events
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from scoring import cases, storage  # cases labels through apply_label below; both use the module, not names
 from scoring.features import epoch_hour
-from scoring.models import Transaction
+from scoring.models import LabelSource, Transaction
 
 
 class ReportedBeforeTransaction(ValueError):
@@ -26,18 +26,19 @@ def record(*, external_id: str, is_fraud: bool, reported_at: datetime | None = N
         if reported_at is not None and reported_at < tx.timestamp:
             raise ReportedBeforeTransaction("is before the transaction's timestamp")
         if tx.is_fraud != is_fraud or tx.labeled_at is None:
-            apply_label(tx, is_fraud=is_fraud, at=reported_at or timezone.now())
+            apply_label(tx, is_fraud=is_fraud, at=reported_at or timezone.now(), source=LabelSource.CHARGEBACK)
         if tx.case_id is not None:
-            cases.follow_label(tx.case_id, is_fraud=is_fraud)
+            cases.follow_label(tx.case_id, is_fraud=is_fraud, external_id=tx.external_id)
         return tx
 
 
-def apply_label(tx: Transaction, *, is_fraud: bool, at: datetime) -> None:
-    """Store a label and move it into the merchant's hourly fraud count, in one database transaction."""
+def apply_label(tx: Transaction, *, is_fraud: bool, at: datetime, source: str) -> None:
+    """Store a label (from `source`: an analyst or the chargeback feed) and move it into the merchant's hourly
+    fraud count, in one database transaction."""
     with transaction.atomic():
         was = Transaction.objects.select_for_update().values_list("is_fraud", flat=True).get(pk=tx.pk)
-        tx.is_fraud, tx.labeled_at = is_fraud, at
-        tx.save(update_fields=["is_fraud", "labeled_at"])
+        tx.is_fraud, tx.labeled_at, tx.label_source = is_fraud, at, source
+        tx.save(update_fields=["is_fraud", "labeled_at", "label_source"])
         delta = int(is_fraud) - int(was is True)  # the label moves in or out of its hour's fraud count
         if delta:
             storage.add_to_hours({(tx.merchant_id, epoch_hour(tx.timestamp)): (0, delta)})

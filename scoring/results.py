@@ -79,12 +79,20 @@ def feed_events(rows: list[Transaction]) -> list[dict[str, Any]]:
     """Stored transactions as pushed over the socket, with their review cases' ids (a dashboard's catch-up)."""
     from scoring.models import Case
 
-    cases = {case.transaction_id: case for case in Case.objects.filter(transaction__in=rows).select_related("assignee")}
-    return [transaction_event(tx, case=cases.get(tx.id)) for tx in rows]
+    case_ids = {tx.case_id for tx in rows if tx.case_id is not None}
+    cases = (
+        {case.id: case for case in Case.objects.filter(pk__in=case_ids).select_related("assignee")} if case_ids else {}
+    )
+    return [transaction_event(tx, case=cases.get(tx.case_id)) for tx in rows]
+
+
+CASE_EVENT_ALERTS = 50  # the newest alert ids a case message names: what the live feed can be showing
 
 
 def case_event(case: Case) -> dict[str, Any]:
-    """The dashboard's view of a case, as pushed in `case` messages."""
+    """The dashboard's view of a case, as pushed in `case` messages: its state and figures, and its newest alerts'
+    ids (the feed rows whose case state it changes)."""
+    alert_ids = list(case.alerts.order_by("-id").values_list("id", flat=True)[:CASE_EVENT_ALERTS])
     return {
         "id": case.id,
         "status": case.status,
@@ -94,8 +102,21 @@ def case_event(case: Case) -> dict[str, Any]:
         "note": case.note,
         "resolved_by": case.resolved_by.get_username() if case.resolved_by else None,
         "resolved_at": iso(case.resolved_at) if case.resolved_at else None,
-        "transaction": transaction_event(case.transaction, case=case),
+        "card_id": case.card_id,
+        "decision": case.decision,
+        "score": case.top_score,
+        "alert_count": case.alert_count,
+        "amount": case_amount(case),
+        "due_at": iso(case.due_at),
+        "alert_ids": alert_ids,
     }
+
+
+def case_amount(case: Case) -> str:
+    """The case's alerts' total with its currency, or "several currencies" (they are never added together)."""
+    if case.total_amount is None or not case.currency:
+        return "several currencies"
+    return f"{money(case.total_amount, case.currency)} {case.currency}"
 
 
 def case_state(case: Case | None) -> str:

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from dashboards.routing import websocket_urlpatterns
 from fraudsite.asgi import application
-from scoring.models import ApiKey, Case, ListEntry, ModelVersion
+from scoring.models import ApiKey, Case, ListEntry, ModelVersion, ReasonCode
 from scoring.roles import ensure_roles, make_analyst, make_lead
 from tests.dashboards.conftest import make_case
 
@@ -143,6 +143,14 @@ ROUTES: dict[str, dict[str, Answers]] = {
         change=LEAD_ADMIN,
     ),
     **admin_model(
+        "scoring/reasoncode",  # the reasons analysts resolve cases with: leads keep the list
+        changelist=LEAD_ADMIN,
+        add=LEAD_ADMIN,
+        history=LEAD_ADMIN,
+        delete=LEAD_ADMIN,
+        change=LEAD_ADMIN,
+    ),
+    **admin_model(
         "scoring/listentry",
         changelist=LEAD_ADMIN,
         add=LEAD_ADMIN,
@@ -237,7 +245,7 @@ class World:
         """`route` with sample values for its converters and named groups."""
         values = {
             "case_id": self.case.pk,
-            "tx_id": self.case.transaction_id,
+            "tx_id": self.case.alerts.get().id,
             "content_type_id": ContentType.objects.get_for_model(Case).pk,
             "object_id": self._admin_object(route),
             "id": self.users["analyst"].pk,
@@ -270,9 +278,10 @@ def world(db: None, model_version: ModelVersion, api_key: str) -> World:
     case = _flagged_case()
     samples = {
         "scoring.case": case,
-        "scoring.transaction": case.transaction,
+        "scoring.transaction": case.alerts.get(),
         "scoring.modelversion": model_version,
         "scoring.apikey": ApiKey.objects.get(),
+        "scoring.reasoncode": ReasonCode.objects.create(code="test-reason", label="Test reason"),
         "scoring.listentry": ListEntry.objects.create(kind="block", entity="card", value="card-x", reason="stolen"),
         "auth.user": users["no role"],
         "auth.group": Group.objects.get(name="Analysts"),

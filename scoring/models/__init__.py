@@ -3,12 +3,13 @@ their audit trail), model versions, and access (API keys, allow/block lists). Im
 migrations expect them."""
 
 from scoring.models.access import ApiKey, ApiKeyQuerySet, ListEntity, ListEntry, ListEntryQuerySet, ListKind, hash_key
-from scoring.models.review import Case, CaseEvent, CaseQuerySet, CaseStatus
+from scoring.models.review import ALERT, OPENED, Case, CaseEvent, CaseQuerySet, CaseStatus, ReasonCode, due_after
 from scoring.models.traffic import (
     FEED_LOOKBACK,
     IMPORTED,
     Channel,
     Decision,
+    LabelSource,
     MerchantHour,
     Transaction,
     TransactionQuerySet,
@@ -17,8 +18,10 @@ from scoring.models.versions import ActiveModelDeletion, ModelVersion, ModelVers
 from scoring.storage.fields import FeatureValuesField  # migration 0007 names it here
 
 __all__ = [
+    "ALERT",
     "FEED_LOOKBACK",
     "IMPORTED",
+    "OPENED",
     "ActiveModelDeletion",
     "ApiKey",
     "ApiKeyQuerySet",
@@ -29,6 +32,7 @@ __all__ = [
     "Channel",
     "Decision",
     "FeatureValuesField",
+    "LabelSource",
     "ListEntity",
     "ListEntry",
     "ListEntryQuerySet",
@@ -36,7 +40,9 @@ __all__ = [
     "MerchantHour",
     "ModelVersion",
     "ModelVersionQuerySet",
+    "ReasonCode",
     "Transaction",
     "TransactionQuerySet",
+    "due_after",
     "hash_key",
 ]

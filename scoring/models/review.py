@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from scoring.models.traffic import Transaction
+if TYPE_CHECKING:
+    from scoring.models.traffic import Transaction
 
 
 class CaseStatus(models.TextChoices):
@@ -15,36 +19,69 @@ class CaseStatus(models.TextChoices):
     LEGITIMATE = "legitimate", "Legitimate"
 
 
-class CaseQuerySet(models.QuerySet):
-    def open_for(self, txs: list[Transaction]) -> dict[int, int]:
-        """Open a case, with its "opened" audit event, for each of `txs` (stored, in the caller's
-        transaction); returns {transaction id: case id}. (On PostgreSQL ingest opens them in its one
-        statement: scoring/ingest.py.)"""
-        if not txs:
-            return {}
-        now = timezone.now()
-        cases = self.bulk_create([Case(transaction=tx, opened_at=now) for tx in txs])
-        CaseEvent.objects.bulk_create([CaseEvent(case=case, action="opened", at=now) for case in cases])
-        return {case.transaction_id: case.id for case in cases}
+# Audit actions written by the ingest write itself (the others are in scoring/cases.py).
+OPENED = "opened"
+ALERT = "alert"  # a flagged transaction joined the card's open case
 
+
+def due_after(decision: str) -> timedelta:
+    """How long a case of this decision may wait for a verdict (settings.CASE_DUE_HOURS)."""
+    return timedelta(hours=settings.CASE_DUE_HOURS[decision])
+
+
+class CaseQuerySet(models.QuerySet):
     def open(self) -> CaseQuerySet:
         return self.filter(status=CaseStatus.OPEN)
 
     def queue(self) -> CaseQuerySet:
         """Open cases, riskiest first."""
-        return self.open().select_related("transaction", "assignee").order_by("-transaction__score", "id")
+        return self.open().select_related("assignee").order_by("-top_score", "id")
 
     def overturned(self) -> CaseQuerySet:
         """Legitimate verdicts that a fraud label overturned, latest verdict first."""
-        related = self.select_related("transaction", "assignee", "resolved_by")
+        related = self.select_related("assignee", "resolved_by")
         return related.filter(overturned=True).order_by("-resolved_at", "-id")
 
 
-class Case(models.Model):
-    """A flagged transaction waiting for, or holding, an analyst's verdict."""
+class ReasonCode(models.Model):
+    """Why a case was resolved the way it was, from a list leads keep (stolen card, false positive, ...)."""
 
-    transaction = models.OneToOneField(Transaction, on_delete=models.CASCADE, related_name="case")
+    code = models.SlugField(max_length=40, unique=True)
+    label = models.CharField(max_length=100)
+    # The verdict the reason goes with ("" for either): a reason that says fraud cannot close a case as legitimate.
+    verdict = models.CharField(
+        max_length=12, blank=True, default="", choices=[("fraud", "Fraud"), ("legitimate", "Legitimate")]
+    )
+    is_active = models.BooleanField(default=True)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "label"]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class Case(models.Model):
+    """A card's flagged transactions (its alerts) waiting for, or holding, an analyst's verdict.
+
+    A card has at most one open case: a flagged transaction of a card with an open case joins it (scoring/storage
+    does that inside the ingest write). The figures the queue sorts by are kept on the case by that write.
+    """
+
+    card_id = models.CharField(max_length=64)
     status = models.CharField(max_length=12, choices=CaseStatus.choices, default=CaseStatus.OPEN)
+    decision = models.CharField(max_length=8, default="review", help_text="The strongest decision among its alerts")
+    alert_count = models.IntegerField(default=1)
+    top_score = models.FloatField(default=0.0)
+    # The alerts' amounts added up, when they are all in one currency; None (and currency "") when they are not.
+    total_amount = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True, default="")
+    last_alert_at = models.DateTimeField(default=timezone.now)
+    due_at = models.DateTimeField(default=timezone.now)
+    # The assignee's last claim or note: an idle claim lapses CLAIM_TIMEOUT_MINUTES after it.
+    assignee_active_at = models.DateTimeField(null=True, blank=True)
+    reason = models.ForeignKey(ReasonCode, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -62,7 +99,17 @@ class Case(models.Model):
     objects = CaseQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["status", "-opened_at"], name="case_status_opened")]
+        indexes = [
+            models.Index(fields=["status", "-opened_at"], name="case_status_opened"),
+            models.Index(fields=["card_id", "-opened_at"], name="case_card"),
+        ]
+        # The ingest write's upsert relies on this: a second open case for a card is impossible, even for two
+        # batches racing on one card, and a resolved case no longer holds the card's place.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["card_id"], condition=models.Q(status=CaseStatus.OPEN), name="one_open_case_per_card"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"Case {self.id} ({self.get_status_display()})"
@@ -70,6 +117,24 @@ class Case(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status == CaseStatus.OPEN
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.is_open and self.due_at < timezone.now()
+
+    def age(self, *, now: datetime | None = None) -> timedelta:
+        return (now or timezone.now()) - self.opened_at
+
+    @property
+    def amount_text(self) -> str:
+        """Its alerts' total with the currency, or "several currencies" (never added together)."""
+        from scoring.results import case_amount
+
+        return case_amount(self)
+
+    def top_alert(self) -> Transaction | None:
+        """Its riskiest transaction: what the case page explains first."""
+        return self.alerts.order_by("-score", "id").first()
 
 
 class CaseEvent(models.Model):

@@ -22,6 +22,12 @@ class Decision(models.TextChoices):
     BLOCK = "block", "Block"
 
 
+class LabelSource(models.TextChoices):
+    ANALYST = "analyst", "Analyst"
+    CHARGEBACK = "chargeback", "Chargeback"
+    IMPORT = "import", "Import"
+
+
 class Channel(models.TextChoices):
     POS = "pos", "Point of sale"
     ECOM = "ecom", "E-commerce"
@@ -119,6 +125,11 @@ class Transaction(models.Model):
     # Ground truth, when known: from a resolved case, the payment side's labels or imported history.
     is_fraud = models.BooleanField(null=True, blank=True)
     labeled_at = models.DateTimeField(null=True, blank=True)
+    label_source = models.CharField(max_length=12, choices=LabelSource.choices, blank=True, default="", db_default="")
+    # The card's case this flagged transaction opened or joined (an alert of it).
+    case = models.ForeignKey(
+        "scoring.Case", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts", db_index=False
+    )
 
     objects = TransactionQuerySet.as_manager()
 
@@ -133,6 +144,8 @@ class Transaction(models.Model):
             models.Index(fields=["timestamp"], name="tx_time"),
             models.Index(fields=["decision", "-id"], name="tx_decision_id"),
             models.Index(fields=["received_at"], name="tx_received"),  # the dashboards' last 15 minutes
+            # Partial: most transactions are never flagged, and an index entry for each would cost every insert.
+            models.Index(fields=["case"], condition=models.Q(case__isnull=False), name="tx_case"),
         ]
         # A constraint rather than unique=True: on PostgreSQL that also builds a second, LIKE-prefix index
         # (varchar_pattern_ops) that nothing here queries and every insert paid for.
@@ -142,10 +155,11 @@ class Transaction(models.Model):
         return f"{self.external_id} {self.amount} {self.currency} → {self.decision}"
 
     @property
-    def case_id(self) -> int | None:
-        """Its case's id when it was flagged (a query unless loaded with `select_related("case")`)."""
-        case = getattr(self, "case", None)
-        return case.id if case else None
+    def label_origin(self) -> str:
+        """Where its label came from: analyst, chargeback or import ("" while unlabeled)."""
+        if self.is_fraud is None:
+            return ""
+        return self.label_source or (LabelSource.IMPORT if self.is_imported else "")
 
     def result(self, *, case_id: int | None) -> dict[str, Any]:
         """The API's answer for this transaction (201/200 bodies and GET)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -57,7 +58,50 @@ class NewRow:
     scored: Scored
     id: int = 0
     case_id: int | None = None
+    joined: bool = False  # its case was open before this batch (it joined the card's case)
     answered: dict[str, Any] | None = None  # the answer given for it, when a request repeats its id
+
+
+@dataclass(frozen=True, slots=True)
+class CaseAlerts:
+    """A batch's flagged transactions of one card, as they open the card's case or join its open one."""
+
+    card_id: str
+    decision: str  # the strongest of theirs
+    count: int
+    top_score: float
+    total: Decimal | None  # None when they are in more than one currency
+    currency: str  # "" then
+    due_at: datetime
+
+
+def case_alerts(rows: list[NewRow], *, now: datetime) -> list[CaseAlerts]:
+    """The flagged rows grouped by card, in card order (the order both backends take the cases' rows in, as
+    they take merchant hours in one order: two batches never wait on each other in a circle)."""
+    from scoring.models import Decision, due_after
+
+    by_card: dict[str, list[NewRow]] = {}
+    for row in rows:
+        if row.scored.decision != Decision.APPROVE:
+            by_card.setdefault(row.item.card_id, []).append(row)
+    groups = []
+    for card_id in sorted(by_card):
+        alerts = by_card[card_id]
+        decision = Decision.BLOCK if any(r.scored.decision == Decision.BLOCK for r in alerts) else Decision.REVIEW
+        currencies = {r.item.currency for r in alerts}
+        one = len(currencies) == 1
+        groups.append(
+            CaseAlerts(
+                card_id=card_id,
+                decision=decision,
+                count=len(alerts),
+                top_score=max(r.scored.score for r in alerts),
+                total=sum((r.item.amount for r in alerts), Decimal(0)) if one else None,
+                currency=currencies.pop() if one else "",
+                due_at=now + due_after(decision),
+            )
+        )
+    return groups
 
 
 class HistoryWriter(Protocol):
@@ -112,8 +156,8 @@ def read_history(items: list[TransactionIn]) -> History:
 
 def save(rows: list[NewRow], *, features: np.ndarray, version: str) -> None:
     """Store scored transactions (`features`: their values, a row each), count them into their merchants'
-    hours and open a case (with its "opened" audit event) for each flagged one, all or nothing; sets each
-    row's id and case id.
+    hours and put each flagged one in its card's open case (opening one, with its "opened" audit event, where
+    the card has none; an "alert" event where it joins one), all or nothing; sets each row's id and case id.
 
     A stored `external_id` fails the whole batch with IntegrityError. Rows go in sorted by `external_id`
     (so are their ids), so that two batches racing on the same ids take the unique index's entries in one

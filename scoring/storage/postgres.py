@@ -17,9 +17,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from scoring.features import DAY, FEATURES, MERCHANT_HOURS, MERCHANT_SPAN_HOURS, CardHistory, MerchantCounts
-from scoring.models import Case, CaseEvent, CaseStatus, Decision, MerchantHour, Transaction
+from scoring.models import ALERT, OPENED, Case, CaseEvent, CaseStatus, Decision, MerchantHour, Transaction
 from scoring.schemas import TransactionIn
-from scoring.storage import HourCounts, NewRow, Pair, Read, Windows, card_range, imported
+from scoring.storage import HourCounts, NewRow, Pair, Read, Windows, card_range, case_alerts, imported
 from scoring.storage.binary import Float4Array, binary_cursor, read_together
 
 # Counts that arrive for an hour already counted are added to it (live ingest, labels and history import).
@@ -70,35 +70,52 @@ CROSS JOIN LATERAL (
 ) AS w
 """
 
-# The batch's rows, their merchant hours, and the flagged ones' cases and audit events, in one statement (a
-# transaction by itself: no BEGIN and COMMIT round trips). The rows arrive as one binary array a column and the
-# features as one flat array (a row's values are its slice): PostgreSQL parses nothing but the reasons' JSON.
-# Rows are inserted in external_id order compared as Python compares them (COLLATE "C"), the order hour_counts()
-# gives the merchant hours too.
+# The batch's rows, their merchant hours, and its flagged rows filed in their cards' cases with audit events, in one
+# statement (a transaction by itself: no BEGIN and COMMIT round trips). The rows arrive as one binary array a column
+# and the features as one flat array (a row's values are its slice): PostgreSQL parses nothing but the reasons' JSON.
+# Cases, rows and merchant hours are each taken in one order (card, external_id compared as Python compares them:
+# COLLATE "C", and hour_counts()' order), so two batches never wait on each other in a circle.
+# A card's open case is found by the upsert on the one-open-case-per-card index: two batches racing on one card
+# meet on that index entry, and the second joins the case the first opened (xmax = 0 tells an inserted row).
 _SAVE = """
-WITH new AS (
+WITH cases AS (
+    INSERT INTO {case} AS c (card_id, status, decision, alert_count, top_score, total_amount, currency, opened_at,
+        last_alert_at, due_at, note, resolved_via, overturned)
+    SELECT card_id, %b, decision, n, top, total::numeric, currency, %b, %b, due, '', '', false
+    FROM unnest(%b::text[], %b::text[], %b::int8[], %b::float8[], %b::text[], %b::text[], %b::timestamptz[])
+        AS g(card_id, decision, n, top, total, currency, due)
+    ORDER BY card_id COLLATE "C"
+    ON CONFLICT (card_id) WHERE status = '{open}' DO UPDATE SET
+        alert_count = c.alert_count + EXCLUDED.alert_count,
+        top_score = greatest(c.top_score, EXCLUDED.top_score),
+        decision = CASE WHEN EXCLUDED.decision = %b THEN EXCLUDED.decision ELSE c.decision END,
+        total_amount = CASE WHEN c.currency = EXCLUDED.currency THEN c.total_amount + EXCLUDED.total_amount END,
+        currency = CASE WHEN c.currency = EXCLUDED.currency THEN c.currency ELSE '' END,
+        last_alert_at = EXCLUDED.last_alert_at,
+        due_at = least(c.due_at, EXCLUDED.due_at)
+    RETURNING id, card_id, xmax <> 0 AS joined
+), new AS (
     INSERT INTO {transaction} (external_id, card_id, merchant_id, amount, currency, "timestamp", country, channel,
-        mcc, score, decision, reasons, features, model_version, received_at)
-    SELECT external_id, card_id, merchant_id, amount::numeric, currency, at, country, channel, mcc, score, decision,
-        reasons::jsonb, (%b::real[])[(n - 1) * {width} + 1 : n * {width}], %b, %b
+        mcc, score, decision, reasons, features, model_version, received_at, case_id)
+    SELECT external_id, r.card_id, merchant_id, amount::numeric, currency, at, country, channel, mcc, score, decision,
+        reasons::jsonb, (%b::real[])[(n - 1) * {width} + 1 : n * {width}], %b, %b, cases.id
     FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[],
         %b::text[], %b::text[], %b::float8[], %b::text[], %b::text[])
         WITH ORDINALITY AS r(external_id, card_id, merchant_id, amount, currency, at, country, channel, mcc, score,
             decision, reasons, n)
+    LEFT JOIN cases ON r.decision <> %b AND cases.card_id = r.card_id
     ORDER BY external_id COLLATE "C"
-    RETURNING id, external_id, decision
+    RETURNING id, external_id, case_id
 ), hours AS (
     INSERT INTO {hour} (merchant_id, hour, count, fraud_count)
     SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bigint[])
     {add_to_hour}
-), opened AS (
-    INSERT INTO {case} (transaction_id, status, note, opened_at)
-    SELECT id, %b, '', %b FROM new WHERE decision <> %b
-    RETURNING id, transaction_id, opened_at
 ), audit AS (
-    INSERT INTO {event} (case_id, action, note, at) SELECT id, %b, '', opened_at FROM opened
+    INSERT INTO {event} (case_id, action, note, via, at)
+    SELECT id, CASE WHEN joined THEN %b ELSE %b END, '', '', %b FROM cases
 )
-SELECT new.id, new.external_id, opened.id FROM new LEFT JOIN opened ON opened.transaction_id = new.id
+SELECT new.id, new.external_id, new.case_id, coalesce(cases.joined, false)
+FROM new LEFT JOIN cases ON cases.id = new.case_id
 """
 
 
@@ -132,9 +149,9 @@ class PostgreSQL:
             cursor.execute(_save_statement(), _save_params(rows, counts=counts, features=features, version=version))
             stored = cursor.fetchall()
         by_id = {row.item.external_id: row for row in rows}
-        for pk, external_id, case_id in stored:
+        for pk, external_id, case_id, joined in stored:
             row = by_id[external_id]
-            row.id, row.case_id = pk, case_id
+            row.id, row.case_id, row.joined = pk, case_id, joined
 
     def add_to_hours(self, deltas: HourCounts) -> None:
         columns = list(zip(*((*key, *value) for key, value in deltas.items()), strict=True))
@@ -206,6 +223,7 @@ def _save_statement() -> str:
         hour=MerchantHour._meta.db_table,
         add_to_hour=ADD_TO_HOUR.format(table=MerchantHour._meta.db_table),
         case=Case._meta.db_table,
+        open=CaseStatus.OPEN,  # a literal: PostgreSQL matches the partial index's condition when it plans
         event=CaseEvent._meta.db_table,
     )
 
@@ -234,7 +252,23 @@ def _save_params(rows: list[NewRow], *, counts: HourCounts, features: np.ndarray
         [frauds for _, frauds in counts.values()],
     ]
     now = timezone.now()
-    return [Float4Array(features), version, now, *columns, *hours, CaseStatus.OPEN, now, Decision.APPROVE, "opened"]
+    groups = case_alerts(rows, now=now)
+    cases = [
+        [g.card_id for g in groups],
+        [g.decision for g in groups],
+        [g.count for g in groups],
+        [g.top_score for g in groups],
+        [None if g.total is None else str(g.total) for g in groups],
+        [g.currency for g in groups],
+        [g.due_at for g in groups],
+    ]
+    open_ = CaseStatus.OPEN
+    return [
+        *(open_, now, now, *cases, Decision.BLOCK),
+        *(Float4Array(features), version, now, *columns, Decision.APPROVE),
+        *hours,
+        *(ALERT, OPENED, now),
+    ]
 
 
 _BINARY_TYPES = ("text", "text", "text", "numeric", "text", "timestamptz", "text", "text", "text", "bool")

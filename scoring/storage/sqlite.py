@@ -15,9 +15,20 @@ from django.utils import timezone
 
 from scoring.aggregates import hour_counts
 from scoring.features import MERCHANT_SPAN_HOURS, CardHistory, MerchantBuckets, merchant_counts
-from scoring.models import Case, Decision, MerchantHour, Transaction
+from scoring.models import ALERT, OPENED, Case, CaseEvent, Decision, MerchantHour, Transaction
 from scoring.schemas import TransactionIn
-from scoring.storage import CardHistories, HourCounts, NewRow, Pair, Read, Windows, card_range, imported
+from scoring.storage import (
+    CardHistories,
+    CaseAlerts,
+    HourCounts,
+    NewRow,
+    Pair,
+    Read,
+    Windows,
+    card_range,
+    case_alerts,
+    imported,
+)
 
 _UPSERT = (
     "INSERT INTO {table} (merchant_id, hour, count, fraud_count) VALUES {values} ON CONFLICT (merchant_id, hour) "
@@ -42,11 +53,15 @@ class SQLite:
         ]
         order = sorted(range(len(txs)), key=lambda i: txs[i].external_id)
         with transaction.atomic():
+            cases = _file_alerts(case_alerts(rows, now=now), at=now)
+            for tx in txs:
+                if tx.decision != Decision.APPROVE:
+                    tx.case_id = cases[tx.card_id][0]
             Transaction.objects.bulk_create([txs[i] for i in order])
             self.add_to_hours(counts)
-            cases = Case.objects.open_for([tx for tx in txs if tx.decision != Decision.APPROVE])
         for row, tx in zip(rows, txs, strict=True):
-            row.id, row.case_id = tx.pk, cases.get(tx.pk)
+            row.id, row.case_id = tx.pk, tx.case_id
+            row.joined = tx.case_id is not None and cases[tx.card_id][1]
 
     def add_to_hours(self, deltas: HourCounts) -> None:
         keys, table = list(deltas), MerchantHour._meta.db_table
@@ -97,6 +112,54 @@ def _card_histories(items: list[TransactionIn]) -> CardHistories:
             times=[at.timestamp() for at in times], amounts=[float(a) for a in amounts], merchants=list(merchants)
         )
     return histories
+
+
+def _file_alerts(groups: list[CaseAlerts], *, at: datetime) -> dict[str, tuple[int, bool]]:
+    """Put each card's alerts in its open case, opening one where it has none; {card_id: (case id, joined)}.
+
+    A case another process opens for one of these cards between the read and the insert fails the insert (the
+    one-open-case-per-card constraint) and the whole batch is tried again, as for a repeated external_id.
+    """
+    if not groups:
+        return {}
+    open_cases = {c.card_id: c for c in Case.objects.open().filter(card_id__in=[g.card_id for g in groups])}
+    new, joined = [], []
+    for group in groups:
+        case = open_cases.get(group.card_id)
+        if case is None:
+            new.append(_new_case(group, at=at))
+            continue
+        case.alert_count += group.count
+        case.top_score = max(case.top_score, group.top_score)
+        case.decision = Decision.BLOCK if group.decision == Decision.BLOCK else case.decision
+        same = bool(case.currency) and case.currency == group.currency
+        case.total_amount = case.total_amount + group.total if same else None
+        case.currency = case.currency if same else ""
+        case.last_alert_at, case.due_at = at, min(case.due_at, group.due_at)
+        joined.append(case)
+    Case.objects.bulk_update(
+        joined, ["alert_count", "top_score", "decision", "total_amount", "currency", "last_alert_at", "due_at"]
+    )
+    Case.objects.bulk_create(new)
+    events = [CaseEvent(case=c, action=OPENED, at=at) for c in new] + [
+        CaseEvent(case=c, action=ALERT, at=at) for c in joined
+    ]
+    CaseEvent.objects.bulk_create(events)
+    return {c.card_id: (c.id, False) for c in new} | {c.card_id: (c.id, True) for c in joined}
+
+
+def _new_case(group: CaseAlerts, *, at: datetime) -> Case:
+    return Case(
+        card_id=group.card_id,
+        decision=group.decision,
+        alert_count=group.count,
+        top_score=group.top_score,
+        total_amount=group.total,
+        currency=group.currency,
+        opened_at=at,
+        last_alert_at=at,
+        due_at=group.due_at,
+    )
 
 
 def _transaction(row: NewRow, *, features: list[float], version: str, at: datetime) -> Transaction:

@@ -17,7 +17,7 @@ from django.test import Client
 from django.utils import timezone
 
 from fraudsite.asgi import application
-from scoring.models import Case, Transaction
+from scoring.models import Case, Transaction, due_after
 from scoring.roles import ensure_roles, make_analyst
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -47,8 +47,19 @@ def make_tx(**fields: Any) -> Transaction:
 
 
 def make_case(**fields: Any) -> Case:
-    tx = make_tx(**{"score": 0.95, "decision": "block", **fields})
-    return Case.objects.create(transaction=tx)
+    """An open case with one flagged transaction, of a card of its own unless `card_id` is given."""
+    tx = make_tx(**{"score": 0.95, "decision": "block", "card_id": f"card-c{next(_numbers)}", **fields})
+    case = Case.objects.create(
+        card_id=tx.card_id,
+        decision=tx.decision,
+        top_score=tx.score,
+        total_amount=tx.amount,
+        currency=tx.currency,
+        due_at=timezone.now() + due_after(tx.decision),
+    )
+    tx.case = case
+    tx.save(update_fields=["case"])
+    return case
 
 
 def analyst_named(django_user_model: type[User], username: str) -> User:

@@ -147,7 +147,7 @@ def test_a_lead_reopens_a_resolved_case_with_a_reason_and_it_goes_back_to_the_qu
     assert case.is_open
     assert (case.assignee, case.resolved_by, case.resolved_at) == (None, None, None)
     assert actions(case)[-1] == ("lena", "reopened", "customer called back")
-    assert case.transaction.is_fraud is False  # the label stays until the case is resolved again
+    assert case.alerts.get().is_fraud is False  # the label stays until the case is resolved again
 
 
 def test_an_analyst_cannot_reopen_a_case(alice: User) -> None:
@@ -285,7 +285,7 @@ def test_an_account_without_a_role_sees_only_the_no_access_page(nobody: User, pa
     body = response.content.decode()
     assert "Your account has no role on Fraud Desk" in body
     assert "ask a lead" in body
-    assert case.transaction.external_id not in body
+    assert case.alerts.get().external_id not in body
     assert 'class="nav-links"' not in body
 
 
@@ -306,8 +306,8 @@ def test_an_account_without_a_role_cannot_post_case_actions(nobody: User, action
 
 def test_the_queue_filters_overturned_verdicts_and_the_case_page_says_so(alice: User, bob: User) -> None:
     overturned, kept, still_open = resolved(alice), resolved(bob), make_case()
-    cases.follow_label(overturned.id, is_fraud=True)
-    cases.follow_label(kept.id, is_fraud=False)
+    cases.follow_label(overturned.id, is_fraud=True, external_id="x")
+    cases.follow_label(kept.id, is_fraud=False, external_id="x")
     client = logged_in(bob)
 
     filtered = client.get("/cases/?overturned=1").content.decode()
@@ -323,7 +323,7 @@ def test_the_queue_filters_overturned_verdicts_and_the_case_page_says_so(alice: 
 
 def test_a_case_settled_by_the_chargeback_feed_says_so_in_its_row(bob: User) -> None:
     case = make_case()
-    cases.follow_label(case.id, is_fraud=True)
+    cases.follow_label(case.id, is_fraud=True, external_id="x")
 
     row = logged_in(bob).get(f"/cases/{case.id}/row").content.decode()
 

@@ -78,8 +78,8 @@ def test_resolve_labels_the_transaction(alice_client: Client) -> None:
     case.refresh_from_db()
     assert case.status == CaseStatus.FRAUD
     assert case.note == "card reported"
-    assert case.transaction.is_fraud is True
-    assert case.transaction.labeled_at is not None
+    assert case.alerts.get().is_fraud is True
+    assert case.alerts.get().labeled_at is not None
 
 
 def test_resolve_as_legitimate_labels_the_transaction_legitimate(alice_client: Client) -> None:
@@ -89,7 +89,7 @@ def test_resolve_as_legitimate_labels_the_transaction_legitimate(alice_client: C
 
     case.refresh_from_db()
     assert case.status == CaseStatus.LEGITIMATE
-    assert case.transaction.is_fraud is False
+    assert case.alerts.get().is_fraud is False
 
 
 def test_resolve_without_a_verdict_is_refused(alice_client: Client) -> None:
@@ -278,7 +278,7 @@ def test_case_page_says_list_reasons_in_words(alice_client: Client) -> None:
 
 
 def test_case_page_shows_every_field_of_the_transaction(alice_client: Client) -> None:
-    case = make_case(country="DE", channel="ecom", mcc="5411", external_id="order-777")
+    case = make_case(country="DE", channel="ecom", mcc="5411", external_id="order-777", card_id="card-1")
 
     body = alice_client.get(f"/cases/{case.id}/").content.decode()
 
@@ -295,7 +295,7 @@ def test_case_page_shows_the_cards_twenty_latest_transactions(alice_client: Clie
     response = alice_client.get(f"/cases/{case.id}/")
 
     shown = [item["id"] for item in response.context["history"]]
-    assert shown[0] == case.transaction.id
+    assert shown[0] == case.alerts.get().id
     assert shown[1:] == [tx.id for tx in reversed(older)][:19]
     assert other.id not in shown
 

@@ -257,7 +257,7 @@ async def test_ingest_still_answers_201_and_stores_when_the_channel_layer_is_dow
 
     assert response.status_code == 201
     assert await Transaction.objects.filter(external_id="stored-anyway").aexists()
-    assert await Case.objects.filter(transaction__external_id="stored-anyway").aexists()
+    assert await Case.objects.filter(alerts__external_id="stored-anyway").aexists()
 
 
 async def test_a_hanging_channel_layer_does_not_hold_ingest(api, model_version, monkeypatch, settings):

@@ -169,14 +169,14 @@ def test_queue_shows_who_claimed_a_case(alice_client: Client, bob: User) -> None
     assert ">Claim<" in rows[free.id]
 
 
-def test_queue_row_shows_amount_card_merchant_and_decision(alice_client: Client) -> None:
+def test_queue_row_shows_the_cards_total_transactions_and_decision(alice_client: Client) -> None:
     case = make_case(card_id="card-xyz", merchant_id="shop-abc", amount=Decimal("99.50"))
 
     row = _rows(alice_client.get("/cases/").content.decode())[case.id]
 
     assert "card-xyz" in row
-    assert "shop-abc" in row
-    assert "99.50" in row
+    assert "99.50 EUR" in row
+    assert '<dd class="alert-count">1</dd>' in row
     assert "badge-block" in row
 
 

@@ -121,7 +121,7 @@ def test_claim_and_resolve_reach_a_second_analyst_live(desk: Desk):
         from scoring.models import Case
 
         case = Case.objects.select_related("resolved_by", "transaction").get(pk=case_id)
-        return case.status, case.resolved_by.get_username(), case.note, case.transaction.is_fraud
+        return case.status, case.resolved_by.get_username(), case.note, case.alerts.get().is_fraud
 
     assert outside_the_browser_loop(stored) == ("fraud", "alice", "card reported stolen", True)
 

@@ -19,9 +19,10 @@ pytestmark = pytest.mark.django_db
 
 
 def flagged_case(external_id: str = "tx-1", *, score: float = 0.95) -> Case:
+    """A case of its own card (`card-<external_id>`) with one flagged transaction."""
     tx = Transaction.objects.create(
         external_id=external_id,
-        card_id="card-9",
+        card_id=f"card-{external_id}",
         merchant_id="merch-9",
         amount=Decimal("500.00"),
         currency="EUR",
@@ -32,7 +33,10 @@ def flagged_case(external_id: str = "tx-1", *, score: float = 0.95) -> Case:
         reasons=[{"feature": "amount", "contribution": 1.2}],
         features=[],
     )
-    return Case.objects.create(transaction=tx)
+    case = Case.objects.create(card_id=tx.card_id, decision=tx.decision, top_score=score, alert_count=1)
+    tx.case = case
+    tx.save(update_fields=["case"])
+    return case
 
 
 def logged_in(user) -> Client:
@@ -55,7 +59,7 @@ def test_confirm_fraud_action_resolves_the_case_and_labels_the_transaction(analy
     assert case.status == "fraud"
     assert case.resolved_by == analyst
     assert case.resolved_at is not None
-    assert case.transaction.is_fraud is True
+    assert case.alerts.get().is_fraud is True
     assert CaseEvent.objects.filter(case=case, action="fraud", actor=analyst).exists()
 
 
@@ -66,7 +70,7 @@ def test_mark_legitimate_action_labels_the_transaction_legitimate(analyst):
 
     case.refresh_from_db()
     assert case.status == "legitimate"
-    assert case.transaction.is_fraud is False
+    assert case.alerts.get().is_fraud is False
 
 
 def test_resolving_an_already_resolved_case_is_refused_with_a_message(analyst):
@@ -96,22 +100,22 @@ def test_case_list_filters_by_status_decision_and_score_band_and_searches_by_car
 
 def test_transactions_are_read_only_in_the_admin(analyst, lead):
     case = flagged_case()
-    url = f"/admin/scoring/transaction/{case.transaction.pk}/change/"
+    url = f"/admin/scoring/transaction/{case.alerts.get().pk}/change/"
 
     for user in (analyst, lead):
         response = logged_in(user).post(url, {"score": "0.01", "decision": "approve"})
         assert response.status_code == 403
-    case.transaction.refresh_from_db()
-    assert case.transaction.score == 0.95
+    case.alerts.get().refresh_from_db()
+    assert case.alerts.get().score == 0.95
 
 
 def test_a_transactions_admin_page_shows_the_values_the_model_saw_by_name(analyst, model_version):
     case = flagged_case()
     values = [float(i) for i in range(len(FEATURES))]
     values[FEATURES.index("seconds_since_card_prev")] = math.nan
-    Transaction.objects.filter(pk=case.transaction.pk).update(features=values, model_version=model_version.version)
+    Transaction.objects.filter(pk=case.alerts.get().pk).update(features=values, model_version=model_version.version)
 
-    body = logged_in(analyst).get(f"/admin/scoring/transaction/{case.transaction.pk}/change/").content.decode()
+    body = logged_in(analyst).get(f"/admin/scoring/transaction/{case.alerts.get().pk}/change/").content.decode()
 
     assert "values the model saw" in body.lower()
     position = FEATURES.index("card_count_1d")
@@ -191,7 +195,7 @@ def test_activating_a_model_whose_features_do_not_match_the_code_is_refused(lead
 
 def test_the_transactions_list_tells_imported_history_from_scored_traffic(analyst):
     flagged_case("scored-1")
-    imported = flagged_case("bank-a-1").transaction
+    imported = flagged_case("bank-a-1").alerts.get()
     Transaction.objects.filter(pk=imported.pk).update(model_version="imported:bank-a", decision="approve", score=0)
     client = logged_in(analyst)
 

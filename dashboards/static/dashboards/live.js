@@ -132,11 +132,12 @@
     }
 
     function updateCase(event) {
-      const tx = event.transaction || {};
-      const row = document.getElementById(`tx-${tx.id}`);
-      if (!row) return;
-      const state = row.querySelector('[data-field="case_state"]');
-      if (state) state.textContent = event.state;
+      // A case's message names its newest alerts: the feed rows whose case state it changes.
+      for (const id of event.alert_ids || []) {
+        const row = document.getElementById(`tx-${id}`);
+        const state = row && row.querySelector('[data-field="case_state"]');
+        if (state) state.textContent = event.state;
+      }
     }
 
     // --- figures and charts ----------------------------------------------------------------------

@@ -50,7 +50,7 @@
     function refreshRow(event) {
       const row = document.getElementById(`case-${event.id}`);
       if (!row) {
-        if (openQueue && event.status === "open") insertRow(event.id, event.transaction ? event.transaction.score : 0);
+        if (openQueue && event.status === "open") insertRow(event.id, event.score || 0);
         return;
       }
       // An open row already showing this state (e.g. our own click's answer): keep it and any note being typed.
@@ -112,7 +112,12 @@
           .filter((item) => item.case_id && item.decision !== "approve")
           .sort((a, b) => b.score - a.score)
           .slice(0, MAX_INSERTS_PER_MESSAGE)
-          .forEach((item) => insertRow(item.case_id, item.score));
+          .forEach((item) => {
+            // A transaction that joined a case already shown changes its count and figures: fetch the row again.
+            const row = document.getElementById(`case-${item.case_id}`);
+            if (row) window.htmx.ajax("GET", rowUrl(item.case_id), { target: row, swap: "outerHTML" });
+            else insertRow(item.case_id, item.score);
+          });
       } else if (message.type === "stats" && typeof message.open_cases === "number") {
         const count = document.getElementById("queue-count");
         if (count) {
