@@ -3,11 +3,16 @@ from __future__ import annotations
 from django.urls import path
 
 from dashboards import team_page, views
+from dashboards.entity_pages import card, merchant, search_page
 
 app_name = "dashboards"
 urlpatterns = [
     path("", views.live, name="live"),
     path("cases/", views.queue, name="queue"),
+    # Ids may hold a "/" (scoring/schemas.py refuses only control characters): path, not str.
+    path("cards/<path:card_id>/", card, name="card"),
+    path("merchants/<path:merchant_id>/", merchant, name="merchant"),
+    path("search", search_page, name="search"),
     path("cases/top/", views.open_cases_panel, name="open_cases"),
     path("cases/<int:case_id>/", views.case_detail, name="case"),
     path("cases/<int:case_id>/row", views.case_row, name="case_row"),

@@ -78,6 +78,9 @@ ROUTES: dict[str, dict[str, Answers]] = {
     "cases/<int:case_id>/release": {"POST": DESK_ACTION},
     "cases/<int:case_id>/resolve": {"POST": DESK_ACTION},
     "cases/<int:case_id>/notes": {"POST": DESK_ACTION},
+    "cards/<path:card_id>/": {"GET": DESK},
+    "merchants/<path:merchant_id>/": {"GET": DESK},
+    "search": {"GET": DESK},
     "cases/<int:case_id>/reopen": {"POST": LEAD_ONLY_ACTION},
     "team/": {"GET": (LOGIN, 403, 403, 200)},  # a lead's view: analysts get the leads-only page
     # --- health, for load balancers ---
@@ -245,6 +248,8 @@ class World:
         """`route` with sample values for its converters and named groups."""
         values = {
             "case_id": self.case.pk,
+            "card_id": self.case.card_id,
+            "merchant_id": self.case.alerts.get().merchant_id,
             "tx_id": self.case.alerts.get().id,
             "content_type_id": ContentType.objects.get_for_model(Case).pk,
             "object_id": self._admin_object(route),
