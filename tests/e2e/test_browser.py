@@ -120,7 +120,7 @@ def test_claim_and_resolve_reach_a_second_analyst_live(desk: Desk):
     def stored() -> tuple[str, str, str, bool]:
         from scoring.models import Case
 
-        case = Case.objects.select_related("resolved_by", "transaction").get(pk=case_id)
+        case = Case.objects.select_related("resolved_by").get(pk=case_id)
         return case.status, case.resolved_by.get_username(), case.note, case.alerts.get().is_fraud
 
     assert outside_the_browser_loop(stored) == ("fraud", "alice", "card reported stolen", True)
