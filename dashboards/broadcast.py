@@ -39,18 +39,18 @@ async def transactions(events: list[dict[str, Any]]) -> None:
 
 
 def pack(event: dict[str, Any]) -> list[Any]:
-    """A pushed transaction as [id, score, decision, amount, its JSON]: every dashboard socket of a process
-    gets (and with Redis, decodes) the group message, so the JSON is encoded once here, not once per
+    """A pushed transaction as [id, score, decision, amount, its JSON, currency]: every dashboard socket of a
+    process gets (and with Redis, decodes) the group message, so the JSON is encoded once here, not once per
     socket, and decoding it is cheap; the socket needs only the id to order and the rest to count."""
-    return [event["id"], event["score"], event["decision"], event["amount"], orjson.dumps(event)]
+    return [event["id"], event["score"], event["decision"], event["amount"], orjson.dumps(event), event["currency"]]
 
 
 PACKED_ID, PACKED_JSON = 0, 4  # where a packed transaction keeps its id and its JSON
 
 
-def packed_figures(items: list[list[Any]]) -> Iterator[tuple[float, str, str]]:
-    """(score, decision, amount) of packed transactions, what the live figures count."""
-    return ((score, decision, amount) for _, score, decision, amount, _ in items)
+def packed_figures(items: list[list[Any]]) -> Iterator[tuple[float, str, str, str]]:
+    """(score, decision, amount, currency) of packed transactions, what the live figures count."""
+    return ((score, decision, amount, currency) for _, score, decision, amount, _, currency in items)
 
 
 async def case_changed(event: dict[str, Any]) -> None:
