@@ -359,6 +359,8 @@ CASE_DUE_HOURS = {
     "review": env_float("CASE_DUE_HOURS_REVIEW", default=24),
 }
 CLAIM_TIMEOUT_MINUTES = env_float("CLAIM_TIMEOUT_MINUTES", default=30)
+# How often `manage.py desk_worker` (the Procfile's worker) looks for idle claims to return to the queue.
+DESK_WORKER_SECONDS = env_float("DESK_WORKER_SECONDS", default=30)
 
 LOGGING = {
     "version": 1,

@@ -1,4 +1,5 @@
-"""Every change to a review case: claim, release, resolve, reopen, notes, and what the payment side's labels do.
+"""Every change to a review case: claim, release, resolve, reopen, notes, idle claims lapsing, and what the payment
+side's labels do.
 
 The dashboard, the admin and the labels API all come here, so the same rules hold whichever way a change
 arrives: each function checks the role, writes the audit event and schedules the push to every dashboard
@@ -7,9 +8,14 @@ for after the commit.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from scoring import labels
@@ -27,6 +33,8 @@ NOTE = "note"
 OVERTURNED = "overturned"
 LABEL = "label"  # the payment side labeled one alert of a case with several, without settling it
 CHARGEBACK_FEED = "chargeback feed"  # who settles a case when the payment side's label arrives first
+LAPSED = "lapsed"  # a claim returned to the queue: its holder did nothing on the case for CLAIM_TIMEOUT_MINUTES
+CLAIM_TIMEOUT = "claim timeout"  # who returns an idle claim's case to the queue
 NOTE_MAX_LENGTH = 2000
 
 
@@ -135,6 +143,40 @@ def follow_label(case_id: int, *, is_fraud: bool, external_id: str) -> Case:
         return case
 
 
+def lapse_idle_claims(*, now: datetime | None = None) -> list[int]:
+    """Return to the queue every open case whose holder has neither claimed it nor added a note for the last
+    CLAIM_TIMEOUT_MINUTES (the desk worker calls this), audited and pushed; the ids of the cases that went back."""
+    cutoff = (now or timezone.now()) - claim_timeout()
+    lapsed = []
+    for case_id in list(_idle_claims(cutoff).values_list("id", flat=True)):
+        # One transaction a case: a lock held only for its own change, and its push right after its own commit.
+        with transaction.atomic():
+            case = _locked(case_id)
+            # Looked at again under the lock: the holder may have added a note, or someone claimed, released or
+            # resolved it since the query; then the claim is no longer idle and stays.
+            if not _idle(case, cutoff=cutoff):
+                continue
+            note = f"{case.assignee.get_username()} had not acted on it for {settings.CLAIM_TIMEOUT_MINUTES:g} minutes"
+            case.assignee = None
+            case.save(update_fields=["assignee"])
+            _changed(case, actor=None, action=LAPSED, note=note, via=CLAIM_TIMEOUT)
+        lapsed.append(case_id)
+    return lapsed
+
+
+def claim_timeout() -> timedelta:
+    """How long a claim lasts without its holder acting on the case (settings.CLAIM_TIMEOUT_MINUTES)."""
+    return timedelta(minutes=settings.CLAIM_TIMEOUT_MINUTES)
+
+
+def claim_lapses_at(case: Case) -> datetime | None:
+    """When the case's claim returns it to the queue unless its holder adds a note (or resolves it); None for an
+    unclaimed or resolved case."""
+    if not case.is_open or case.assignee_id is None:
+        return None
+    return _active_since(case) + claim_timeout()
+
+
 # --- the rules every change shares -----------------------------------------------------------------
 
 _VERDICT_FIELDS = ["status", "assignee", "resolved_by", "resolved_at", "resolved_via", "note", "reason"]
@@ -207,6 +249,20 @@ def _settle(case: Case, *, is_fraud: bool, by: AbstractBaseUser | None, note: st
     case.assignee = by or case.assignee
     case.resolved_by, case.resolved_at, case.resolved_via, case.note = by, timezone.now(), via, note
     case.save(update_fields=_VERDICT_FIELDS)
+
+
+def _active_since(case: Case) -> datetime:
+    # A claim made before the desk recorded its holder's activity counts from the case's opening.
+    return case.assignee_active_at or case.opened_at
+
+
+def _idle(case: Case, *, cutoff: datetime) -> bool:
+    return case.is_open and case.assignee_id is not None and _active_since(case) < cutoff
+
+
+def _idle_claims(cutoff: datetime) -> QuerySet[Case]:
+    claimed = Case.objects.open().filter(assignee__isnull=False)
+    return claimed.alias(active=Coalesce("assignee_active_at", "opened_at")).filter(active__lt=cutoff).order_by("id")
 
 
 def _changed(case: Case, *, actor: AbstractBaseUser | None, action: str, note: str = "", via: str = "") -> Case:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from scoring.models import ModelVersion, Transaction
 from scoring.roles import ensure_roles, ensure_user
 from scoring.simulation import live_cards, write_history
-from scoring.traffic import TrafficError, kept_key, serve_with_traffic
+from scoring.traffic import TrafficError, kept_key, serve_with_traffic, stop_processes
 
 DEMO_USERS = {"analyst": "analyst-demo", "lead": "lead-demo"}
 
@@ -39,10 +41,14 @@ class Command(BaseCommand):
         self.show_ready(f"http://127.0.0.1:{port}", key=key)
         if setup_only:
             return
+        # The desk worker returns idle claims to the queue; it stops with the server and the simulator.
+        worker = subprocess.Popen([sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "desk_worker"])
         try:
             serve_with_traffic(port=port, rate=rate, key=key, out=self.stdout)
         except TrafficError as exc:
             raise CommandError(str(exc)) from exc
+        finally:
+            stop_processes(worker)
 
     def seed_history(self, rate: float) -> None:
         """A day of history for the cards the live simulation will use, so that its traffic has a past.
