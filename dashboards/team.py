@@ -38,6 +38,7 @@ class Load:
     username: str
     by_age: tuple[int, ...]
     oldest: datetime | None = None  # when the oldest of them opened
+    overdue: int = 0  # past their due time (settings.CASE_DUE_HOURS by decision)
 
     @property
     def total(self) -> int:
@@ -95,6 +96,10 @@ class TeamOverview:
         return sum(load.total for load in self.loads if not load.username)
 
     @property
+    def overdue(self) -> int:
+        return sum(load.overdue for load in self.loads)
+
+    @property
     def oldest_open(self) -> datetime | None:
         return min((load.oldest for load in self.loads if load.oldest), default=None)
 
@@ -145,9 +150,16 @@ def resolved_on(days: tuple[date, ...]) -> QuerySet[Case]:
 def open_loads(*, now: datetime) -> tuple[Load, ...]:
     """Open cases per holder and age bucket, in one grouped query; the unclaimed first, then most held."""
     buckets = {f"age{i}": Count("id", filter=_age(now, i)) for i in range(len(AGE_BUCKETS))}
-    rows = Case.objects.open().values("assignee__username").annotate(oldest=Min("opened_at"), **buckets).order_by()
+    figures = {"oldest": Min("opened_at"), "overdue": Count("id", filter=Q(due_at__lt=now)), **buckets}
+    rows = Case.objects.open().values("assignee__username").annotate(**figures)
     loads = [
-        Load(username=row["assignee__username"] or "", by_age=_row_buckets(row), oldest=row["oldest"]) for row in rows
+        Load(
+            username=row["assignee__username"] or "",
+            by_age=_row_buckets(row),
+            oldest=row["oldest"],
+            overdue=row["overdue"],
+        )
+        for row in rows.order_by()
     ]
     return tuple(sorted(loads, key=lambda load: (bool(load.username), -load.total, load.username)))
 

@@ -55,6 +55,7 @@ class Row:
     segments: tuple[Segment, ...]
     text: str
     sub: str = ""
+    flag: str = ""  # a warning beside the figure
 
 
 def charts(overview: TeamOverview) -> dict[str, Any]:
@@ -156,6 +157,7 @@ def _load_rows(overview: TeamOverview) -> list[Row]:
                 segments=stacked(load.by_age, full=full, tones=tones, titles=titles),
                 text=str(load.total),
                 sub=oldest,
+                flag=f"{load.overdue} overdue" if load.overdue else "",
             )
         )
     return rows

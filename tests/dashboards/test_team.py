@@ -41,11 +41,11 @@ def resolved(*, by: User | None, opened: datetime, took: timedelta, fraud: bool,
 
 @pytest.fixture
 def open_cases(alice: User, bob: User) -> None:
-    case(opened=NOW - timedelta(minutes=30))  # unclaimed, <1 h
-    case(opened=NOW - timedelta(hours=2))  # unclaimed, 1 to 4 h
-    case(opened=NOW - timedelta(hours=10), assignee=alice)  # 4 to 24 h
-    case(opened=NOW - timedelta(hours=30), assignee=alice)  # >24 h
-    case(opened=NOW - timedelta(hours=1), assignee=bob)  # exactly 1 h: the older bucket, 1 to 4 h
+    case(opened=NOW - timedelta(minutes=30), due_at=NOW + timedelta(hours=3))  # unclaimed, <1 h
+    case(opened=NOW - timedelta(hours=2), due_at=NOW - timedelta(minutes=1))  # unclaimed, 1 to 4 h, overdue
+    case(opened=NOW - timedelta(hours=10), assignee=alice, due_at=NOW + timedelta(hours=14))  # 4 to 24 h
+    case(opened=NOW - timedelta(hours=30), assignee=alice, due_at=NOW - timedelta(hours=6))  # >24 h, overdue
+    case(opened=NOW - timedelta(hours=1), assignee=bob, due_at=NOW)  # exactly 1 h: the older bucket, 1 to 4 h
 
 
 @pytest.fixture
@@ -80,6 +80,14 @@ def test_open_cases_by_assignee_list_the_unclaimed_first_then_the_most_held(open
         ("alice", (0, 0, 1, 1)),
         ("bob", (0, 1, 0, 0)),
     ]
+
+
+def test_open_cases_past_their_due_time_are_counted_overdue_per_assignee(open_cases: None):
+    overview = team.overview(now=NOW, days=7)
+
+    # Due exactly now is not overdue yet.
+    assert {load.username: load.overdue for load in overview.loads} == {"": 1, "alice": 1, "bob": 0}
+    assert overview.overdue == 2
 
 
 def test_resolved_cases_are_counted_per_analyst_per_day_and_the_feed_is_not_an_analyst(verdicts: None):
