@@ -4,10 +4,12 @@ from django.urls import path
 
 from dashboards import team_page, views
 from dashboards.entity_pages import card, merchant, search_page
+from dashboards.feed import feed_rows
 
 app_name = "dashboards"
 urlpatterns = [
     path("", views.live, name="live"),
+    path("feed/", feed_rows, name="feed"),
     path("cases/", views.queue, name="queue"),
     # Ids may hold a "/" (scoring/schemas.py refuses only control characters): path, not str.
     path("cards/<path:card_id>/", card, name="card"),

@@ -1,64 +1,209 @@
-/* The live page: pushed transactions into the feed, figures and charts, the open-cases panel. */
+/* The live page: pushed transactions into the feed, older matching rows from the server, the open-cases panel;
+   the figures and charts are live-figures.js's. */
 (function () {
   "use strict";
 
-  const SVG = "http://www.w3.org/2000/svg";
+  const ID_TAIL = 6; // the characters of an id always shown (live.html's tx-row keeps the same)
+  const OLDER_MAX = 1000; // rows "load older" may add before the analyst is asked to narrow the filters
+  const FETCH_DELAY_MS = 250; // typing a minimum score asks the server once, when the typing pauses
 
   function start() {
     const desk = window.FraudDesk;
     const config = JSON.parse(document.getElementById("feed-config").textContent);
+    const figures = desk.liveFigures(config);
+    const card = document.getElementById("feed-card");
     const feed = document.getElementById("feed");
+    const older = document.getElementById("feed-older");
+    const loadOlder = document.getElementById("feed-load-older");
+    const olderStatus = document.getElementById("feed-older-status");
     const template = document.getElementById("tx-row-template");
     const filters = document.getElementById("feed-filters");
     const minScore = document.getElementById("filter-min-score");
+    const boxes = Array.from(filters.querySelectorAll('input[name="decision"]'));
     const maxRows = config.max_rows || 200;
     const seen = new Set();
     let maxId = 0;
+    let oldest = Infinity;
 
     for (const row of feed.querySelectorAll("tr.tx")) {
       const id = Number(row.dataset.id);
       seen.add(id);
       maxId = Math.max(maxId, id);
+      oldest = Math.min(oldest, id);
     }
 
-    // --- filters (client-side, for server rows and pushed rows alike) ---------------------------
+    // --- filters: at once on the rows held, then the server's matching rows ----------------------
 
     function wanted() {
-      const decisions = new Set(
-        Array.from(filters.querySelectorAll('input[name="decision"]:checked')).map((box) => box.value),
-      );
+      const decisions = new Set(boxes.filter((box) => box.checked).map((box) => box.value));
       const floor = Number.parseFloat(minScore.value);
-      return { decisions, floor: Number.isFinite(floor) ? floor : 0 };
+      return { decisions, floor: Number.isFinite(floor) ? Math.min(Math.max(floor, 0), 1) : 0 };
+    }
+
+    function isFiltered(want) {
+      return want.decisions.size < boxes.length || want.floor > 0;
+    }
+
+    function matches(want, decision, score) {
+      return want.decisions.has(decision) && Number(score) >= want.floor;
     }
 
     function applyFilter(row, want) {
-      row.hidden = !(want.decisions.has(row.dataset.decision) && Number(row.dataset.score) >= want.floor);
+      row.hidden = !matches(want, row.dataset.decision, row.dataset.score);
+    }
+
+    function heldRows() {
+      return [...feed.rows, ...older.rows];
     }
 
     function refreshCount() {
-      const total = feed.rows.length;
+      const rows = heldRows();
       let shown = 0;
-      for (const row of feed.rows) if (!row.hidden) shown += 1;
+      for (const row of rows) if (!row.hidden) shown += 1;
+      const held = desk.number(rows.length);
       document.getElementById("feed-count").textContent =
-        shown === total ? `${desk.number(total)} shown` : `${desk.number(shown)} of ${desk.number(total)} shown`;
+        shown === rows.length ? `${held} shown` : `${desk.number(shown)} of ${held} shown`;
       const empty = document.getElementById("feed-empty");
+      const filtered = isFiltered(wanted());
       empty.hidden = shown > 0;
       for (const el of empty.querySelectorAll("[data-empty]")) {
-        el.hidden = (el.dataset.empty === "filtered") !== (total > 0);
+        el.hidden = (el.dataset.empty === "filtered") !== filtered;
       }
     }
 
-    function filterAll() {
-      const want = wanted();
-      for (const row of feed.rows) applyFilter(row, want);
-      refreshCount();
+    function forget(row) {
+      seen.delete(Number(row.dataset.id));
+      row.remove();
     }
 
-    filters.addEventListener("input", filterAll);
-    filters.addEventListener("change", filterAll);
+    // Where "load older" goes on: ids below `nextBefore`; null when the server said nothing older is left.
+    let nextBefore = Number.isFinite(oldest) ? oldest : null;
+    let generation = 0; // a filter change makes every answer still on its way stale
+    let fetchTimer = null;
+
+    /** The "load older" button and what it says; called on every draw, so it writes only what changed. */
+    function showOlderState(text) {
+      const full = older.rows.length >= OLDER_MAX;
+      const said = text !== undefined ? text
+        : full ? "Narrow the filters to see further back."
+        : nextBefore === null && (feed.rows.length || older.rows.length) ? "No older matching transactions." : "";
+      const hidden = nextBefore === null || full;
+      if (loadOlder.hidden !== hidden) loadOlder.hidden = hidden;
+      if (olderStatus.textContent !== said) olderStatus.textContent = said;
+      const foot = loadOlder.parentElement;
+      if (foot.hidden !== (hidden && !said)) foot.hidden = hidden && !said;
+    }
+
+    /** A page of rows matching the filters, ids below `before` (or the newest): {rows, nextBefore}. */
+    async function fetchPage(want, before) {
+      const query = new URLSearchParams();
+      for (const decision of want.decisions) query.append("decision", decision);
+      if (want.floor > 0) query.set("min_score", String(want.floor));
+      if (before !== null && before !== undefined) query.set("before", String(before));
+      // As htmx would: a lapsed session gets a 403 naming the login page, not the login page itself.
+      const response = await fetch(`${card.dataset.feedUrl}?${query}`, { headers: { "HX-Request": "true" } });
+      const login = response.headers.get("HX-Redirect");
+      if (login) window.location.assign(login);
+      if (!response.ok) throw new Error(`the feed answered ${response.status}`);
+      const holder = document.createElement("template");
+      holder.innerHTML = await response.text();
+      const body = holder.content.querySelector("tbody");
+      const next = body.dataset.nextBefore;
+      return { rows: Array.from(body.rows), nextBefore: next ? Number(next) : null };
+    }
+
+    /** Put a server row into `body` in id order (newest first), once. */
+    function place(body, row) {
+      const id = Number(row.dataset.id);
+      if (seen.has(id)) return;
+      seen.add(id);
+      desk.enhance(row);
+      let before = body.firstElementChild;
+      while (before && Number(before.dataset.id) > id) before = before.nextElementSibling;
+      body.insertBefore(row, before);
+    }
+
+    /** The filters changed: hide what no longer matches at once, then ask the server for the newest matching
+     * rows, older ones included, and keep only what matches. */
+    const filterKey = (decisions, floor) => JSON.stringify([[...decisions].sort(), floor]);
+    // The filters the rows held were asked for: the server's first rows are of every decision, any score.
+    let asking = filterKey(boxes.map((box) => box.value), 0);
+
+    function filtersChanged() {
+      const want = wanted();
+      // A number field also says "change" when it loses focus (to the "load older" button, say): same filters.
+      const key = filterKey(want.decisions, want.floor);
+      if (key === asking) return;
+      asking = key;
+      for (const row of heldRows()) applyFilter(row, want);
+      refreshCount();
+      generation += 1; // answers still on their way, "load older"'s included, are for the old filters
+      loadOlder.disabled = true; // until the first page for these filters says where older rows start
+      window.clearTimeout(fetchTimer);
+      fetchTimer = window.setTimeout(() => showFirstPage(generation), FETCH_DELAY_MS);
+    }
+
+    async function showFirstPage(asked) {
+      const want = wanted();
+      card.setAttribute("aria-busy", "true");
+      try {
+        const page = want.decisions.size ? await fetchPage(want, null) : { rows: [], nextBefore: null };
+        if (asked !== generation) return;
+        for (const row of heldRows()) if (row.hidden) forget(row);
+        for (const row of Array.from(older.rows)) forget(row);
+        for (const row of page.rows) place(feed, row);
+        // Rows held from before below the page would leave a gap above them: "load older" brings them back.
+        if (page.nextBefore !== null) {
+          for (const row of Array.from(feed.rows)) if (Number(row.dataset.id) < page.nextBefore) forget(row);
+        }
+        nextBefore = page.nextBefore;
+        refreshCount();
+        showOlderState();
+      } catch (error) {
+        if (asked === generation) showOlderState("Could not ask the server for matching transactions.");
+      } finally {
+        if (asked === generation) {
+          card.removeAttribute("aria-busy");
+          loadOlder.disabled = false;
+        }
+      }
+    }
+
+    async function showOlder() {
+      const asked = generation;
+      loadOlder.disabled = true;
+      showOlderState("Loading…");
+      try {
+        const page = await fetchPage(wanted(), nextBefore);
+        if (asked !== generation) return;
+        for (const row of page.rows) place(older, row);
+        nextBefore = page.nextBefore;
+        refreshCount();
+        showOlderState();
+      } catch (error) {
+        if (asked === generation) showOlderState("Could not load older transactions. Try again.");
+      } finally {
+        if (asked === generation) loadOlder.disabled = false;
+      }
+    }
+
+    filters.addEventListener("input", filtersChanged);
+    filters.addEventListener("change", filtersChanged);
     filters.addEventListener("submit", (event) => event.preventDefault());
+    loadOlder.addEventListener("click", showOlder);
 
     // --- rows --------------------------------------------------------------------------------------
+
+    /** An id cut in the middle: the whole id stays in the text (what a copy takes) and in the title. */
+    function setId(el, id, title) {
+      el.title = title;
+      el.firstElementChild.textContent = id.slice(0, -ID_TAIL);
+      el.lastElementChild.textContent = id.slice(-ID_TAIL);
+    }
+
+    function entityUrl(pattern, id) {
+      return pattern.replace("__id__", encodeURIComponent(id).replaceAll("%2F", "/"));
+    }
 
     function fill(row, item) {
       const field = (name) => row.querySelector(`[data-field="${name}"]`);
@@ -70,9 +215,13 @@
       const time = field("timestamp");
       time.setAttribute("datetime", item.timestamp);
       desk.formatTime(time);
-      field("external_id").textContent = item.external_id;
-      field("card_id").textContent = item.card_id;
-      field("merchant_id").textContent = item.merchant_id;
+      setId(field("external_id"), item.external_id, item.external_id);
+      const cardLink = field("card_id");
+      setId(cardLink, item.card_id, `Card ${item.card_id}`);
+      cardLink.href = entityUrl(card.dataset.cardUrl, item.card_id);
+      const merchantLink = field("merchant_id");
+      setId(merchantLink, item.merchant_id, `Merchant ${item.merchant_id}`);
+      merchantLink.href = entityUrl(card.dataset.merchantUrl, item.merchant_id);
       const amount = field("amount");
       amount.dataset.money = item.amount;
       amount.dataset.currency = item.currency;
@@ -107,28 +256,32 @@
       row.addEventListener("animationend", () => row.classList.remove("is-new"), { once: true });
     }
 
-    /** Insert pushed items (newest first), once each, keeping the table at most `maxRows` long. */
+    /** Insert pushed items that match the filters (newest first), once each, keeping the table at most `maxRows`
+     * long. Those that do not match are left out: the server gives them back if the filters change. */
     function addItems(items) {
-      const fresh = items.filter((item) => !seen.has(item.id)).sort((a, b) => a.id - b.id).slice(-maxRows);
-      if (!fresh.length) return;
       const want = wanted();
+      const fresh = items
+        .filter((item) => !seen.has(item.id) && matches(want, item.decision, item.score))
+        .sort((a, b) => a.id - b.id)
+        .slice(-maxRows);
+      if (!fresh.length) return;
       for (const item of fresh) {
         seen.add(item.id);
         maxId = Math.max(maxId, item.id);
         const row = template.content.firstElementChild.cloneNode(true);
         fill(row, item);
-        applyFilter(row, want);
         highlight(row);
         let before = feed.firstElementChild;
         while (before && Number(before.dataset.id) > item.id) before = before.nextElementSibling;
         feed.insertBefore(row, before);
       }
-      while (feed.rows.length > maxRows) {
-        const last = feed.lastElementChild;
-        seen.delete(Number(last.dataset.id));
-        last.remove();
+      if (feed.rows.length > maxRows) {
+        while (feed.rows.length > maxRows) forget(feed.lastElementChild);
+        // Nothing loaded below yet: "load older" starts right under the rows still held, the dropped ones first.
+        if (!older.rows.length) nextBefore = Number(feed.lastElementChild.dataset.id);
       }
       refreshCount();
+      if (!loadOlder.disabled) showOlderState();
     }
 
     function updateCase(event) {
@@ -138,124 +291,6 @@
         const state = row && row.querySelector('[data-field="case_state"]');
         if (state) state.textContent = event.state;
       }
-    }
-
-    // --- figures and charts ----------------------------------------------------------------------
-
-    function setNumber(id, value) {
-      const el = document.getElementById(id);
-      if (!el || value === undefined || value === null) return;
-      el.dataset.number = value;
-      el.textContent = desk.number(value, {
-        digits: Number(el.dataset.digits || 0),
-        style: el.dataset.style === "percent" ? "percent" : "decimal",
-      });
-    }
-
-    // The open-case count comes from two places: the socket's stats (the process counts once a second)
-    // and the panel, re-fetched when a case changes. The freshest count wins, so the figure agrees with
-    // the panel the moment the panel changes and an older stats count never puts it back.
-    let openCasesAt = 0;
-    function setOpenCases(count, countedAt) {
-      if (count === undefined || count === null) return;
-      if (typeof countedAt === "number") {
-        if (countedAt < openCasesAt) return;
-        openCasesAt = countedAt;
-      }
-      setNumber("stat-open-cases", count);
-    }
-
-    function updateFigures(stats) {
-      setNumber("stat-rate", stats.rate);
-      setNumber("stat-count", stats.count_15m);
-      setNumber("stat-flagged", stats.flagged_share);
-      setNumber("stat-blocked", stats.blocked_count);
-      setNumber("stat-blocked-amount", stats.blocked_amount);
-      setOpenCases(stats.open_cases, stats.open_cases_at);
-      if (Array.isArray(stats.histogram)) drawHistogram(stats.histogram);
-      if (Array.isArray(stats.volume)) drawVolume(stats.volume);
-    }
-
-    function el(name, attrs, parent) {
-      const node = document.createElementNS(SVG, name);
-      for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
-      if (parent) parent.appendChild(node);
-      return node;
-    }
-
-    function canvas(container, label) {
-      const svg = el("svg", { viewBox: "0 0 320 140", preserveAspectRatio: "none", class: "chart-svg" });
-      svg.setAttribute("aria-label", label);
-      svg.setAttribute("role", "img");
-      container.replaceChildren(svg);
-      return svg;
-    }
-
-    function niceMax(value) {
-      if (value <= 5) return 5;
-      const magnitude = 10 ** Math.floor(Math.log10(value));
-      for (const step of [1, 2, 2.5, 5, 10]) if (value <= step * magnitude) return step * magnitude;
-      return 10 * magnitude;
-    }
-
-    const PLOT = { left: 36, right: 312, top: 8, bottom: 118 };
-
-    function axes(svg, top) {
-      const mid = PLOT.top + (PLOT.bottom - PLOT.top) / 2;
-      for (const [y, value] of [[PLOT.top, top], [mid, top / 2], [PLOT.bottom, 0]]) {
-        el("line", { x1: PLOT.left, x2: PLOT.right, y1: y, y2: y, class: "grid" }, svg);
-        const text = el("text", { x: PLOT.left - 5, y: y + 3, class: "tick", "text-anchor": "end" }, svg);
-        text.textContent = desk.number(value, { digits: Number.isInteger(value) ? 0 : 1 });
-      }
-    }
-
-    function drawHistogram(bins) {
-      const container = document.getElementById("chart-histogram");
-      const total = bins.reduce((a, b) => a + b, 0);
-      const svg = canvas(container, `Score histogram of ${total} transactions`);
-      const top = niceMax(Math.max(...bins, 1));
-      axes(svg, top);
-      const width = (PLOT.right - PLOT.left) / bins.length;
-      bins.forEach((count, i) => {
-        const low = i / bins.length;
-        const high = (i + 1) / bins.length;
-        const kind = low >= config.block_threshold ? "block" : high > config.review_threshold ? "review" : "approve";
-        const h = ((PLOT.bottom - PLOT.top) * count) / top;
-        const bar = el("rect", {
-          x: PLOT.left + i * width + 2, y: PLOT.bottom - h, width: width - 4, height: Math.max(h, 0),
-          rx: 2, class: `bar bar-${kind}`,
-        }, svg);
-        el("title", {}, bar).textContent = `score ${low.toFixed(1)}–${high.toFixed(1)}: ${desk.number(count)}`;
-      });
-      for (const [x, label] of [[PLOT.left, "0"], [(PLOT.left + PLOT.right) / 2, "0.5"], [PLOT.right, "1"]]) {
-        el("text", { x, y: 134, class: "tick", "text-anchor": "middle" }, svg).textContent = label;
-      }
-    }
-
-    function drawVolume(minutes) {
-      const container = document.getElementById("chart-volume");
-      const counts = minutes.map((m) => m.count || 0);
-      const svg = canvas(container, `Transactions per minute, last ${minutes.length} minutes`);
-      const top = niceMax(Math.max(...counts, 1));
-      axes(svg, top);
-      const width = (PLOT.right - PLOT.left) / minutes.length;
-      const scale = (PLOT.bottom - PLOT.top) / top;
-      const now = Date.now();
-      const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-      minutes.forEach((m, i) => {
-        const x = PLOT.left + i * width + 2;
-        const all = (m.count || 0) * scale;
-        const flagged = (m.flagged || 0) * scale;
-        const group = el("g", {}, svg);
-        el("rect", { x, y: PLOT.bottom - all, width: width - 4, height: all, rx: 2, class: "bar bar-volume" }, group);
-        el("rect", { x, y: PLOT.bottom - flagged, width: width - 4, height: flagged, rx: 2, class: "bar bar-flagged" }, group);
-        const at = clock.format(new Date(now - (minutes.length - 1 - i) * 60000));
-        el("title", {}, group).textContent =
-          `${at}: ${desk.number(m.count || 0)} transactions, ${desk.number(m.flagged || 0)} flagged`;
-      });
-      const left = `−${minutes.length - 1} min`;
-      el("text", { x: PLOT.left, y: 134, class: "tick", "text-anchor": "start" }, svg).textContent = left;
-      el("text", { x: PLOT.right, y: 134, class: "tick", "text-anchor": "end" }, svg).textContent = "now";
     }
 
     // --- open cases panel: re-fetched (at most once a second) when cases change -------------------
@@ -272,7 +307,7 @@
     document.body.addEventListener("htmx:afterSwap", () => {
       const panel = document.getElementById("open-cases");
       if (panel && panel.dataset.openCount !== undefined) {
-        setOpenCases(Number(panel.dataset.openCount), Number(panel.dataset.countedAt));
+        figures.setOpenCases(Number(panel.dataset.openCount), Number(panel.dataset.countedAt));
       }
     });
 
@@ -315,15 +350,17 @@
         waiting = waiting.concat(message.items).slice(-maxRows);
         scheduleDraw();
       } else if (message.type === "stats") {
-        updateFigures(message);
+        figures.update(message);
       } else if (message.type === "case") {
         updateCase(message);
         refreshPanel();
       }
     }
 
-    updateFigures(JSON.parse(document.getElementById("initial-stats").textContent));
-    filterAll();
+    figures.update(JSON.parse(document.getElementById("initial-stats").textContent));
+    filtersChanged(); // asks only for filters the browser kept from before a reload
+    refreshCount();
+    showOlderState();
     desk.connect({ onMessage, resumeFrom: () => maxId });
   }
 
