@@ -75,7 +75,7 @@ class LiveStats:
         bucket = self.buckets[-1]  # a late arrival counts in the newest second
         bucket.count += 1
         bucket.flagged += decision != Decision.APPROVE
-        if decision == Decision.BLOCK:  # a few in a hundred: the only rows whose amount is read
+        if decision == Decision.BLOCK:  # the few blocked rows are the only ones whose amount is parsed
             bucket.count_blocked(currency, count=1, amount=Decimal(amount))
         bucket.histogram[min(int(score * BINS), BINS - 1)] += 1
 

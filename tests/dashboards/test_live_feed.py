@@ -11,7 +11,7 @@ from django.test import Client
 
 from dashboards.feed import matching_page
 from scoring.models import Transaction
-from tests.dashboards.conftest import HTMX, make_tx
+from tests.dashboards.conftest import HTMX, make_case, make_tx
 
 pytestmark = pytest.mark.django_db
 
@@ -231,3 +231,14 @@ def test_the_live_page_gives_the_script_its_feed_and_entity_urls(alice_client: C
     assert 'data-feed-url="/feed/"' in body
     assert 'data-card-url="/cards/__id__/"' in body
     assert 'data-merchant-url="/merchants/__id__/"' in body
+
+
+def test_the_open_cases_panel_cuts_a_cards_id_in_the_middle_too(alice_client: Client):
+    make_case(card_id="card-4f1c9e2a7b3d8f60a5c1e9d27b31")
+
+    body = alice_client.get("/cases/top/").content.decode()
+
+    assert (
+        '<span class="mono mid-id" title="Card card-4f1c9e2a7b3d8f60a5c1e9d27b31">'
+        '<span class="mid-head">card-4f1c9e2a7b3d8f60a5c1e9</span><span class="mid-tail">d27b31</span></span>'
+    ) in body
