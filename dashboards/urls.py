@@ -4,6 +4,7 @@ from django.urls import path
 
 from dashboards import team_page, views
 from dashboards.entity_pages import card, merchant, search_page
+from dashboards.export import export_cases, export_transactions
 from dashboards.feed import feed_rows
 
 app_name = "dashboards"
@@ -16,6 +17,8 @@ urlpatterns = [
     path("merchants/<path:merchant_id>/", merchant, name="merchant"),
     path("search", search_page, name="search"),
     path("cases/top/", views.open_cases_panel, name="open_cases"),
+    path("cases/export/cases.csv", export_cases, name="export_cases"),
+    path("cases/export/transactions.csv", export_transactions, name="export_transactions"),
     path("cases/<int:case_id>/", views.case_detail, name="case"),
     path("cases/<int:case_id>/row", views.case_row, name="case_row"),
     path("cases/<int:case_id>/claim", views.claim, name="claim"),

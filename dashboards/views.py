@@ -14,6 +14,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render, resolve_url
 from django.urls import reverse
@@ -23,6 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from dashboards.forms import NoteForm, ReopenForm, ResolveForm
+from dashboards.queue_page import queue_context, queue_form
 from dashboards.stats import LiveStats, open_cases, recent_stats
 from scoring import cases
 from scoring.models import Case, ModelVersion, Transaction
@@ -31,7 +33,7 @@ from scoring.roles import can_review
 
 FEED_ROWS = 50
 PANEL_CASES = 10
-QUEUE_CASES = 200
+QUEUE_PAGE = 50  # cases a queue page shows
 CARD_HISTORY = 20
 CASE_ALERTS = 200
 FEED_MAX_ROWS = 200  # live.js drops the oldest rows past this
@@ -104,16 +106,17 @@ def open_cases_panel(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 @role_required
 def queue(request: HtmxHttpRequest) -> HttpResponse:
-    """Open cases, riskiest first; with `?overturned=1` the legitimate verdicts that a fraud label overturned."""
-    overturned = request.GET.get("overturned") == "1"
-    shown_cases = Case.objects.overturned() if overturned else Case.objects.queue()
-    context = {
-        "cases": shown_cases[:QUEUE_CASES],
-        "count": shown_cases.count(),
-        "overturned": overturned,
-        "limit": QUEUE_CASES,
-        "queue_config": queue_config(),
-    }
+    """The cases the filter bar selects, a page at a time: by default the open queue, riskiest first; with
+    `?overturned=1` the legitimate verdicts that a fraud label overturned. A bad value gets the bar back with
+    what is wrong, and no cases."""
+    form = queue_form(request)
+    if not form.is_valid():
+        context = queue_context(request, form=form, config=queue_config())
+        return render(request, "dashboards/queue.html", context, status=400)
+    chosen = form.queue_filter()
+    selected = chosen.cases(user=request.user, now=timezone.now())
+    page = Paginator(selected, QUEUE_PAGE).get_page(form.cleaned_data["page"])
+    context = queue_context(request, form=form, config=queue_config(), chosen=chosen, page=page)
     return render(request, "dashboards/queue.html", context)
 
 
@@ -274,5 +277,5 @@ def feed_config() -> dict[str, Any]:
 
 
 def queue_config() -> dict[str, Any]:
-    """What queue.js needs: where to fetch one case's row."""
-    return {"case_row_url": reverse("dashboards:case_row", args=[0]), "limit": QUEUE_CASES}
+    """What queue.js needs on every page: where to fetch one case's row, and how many rows a queue page shows."""
+    return {"case_row_url": reverse("dashboards:case_row", args=[0]), "limit": QUEUE_PAGE}

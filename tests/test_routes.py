@@ -73,6 +73,8 @@ ROUTES: dict[str, dict[str, Answers]] = {
     "feed/": {"GET": DESK},  # the live feed's older matching rows
     "cases/": {"GET": DESK},
     "cases/top/": {"GET": DESK},
+    "cases/export/cases.csv": {"GET": DESK},  # what the queue's filters select, as CSV
+    "cases/export/transactions.csv": {"GET": DESK},
     "cases/<int:case_id>/": {"GET": DESK},
     "cases/<int:case_id>/row": {"GET": DESK},
     "cases/<int:case_id>/claim": {"POST": DESK_ACTION, "GET": every(405)},

@@ -8,39 +8,92 @@
     const desk = window.FraudDesk;
     const config = JSON.parse(document.getElementById("queue-config").textContent);
     const queue = document.getElementById("queue"); // only on the queue page
-    const openQueue = queue && queue.dataset.view === "open" ? queue : null; // not the overturned verdicts
     const audit = document.getElementById("audit"); // only on the case page (its id never changes)
-    const filter = document.getElementById("queue-filter");
+    // The part of the page's server-side filter a pushed case can be checked against (null on the case page).
+    const filter = queue ? config.filter : null;
+    const news = document.getElementById("queue-news");
+    const unseen = new Set(); // pushed cases that may belong in this view but are not on the page
 
     const rowUrl = (id) => config.case_row_url.replace("/0/", `/${id}/`);
 
-    // --- queue filter: all / unclaimed / mine -----------------------------------------------------
+    // --- the filter bar ------------------------------------------------------------------------------
 
-    function applyFilter(row) {
-      const show = filter ? filter.querySelector("input:checked").value : "all";
-      const assignee = row.dataset.assignee || "";
-      row.hidden =
-        (show === "unclaimed" && assignee !== "") || (show === "mine" && assignee !== queue.dataset.user);
+    // Fields left empty are not sent: a bookmarked URL says only what was chosen.
+    const form = document.getElementById("queue-filters");
+    if (form) {
+      form.addEventListener("formdata", (event) => {
+        for (const [name, value] of Array.from(event.formData.entries())) {
+          if (value === "") event.formData.delete(name);
+        }
+      });
+    }
+
+    /** Whether a case, as a push or its row describes it, passes what the browser can check of the filter. */
+    function passes(c) {
+      if (!filter) return false;
+      if (filter.status !== "any" && c.status !== filter.status) return false;
+      if (filter.decision && c.decision !== filter.decision) return false;
+      if (filter.score_min !== null && c.score < filter.score_min) return false;
+      if (filter.score_max !== null && c.score > filter.score_max) return false;
+      if (filter.overturned && c.overturned === false) return false;
+      const who = c.assignee || "";
+      if (filter.assignee === "unclaimed") return who === "";
+      if (filter.assignee === "mine") return who === queue.dataset.user;
+      return !filter.assignee || who === filter.assignee;
+    }
+
+    function described(row) {
+      const decision = ["block", "review", "approve"].find((d) => row.classList.contains(`tx-${d}`));
+      return {
+        status: row.dataset.status,
+        decision,
+        score: Number(row.dataset.score),
+        assignee: row.dataset.assignee || "",
+      };
+    }
+
+    /** A new alert of a case can only raise its score and decision, and a push names who held it then: rule out
+     * only what that makes certain (the row, fetched, is checked in full). */
+    function mayPass(item) {
+      // Its case is open: not a verdict, let alone an overturned one.
+      if (!filter || filter.overturned || (filter.status !== "any" && filter.status !== "open")) return false;
+      if (filter.decision === "review" && item.decision === "block") return false;
+      if (filter.score_max !== null && item.score > filter.score_max) return false;
+      const unclaimed = !item.state || item.state === "unclaimed";
+      if (filter.assignee === "unclaimed") return unclaimed;
+      return !filter.assignee || !unclaimed;
+    }
+
+    /** A row whose case has changed so that it no longer matches stays (the analyst sees what happened), marked. */
+    function markRow(row) {
+      if (!filter || !row.classList || !row.classList.contains("case-row")) return;
+      const outside = !passes(described(row));
+      row.classList.toggle("is-outside", outside);
+      if (outside) row.title = "Changed since the page loaded: no longer matches these filters";
+      else row.removeAttribute("title");
     }
 
     function refreshEmpty() {
       const empty = document.getElementById("queue-empty");
       if (!queue || !empty) return;
-      empty.hidden = Array.from(queue.children).some((row) => !row.hidden);
+      empty.hidden = queue.querySelector(".case-row") !== null;
     }
 
-    function filterAll() {
-      if (!queue) return;
-      for (const row of queue.children) applyFilter(row);
-      refreshEmpty();
+    /** Cases this page cannot place itself: say how many, and offer the refresh that asks the server. */
+    function noteUnseen(id) {
+      if (!news || unseen.has(id)) return;
+      unseen.add(id);
+      const n = unseen.size;
+      document.getElementById("queue-news-text").textContent =
+        `${desk.number(n)} new or changed ${n === 1 ? "case" : "cases"} may match these filters.`;
+      news.hidden = false;
     }
 
-    if (filter) filter.addEventListener("change", filterAll);
-    // A row swapped in by htmx (after a click or a push) gets the current filter too.
+    // A row swapped in by htmx (after a click or a push) is checked against the filter too.
     document.addEventListener("htmx:load", (event) => {
       const row = event.detail.elt;
       if (queue && row.parentElement === queue) {
-        applyFilter(row);
+        markRow(row);
         refreshEmpty();
       }
     });
@@ -50,7 +103,7 @@
     function refreshRow(event) {
       const row = document.getElementById(`case-${event.id}`);
       if (!row) {
-        if (openQueue && event.status === "open") insertRow(event.id, event.score || 0);
+        if (passes(event)) offer(event.id, event.score || 0);
         return;
       }
       // An open row already showing this state (e.g. our own click's answer): keep it and any note being typed.
@@ -60,22 +113,30 @@
       window.htmx.ajax("GET", rowUrl(event.id), { target: row, swap: "outerHTML" });
     }
 
+    /** A pushed case not on the page that may match: placed here when the page can place it, else counted. */
+    function offer(id, score) {
+      if (filter && filter.insert) insertRow(id, score);
+      else if (filter) noteUnseen(id);
+    }
+
     async function insertRow(id, score) {
-      const limit = Number(queue.dataset.limit || config.limit || 200);
+      const limit = Number(queue.dataset.limit || config.limit);
       const rows = queue.querySelectorAll(".case-row");
+      // A full page whose last case outranks it: the case belongs on a later page.
       if (rows.length >= limit && score <= Number(rows[rows.length - 1].dataset.score)) return;
       const response = await fetch(rowUrl(id), { headers: { "HX-Request": "true" }, credentials: "same-origin" });
       if (!response.ok || document.getElementById(`case-${id}`)) return;
       const holder = document.createElement("template");
       holder.innerHTML = (await response.text()).trim();
       const row = holder.content.firstElementChild;
-      if (!row) return;
+      if (!row || !passes(described(row))) return;
+      const rank = Number(row.dataset.score);
       // Riskiest first, as the server orders them: by score, then by id.
       let before = queue.firstElementChild;
       while (
         before &&
-        (Number(before.dataset.score) > score ||
-          (Number(before.dataset.score) === score && Number(before.dataset.caseId) < id))
+        (Number(before.dataset.score) > rank ||
+          (Number(before.dataset.score) === rank && Number(before.dataset.caseId) < id))
       ) {
         before = before.nextElementSibling;
       }
@@ -83,7 +144,9 @@
       row.classList.add("is-new");
       window.htmx.process(row);
       desk.enhance(row);
-      applyFilter(row);
+      // The page keeps its size: the case it pushed out is the next page's first.
+      const all = queue.querySelectorAll(".case-row");
+      if (all.length > limit) all[all.length - 1].remove();
       refreshEmpty();
     }
 
@@ -107,7 +170,7 @@
       if (message.type === "case") {
         refreshRow(message);
         refreshCasePage(message);
-      } else if (message.type === "transactions" && openQueue && Array.isArray(message.items)) {
+      } else if (message.type === "transactions" && filter && Array.isArray(message.items)) {
         message.items
           .filter((item) => item.case_id && item.decision !== "approve")
           .sort((a, b) => b.score - a.score)
@@ -116,9 +179,10 @@
             // A transaction that joined a case already shown changes its count and figures: fetch the row again.
             const row = document.getElementById(`case-${item.case_id}`);
             if (row) window.htmx.ajax("GET", rowUrl(item.case_id), { target: row, swap: "outerHTML" });
-            else insertRow(item.case_id, item.score);
+            else if (mayPass(item)) offer(item.case_id, item.score);
           });
-      } else if (message.type === "stats" && typeof message.open_cases === "number") {
+      } else if (message.type === "stats" && filter && filter.unfiltered && typeof message.open_cases === "number") {
+        // Only the unfiltered queue counts every open case.
         const count = document.getElementById("queue-count");
         if (count) {
           count.dataset.number = message.open_cases;
@@ -127,7 +191,7 @@
       }
     }
 
-    filterAll();
+    if (queue) queue.querySelectorAll(".case-row").forEach(markRow);
     desk.connect({ onMessage });
   }
 
