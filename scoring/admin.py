@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -14,9 +15,10 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from scoring import cases, keys
+from scoring import cases, keys, lists
 from scoring.classifier import active_model
 from scoring.models import ApiKey, Case, CaseEvent, ListEntry, ModelVersion, ReasonCode, Transaction
+from scoring.models.access import ListEntryEvent
 from scoring.results import case_amount, reasons_in_words, shown
 from scoring.roles import can_review
 
@@ -387,17 +389,82 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)
 
 
+class ListEntryForm(forms.ModelForm):
+    """Refuses in the form what scoring/lists.py would refuse on saving (an analyst's allow entry, an expiry out
+    of bounds), so the admin says why instead of failing."""
+
+    user: Any = None  # set per request by ListEntryAdmin.get_form
+
+    class Meta:
+        model = ListEntry
+        fields = ["kind", "entity", "value", "reason", "expires_at"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("kind"):
+            try:
+                lists.check_entry(user=self.user, kind=data["kind"], expires_at=data.get("expires_at"))
+            except (PermissionDenied, ValueError) as refusal:
+                raise forms.ValidationError(str(refusal)) from None
+        return data
+
+
 @admin.register(ListEntry)
 class ListEntryAdmin(admin.ModelAdmin):
-    list_display = ["kind", "entity", "value", "reason", "created_by", "created_at", "expires_at"]
+    """Every add, change, end and removal goes through scoring/lists.py: the desk's rules and audit record."""
+
+    form = ListEntryForm
+    list_display = ["kind", "entity", "value", "reason", "created_by", "created_at", "expires_at", "in_force"]
     list_filter = ["kind", "entity"]
     search_fields = ["value", "reason"]
-    readonly_fields = ["created_by", "created_at"]
+    readonly_fields = ["created_by", "created_at", "history"]
+    actions = ["end_now"]
+
+    @admin.display(boolean=True, description="in force")
+    def in_force(self, entry: ListEntry) -> bool:
+        return entry.is_in_force
+
+    @admin.display(description="record")
+    def history(self, entry: ListEntry) -> str:
+        events = ListEntryEvent.objects.filter(entity=entry.entity, value=entry.value).select_related("actor")
+        rows = format_html_join(
+            "",
+            "<li>{} · {} {} · {}</li>",
+            ((f"{e.at:%Y-%m-%d %H:%M}", e.actor or "—", e.action, lists.entry_in_words(e)) for e in events),
+        )
+        return format_html("<ul>{}</ul>", rows) if events else "—"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # An entry is for one card or merchant: listing another is a new entry, not an edit of this one.
+        return [*self.readonly_fields, "entity", "value"] if obj else list(self.readonly_fields)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.user = request.user
+        return form
 
     def save_model(self, request: HttpRequest, obj: ListEntry, form: Any, change: bool) -> None:
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        entry = lists.add_entry(
+            user=request.user,
+            kind=obj.kind,
+            entity=obj.entity,
+            value=obj.value,
+            reason=obj.reason,
+            expires_at=obj.expires_at,
+        )
+        obj.pk, obj.created_by, obj.created_at = entry.pk, entry.created_by, entry.created_at
+
+    def delete_model(self, request: HttpRequest, obj: ListEntry) -> None:
+        lists.remove_entry(obj.pk, user=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for entry_id in queryset.values_list("id", flat=True):
+            lists.remove_entry(entry_id, user=request.user)
+
+    @admin.action(description="End the selected entries now (audited)", permissions=["change"])
+    def end_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        ended = [lists.end_entry(entry_id, user=request.user) for entry_id in queryset.values_list("id", flat=True)]
+        self.message_user(request, f"{len(ended)} entr{'y' if len(ended) == 1 else 'ies'} ended.", messages.SUCCESS)
 
 
 @admin.register(ReasonCode)

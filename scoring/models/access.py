@@ -93,3 +93,37 @@ class ListEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.entity} {self.value}"
+
+    @property
+    def is_in_force(self) -> bool:
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+
+class ListAction(models.TextChoices):
+    ADDED = "added", "Added"
+    CHANGED = "changed", "Changed"  # an entry in force replaced (another kind, reason or expiry)
+    ENDED = "ended", "Ended early"  # its expiry set to the moment it was ended
+    REMOVED = "removed", "Removed"
+
+
+class ListEntryEvent(models.Model):
+    """The lists' audit trail: who added, changed, ended or removed which entry, and when. The entry's fields are
+    copied, not linked: a removed entry's record must outlive it."""
+
+    action = models.CharField(max_length=8, choices=ListAction.choices)
+    kind = models.CharField(max_length=5, choices=ListKind.choices)
+    entity = models.CharField(max_length=8, choices=ListEntity.choices)
+    value = models.CharField(max_length=64)
+    reason = models.CharField(max_length=200, blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    # The case page it was done from, if any (that case's record says so too).
+    case = models.ForeignKey("scoring.Case", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["entity", "value", "at"], name="list_event_entity")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.kind} {self.entity} {self.value} by {self.actor} at {self.at:%Y-%m-%d %H:%M}"
