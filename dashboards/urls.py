@@ -26,5 +26,6 @@ urlpatterns = [
     path("cases/<int:case_id>/resolve", views.resolve, name="resolve"),
     path("cases/<int:case_id>/reopen", views.reopen, name="reopen"),
     path("cases/<int:case_id>/notes", views.add_note, name="note"),
+    path("lists/entries", views.add_list_entry, name="list_entry"),
     path("team/", team_page.team_page, name="team"),
 ]

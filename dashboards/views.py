@@ -14,6 +14,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render, resolve_url
@@ -23,10 +24,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from dashboards.forms import NoteForm, ReopenForm, ResolveForm
+from dashboards.forms import ListEntryForm, NoteForm, ReopenForm, ResolveForm
 from dashboards.queue_page import queue_context, queue_form
 from dashboards.stats import LiveStats, open_cases, recent_stats
-from scoring import cases
+from scoring import cases, lists
 from scoring.models import Case, ModelVersion, Transaction
 from scoring.results import reasons_in_words, shown, transaction_event
 from scoring.roles import can_review
@@ -137,7 +138,7 @@ def case_detail(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
     features = tx.feature_values()
     context = audit_context(case) | {
         "tx": tx,
-        "alerts": [feed_item(row) for row in alerts],
+        "alerts": [alert_item(row) for row in alerts],
         "reasons": reasons_in_words(tx),
         "features": features,
         "feature_table": [(name, shown(value)) for name, value in features.items()],
@@ -177,11 +178,23 @@ def resolve(request: HtmxHttpRequest, case_id: int) -> HttpResponse:
     form = ResolveForm(request.POST)
     if not form.is_valid():
         return _answer(request, case_id=case_id, error=_form_error(form), status=422)
-    is_fraud = form.cleaned_data["verdict"] == "fraud"
-    note = form.cleaned_data["note"]
-    return _act(
-        request, case_id=case_id, action=lambda: cases.resolve(case_id, user=request.user, is_fraud=is_fraud, note=note)
-    )
+    data = form.cleaned_data
+    reason = data["reason"].code if data["reason"] else None
+
+    def action() -> Case:
+        return cases.resolve(
+            case_id,
+            user=request.user,
+            is_fraud=data["verdict"] == "fraud",
+            note=data["note"],
+            reason=reason,
+            labels_by_id=data["labels_by_id"],
+        )
+
+    try:
+        return _act(request, case_id=case_id, action=action)
+    except ValueError as refusal:  # a reason for the other verdict, a label for a transaction not in the case
+        return _answer(request, case_id=case_id, error=f"Not resolved: {refusal}.", status=422)
 
 
 @require_POST
@@ -279,3 +292,66 @@ def feed_config() -> dict[str, Any]:
 def queue_config() -> dict[str, Any]:
     """What queue.js needs on every page: where to fetch one case's row, and how many rows a queue page shows."""
     return {"case_row_url": reverse("dashboards:case_row", args=[0]), "limit": QUEUE_PAGE}
+
+
+# --- working a case: labels of single alerts, blocking its card or merchant -------------------------------
+
+LIST_ACTIONS = "dashboards/lists.html#list-actions"
+
+
+def alert_item(tx: Transaction) -> dict[str, Any]:
+    """One of a case's transactions on its page: as the feed shows it, with its label and where that came from."""
+    return feed_item(tx) | {"is_fraud": tx.is_fraud, "label_origin": tx.label_origin}
+
+
+@require_POST
+@role_required
+def add_list_entry(request: HtmxHttpRequest) -> HttpResponse:
+    """Put a card or merchant on the block list (leads: either list) from a case or entity page; htmx gets the
+    page's list controls back, showing the entry or why it was refused."""
+    form = ListEntryForm(request.POST)
+    if not form.is_valid():
+        return _listed(request, form=form, error=_form_error(form), status=422)
+    data = form.cleaned_data
+    try:
+        entry = lists.add_entry(
+            user=request.user,
+            kind=data["kind"],
+            entity=data["entity"],
+            value=data["value"],
+            reason=data["reason"],
+            expires_at=data["expires_at"],
+            case_id=data["case"],
+        )
+    except Case.DoesNotExist:
+        raise Http404("No such case") from None
+    except PermissionDenied as refusal:
+        return _listed(request, form=form, error=str(refusal), status=403)
+    except lists.ListConflict as conflict:
+        return _listed(request, form=form, error=str(conflict), status=409)
+    except ValueError as refusal:
+        return _listed(request, form=form, error=f"Not listed: {refusal}.", status=422)
+    done = f"{entry.get_entity_display()} {entry.value} is on the {lists.entry_in_words(entry)}."
+    return _listed(request, form=form, done=done)
+
+
+def _listed(
+    request: HtmxHttpRequest, *, form: ListEntryForm, error: str = "", done: str = "", status: int = 200
+) -> HttpResponse:
+    """htmx gets the card's or merchant's list controls back; a plain form post goes back where it came from."""
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        elif done:
+            messages.success(request, done)
+        return HttpResponseRedirect(_back(request))
+    case_id = form.cleaned_data.get("case")
+    context = {
+        "entity": request.POST.get("entity", ""),
+        "value": request.POST.get("value", ""),
+        "case": Case.objects.filter(pk=case_id).first() if case_id else None,
+        "list_form": form if error else None,  # what was typed, to correct
+        "list_error": error,
+        "list_done": done,
+    }
+    return render(request, LIST_ACTIONS, context, status=status)

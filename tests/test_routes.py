@@ -81,6 +81,7 @@ ROUTES: dict[str, dict[str, Answers]] = {
     "cases/<int:case_id>/release": {"POST": DESK_ACTION},
     "cases/<int:case_id>/resolve": {"POST": DESK_ACTION},
     "cases/<int:case_id>/notes": {"POST": DESK_ACTION},
+    "lists/entries": {"POST": DESK_ACTION},  # block a card or merchant (leads: allow too), from a case or entity page
     "cards/<path:card_id>/": {"GET": DESK},
     "merchants/<path:merchant_id>/": {"GET": DESK},
     "search": {"GET": DESK},

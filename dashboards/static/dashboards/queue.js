@@ -156,13 +156,22 @@
       const response = await fetch(window.location.pathname, { credentials: "same-origin" });
       if (!response.ok) return;
       const page = new DOMParser().parseFromString(await response.text(), "text/html");
-      for (const id of ["audit", "tx-label", "case-verdict"]) {
+      for (const id of ["audit", "tx-label", "case-verdict", "case-alerts"]) {
         const fresh = page.getElementById(id);
         const current = document.getElementById(id);
         if (fresh && current) {
+          keepChoices(current, fresh);
           current.replaceWith(fresh);
           desk.enhance(fresh);
         }
+      }
+    }
+
+    /** Labels the analyst picked in a piece being replaced (the case's transactions) stay picked. */
+    function keepChoices(current, fresh) {
+      for (const select of current.querySelectorAll("select[id]")) {
+        const twin = fresh.querySelector(`#${CSS.escape(select.id)}`);
+        if (twin) twin.value = select.value;
       }
     }
 
