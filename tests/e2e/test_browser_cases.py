@@ -104,3 +104,34 @@ def test_screenshots_of_notes_an_overturned_verdict_and_the_no_access_page_are_s
             path = screenshot_dir / f"{name}-{width}.png"
             shot.screenshot(path=str(path), full_page=True)
             assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_cards_second_flagged_payment_joins_its_open_case_live_and_the_verdict_labels_both(desk: Desk):
+    from scoring.models import ListEntry, Transaction
+
+    # The card is on the block list, so both payments are flagged whatever the tiny test model thinks of them.
+    outside_the_browser_loop(
+        lambda: ListEntry.objects.create(kind="block", entity="card", value="card-join", reason="test")
+    )
+    alice = desk.login(desk.context(), ALICE)
+    alice.goto("/cases/")
+    wait_until_live(alice)
+
+    first = desk.post(external_id="join-1", card_id="card-join", amount="120.00")
+    row = alice.locator(f"#case-{first['case_id']}")
+    expect(row.locator(".alert-count")).to_have_text("1", timeout=WAIT_MS)
+    second = desk.post(external_id="join-2", card_id="card-join", amount="80.00")
+
+    assert second["case_id"] == first["case_id"]
+    expect(row.locator(".alert-count")).to_have_text("2", timeout=WAIT_MS)
+    expect(row.locator(".amount")).to_have_text("200.00 EUR")
+    expect(alice.locator(".case-row")).to_have_count(1)
+
+    alice.goto(f"/cases/{first['case_id']}/")
+    expect(alice.locator("#case-alerts tbody tr")).to_have_count(2)
+    alice.click(f"#case-{first['case_id']}-fraud")
+    expect(alice.locator(f"#case-{first['case_id']}")).to_have_attribute("data-status", "fraud", timeout=WAIT_MS)
+    labels = outside_the_browser_loop(
+        lambda: dict(Transaction.objects.filter(card_id="card-join").values_list("external_id", "is_fraud"))
+    )
+    assert labels == {"join-1": True, "join-2": True}
