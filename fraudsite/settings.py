@@ -147,6 +147,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "ninja",
+    "django_tasks",
+    "django_tasks_db",
     "scoring",
     "dashboards",
 ]
@@ -359,8 +361,14 @@ CASE_DUE_HOURS = {
     "review": env_float("CASE_DUE_HOURS_REVIEW", default=24),
 }
 CLAIM_TIMEOUT_MINUTES = env_float("CLAIM_TIMEOUT_MINUTES", default=30)
-# How often `manage.py desk_worker` (the Procfile's worker) looks for idle claims to return to the queue.
-DESK_WORKER_SECONDS = env_float("DESK_WORKER_SECONDS", default=30)
+
+# --- the worker (`manage.py worker`, the Procfile's worker) --------------------------------------
+# Background jobs are django-tasks tasks kept in the database (django-tasks-db): the same tables on SQLite and
+# PostgreSQL, committed with the change that asks for them, run by the worker.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Functions the worker calls every WORKER_TICK_SECONDS, each on its own: one failing never stops the others.
+WORKER_DUTIES = ["scoring.cases.lapse_idle_claims"]
+WORKER_TICK_SECONDS = env_float("WORKER_TICK_SECONDS", default=5)
 
 LOGGING = {
     "version": 1,

@@ -153,26 +153,29 @@ def test_the_timeout_comes_from_the_settings(alice: User, settings: Any) -> None
     assert cases.lapse_idle_claims(now=timezone.now() + timedelta(minutes=6)) == [case.id]
 
 
-# --- the desk worker's round ---------------------------------------------------------------------
+# --- the worker's round --------------------------------------------------------------------------
 
 
-def test_desk_worker_once_lapses_idle_claims_and_names_them(alice: User) -> None:
+# Transactional: the jobs half of the round checks its connection as a worker does, outside any test transaction.
+@pytest.mark.django_db(transaction=True)
+def test_worker_once_lapses_idle_claims_and_names_them(alice: User) -> None:
     idle, active = claimed_by(alice), claimed_by(alice)
     Case.objects.filter(pk=idle.pk).update(assignee_active_at=timezone.now() - LATER)
     out = StringIO()
 
-    call_command("desk_worker", "--once", stdout=out)
+    call_command("worker", "--once", stdout=out)
 
-    assert out.getvalue() == f"claims lapsed: case {idle.id}\n"
+    assert out.getvalue() == f"lapse_idle_claims: {idle.id}\n"
     assert Case.objects.get(pk=idle.pk).assignee is None
     assert Case.objects.get(pk=active.pk).assignee == alice
 
 
-def test_desk_worker_once_says_nothing_when_no_claim_is_idle(alice: User) -> None:
+@pytest.mark.django_db(transaction=True)
+def test_worker_once_says_nothing_when_no_claim_is_idle(alice: User) -> None:
     claimed_by(alice)
     out = StringIO()
 
-    call_command("desk_worker", "--once", stdout=out)
+    call_command("worker", "--once", stdout=out)
 
     assert out.getvalue() == ""
 

@@ -41,8 +41,9 @@ class Command(BaseCommand):
         self.show_ready(f"http://127.0.0.1:{port}", key=key)
         if setup_only:
             return
-        # The desk worker returns idle claims to the queue; it stops with the server and the simulator.
-        worker = subprocess.Popen([sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "desk_worker"])
+        # The worker runs the leads' jobs and returns idle claims to the queue; it stops with the server and the
+        # simulator.
+        worker = subprocess.Popen([sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "worker"])
         try:
             serve_with_traffic(port=port, rate=rate, key=key, out=self.stdout)
         except TrafficError as exc:

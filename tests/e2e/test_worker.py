@@ -1,4 +1,4 @@
-"""The desk worker as a real process: the Procfile's `worker` line returns idle claims to the queue and stops cleanly on
+"""The worker as a real process: the Procfile's `worker` line returns idle claims to the queue and stops cleanly on
 SIGTERM, and `make demo` runs it beside the server and the simulator and stops it with them."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def test_the_procfiles_worker_returns_an_idle_claim_and_stops_cleanly_on_sigterm
     proc = subprocess.Popen(
         procfile_command("worker"),
         cwd=ROOT,
-        env=process_env(DESK_WORKER_SECONDS="0.2"),
+        env=process_env(WORKER_TICK_SECONDS="0.2"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -76,13 +76,13 @@ def test_the_procfiles_worker_returns_an_idle_claim_and_stops_cleanly_on_sigterm
             proc.wait()
 
     assert proc.returncode == 0, output
-    assert f"claims lapsed: case {idle.id}\n" in output
-    assert output.rstrip().endswith("desk worker: stopped")
+    assert f"lapse_idle_claims: {idle.id}\n" in output
+    assert output.rstrip().endswith("worker: stopped")
     assert Case.objects.get(pk=active.pk).assignee_id == analyst.pk
     assert Case.objects.get(pk=idle.pk).events.filter(action="lapsed", via="claim timeout").count() == 1
 
 
-def test_the_demo_runs_the_desk_worker_while_it_serves_and_stops_it_with_the_rest(
+def test_the_demo_runs_the_worker_while_it_serves_and_stops_it_with_the_rest(
     model_version: Any, tmp_path: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from scoring.management.commands import demo
@@ -108,6 +108,6 @@ def test_the_demo_runs_the_desk_worker_while_it_serves_and_stops_it_with_the_res
     call_command("demo", "--port", "1", stdout=StringIO())
 
     (worker,) = started
-    assert worker.args[1:] == [str(ROOT / "manage.py"), "desk_worker"]
+    assert worker.args[1:] == [str(ROOT / "manage.py"), "worker"]
     assert running_while_serving == [True]
     assert worker.poll() is not None  # stopped (and waited for) once serving ended
