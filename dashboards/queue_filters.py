@@ -29,11 +29,11 @@ ANY = "any"
 STATUSES = [(CaseStatus.OPEN, "Open"), (CaseStatus.FRAUD, "Fraud"), (CaseStatus.LEGITIMATE, "Legitimate"), (ANY, "Any")]
 DECISIONS = [("", "Any decision"), ("review", "Review"), ("block", "Block")]
 SORTS = [
-    ("risk", "Risk (highest score first)"),
-    ("amount", "Amount (largest first)"),
-    ("age", "Age (oldest first)"),
-    ("due", "Due time (soonest first)"),
-    ("resolved", "Verdict (latest first)"),
+    ("risk", "Risk (score)"),
+    ("amount", "Amount (largest)"),
+    ("age", "Age (oldest)"),
+    ("due", "Due (soonest)"),
+    ("resolved", "Verdict (latest)"),
 ]
 # Each order in the words the page head uses ("12 cases: open; riskiest first.").
 SORT_WORDS = {
@@ -55,16 +55,25 @@ class FlagInput(forms.CheckboxInput):
         return str(data.get(name, "")).lower() not in OFF
 
 
-def _order(sort: str, prefix: str) -> list[str | OrderBy]:
-    """The ORDER BY of a sort, on the case's columns (`prefix` "case__" from its alerts); ties by case id."""
+def _order(sort: str, prefix: str, *, verdicts_only: bool) -> list[str | OrderBy]:
+    """The ORDER BY of a sort, on the case's columns (`prefix` "case__" from its alerts); ties by case id.
+
+    Verdicts latest first: among verdicts alone (no open case, so no verdict time missing) as the indexes on
+    (status, -resolved_at, -id) and the overturned ones have it; with open cases among them, those last.
+    """
     by_id = f"{prefix}id"
+    latest = f"-{prefix}resolved_at" if verdicts_only else F(f"{prefix}resolved_at").desc(nulls_last=True)
     return {
         "risk": [f"-{prefix}top_score", by_id],
         "amount": [F(f"{prefix}total_amount").desc(nulls_last=True), by_id],
         "age": [f"{prefix}opened_at", by_id],
         "due": [f"{prefix}due_at", by_id],
-        "resolved": [F(f"{prefix}resolved_at").desc(nulls_last=True), f"-{prefix}id"],
+        "resolved": [latest, f"-{prefix}id"],
     }[sort]
+
+
+def _one_of(choices: list[tuple[str, str]]) -> dict[str, str]:
+    return {"invalid_choice": "choose one of " + ", ".join(value for value, _ in choices if value)}
 
 
 def _number(label: str, *, placeholder: str = "", step: float | str = "any") -> forms.NumberInput:
@@ -74,8 +83,8 @@ def _number(label: str, *, placeholder: str = "", step: float | str = "any") -> 
 class QueueFilterForm(forms.Form):
     """What the queue's filter bar sends; every field optional, so `/cases/` alone is the open queue by risk."""
 
-    status = forms.ChoiceField(choices=STATUSES, required=False)
-    decision = forms.ChoiceField(choices=DECISIONS, required=False)
+    status = forms.ChoiceField(choices=STATUSES, required=False, error_messages=_one_of(STATUSES))
+    decision = forms.ChoiceField(choices=DECISIONS, required=False, error_messages=_one_of(DECISIONS))
     assignee = forms.CharField(required=False, max_length=150, strip=True)
     score_min = forms.FloatField(
         required=False,
@@ -121,18 +130,18 @@ class QueueFilterForm(forms.Form):
         min_value=0,
         max_value=MAX_HOURS,
         label="Opened more than (hours)",
-        widget=_number("Opened more than this many hours ago", step=1),
+        widget=_number("Opened more than this many hours ago", placeholder="from", step=1),
     )
     max_age = forms.FloatField(
         required=False,
         min_value=0,
         max_value=MAX_HOURS,
         label="Opened less than (hours)",
-        widget=_number("Opened less than this many hours ago", step=1),
+        widget=_number("Opened less than this many hours ago", placeholder="to", step=1),
     )
     overdue = forms.BooleanField(required=False, widget=FlagInput(attrs={"value": "1"}))
     overturned = forms.BooleanField(required=False, widget=FlagInput(attrs={"value": "1"}))
-    sort = forms.ChoiceField(choices=SORTS, required=False)
+    sort = forms.ChoiceField(choices=SORTS, required=False, error_messages=_one_of(SORTS))
     page = forms.IntegerField(required=False, min_value=1)
 
     @classmethod
@@ -228,13 +237,19 @@ class QueueFilter:
     def cases(self, *, user: AbstractBaseUser, now: datetime) -> QuerySet[Case]:
         """The cases it selects, in its order, with what a queue row shows."""
         selected = Case.objects.filter(self.condition(user=user, now=now))
-        return selected.select_related("assignee", "resolved_by", "reason").order_by(*_order(self.sort, ""))
+        order = _order(self.sort, "", verdicts_only=self.verdicts_only)
+        return selected.select_related("assignee", "resolved_by", "reason").order_by(*order)
 
     def alerts(self, *, user: AbstractBaseUser, now: datetime) -> QuerySet[Transaction]:
         """The transactions of those cases, case by case in the cases' order, each case's in time order."""
         selected = Transaction.objects.filter(self.condition(user=user, now=now, prefix="case__"))
-        order = [*_order(self.sort, "case__"), "timestamp", "id"]
+        order = [*_order(self.sort, "case__", verdicts_only=self.verdicts_only), "timestamp", "id"]
         return selected.select_related("case").order_by(*order)
+
+    @property
+    def verdicts_only(self) -> bool:
+        """Whether it selects resolved cases alone (a verdict status, or overturned verdicts)."""
+        return self.status in (CaseStatus.FRAUD, CaseStatus.LEGITIMATE) or self.overturned
 
     @property
     def browser_checkable(self) -> bool:

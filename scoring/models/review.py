@@ -102,6 +102,10 @@ class Case(models.Model):
         indexes = [
             models.Index(fields=["status", "-opened_at"], name="case_status_opened"),
             models.Index(fields=["card_id", "-opened_at"], name="case_card"),
+            # The queue's verdicts by latest first (dashboards/queue_filters.py): a verdict's columns change when a
+            # case is resolved or reopened, never in the ingest write, whose updates stay heap-only.
+            models.Index(fields=["status", "-resolved_at", "-id"], name="case_status_resolved"),
+            models.Index(fields=["-resolved_at", "-id"], condition=models.Q(overturned=True), name="case_overturned"),
         ]
         # The ingest write's upsert relies on this: a second open case for a card is impossible, even for two
         # batches racing on one card, and a resolved case no longer holds the card's place.

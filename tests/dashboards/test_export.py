@@ -163,7 +163,7 @@ def copies(model: type[Model], template: Model, n: int, **changed: str) -> None:
 
 def many_cases(n: int) -> None:
     """`n` open cases (one made as usual, the rest its copies with their own cards and scores)."""
-    copies(Case, make_case(), n - 1, card_id="'card-' || n.i", top_score="0.5 + (n.i % 500) / 1000.0")
+    copies(Case, make_case(), n - 1, card_id="'card-' || n.i", top_score="0.5 + (n.i %% 500) / 1000.0")
 
 
 def many_alerts(n: int) -> None:

@@ -203,13 +203,13 @@ def test_the_page_head_says_what_is_shown(alice_client: Client) -> None:
     ("query", "message"),
     [
         ("score_min=abc", "Enter a number."),
-        ("status=closed", "Select a valid choice. closed is not one of the available choices."),
+        ("status=closed", "Status</label> (“closed”): choose one of open, fraud, legitimate, any"),
         ("score_min=0.9&score_max=0.2", "the score range ends below where it starts"),
         ("amount_min=-5", "Ensure this value is greater than or equal to 0."),
         ("currency=EURO", "a currency is three letters, like EUR"),
         ("page=0", "Ensure this value is greater than or equal to 1."),
         ("min_age=30&max_age=2", "the age range ends below where it starts"),
-        ("sort=cheapest", "Select a valid choice."),
+        ("sort=cheapest", "choose one of risk, amount, age, due, resolved"),
     ],
 )
 def test_a_bad_value_gets_the_bar_back_with_what_is_wrong(alice_client: Client, query: str, message: str) -> None:
