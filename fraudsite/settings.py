@@ -353,6 +353,15 @@ DASHBOARD_RECONCILE_SECONDS = env_float("DASHBOARD_RECONCILE_SECONDS", default=1
 # computes; two run at once, a third when FULL_BATCH (32) items wait. SQLite has one writer at a time, so 1 there.
 INGEST_THREADS = int(env_float("INGEST_THREADS", default=3 if _db["ENGINE"] == "django.db.backends.postgresql" else 1))
 
+# Webhooks (scoring/webhooks.py), sent by the worker: each request's connection and each of its reads wait at most
+# WEBHOOK_TIMEOUT_SECONDS; a delivery that gets no answer, a 5xx or a 429 is tried again after
+# WEBHOOK_RETRY_BASE_SECONDS, doubling each time up to an hour (with jitter, never sooner than a Retry-After), for
+# WEBHOOK_RETRY_HOURS, then marked failed. A worker process sends WEBHOOK_CONCURRENCY deliveries at once at most.
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", default=10)
+WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", default=10)
+WEBHOOK_RETRY_HOURS = env_float("WEBHOOK_RETRY_HOURS", default=24)
+WEBHOOK_CONCURRENCY = env_int("WEBHOOK_CONCURRENCY", default=8)
+
 # The review desk's deadlines: a case is due this many hours after it opens, by its decision (a block joining a
 # review case brings the due time forward); a claim with no activity for CLAIM_TIMEOUT_MINUTES returns the case
 # to the queue.
@@ -367,7 +376,10 @@ CLAIM_TIMEOUT_MINUTES = env_float("CLAIM_TIMEOUT_MINUTES", default=30)
 # PostgreSQL, committed with the change that asks for them, run by the worker.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # Functions the worker calls every WORKER_TICK_SECONDS, each on its own: one failing never stops the others.
-WORKER_DUTIES = ["scoring.cases.lapse_idle_claims"]
+WORKER_DUTIES = [
+    "scoring.cases.lapse_idle_claims",
+    "scoring.webhooks.sweep",  # the webhook outbox: fan-out and delivery
+]
 WORKER_TICK_SECONDS = env_float("WORKER_TICK_SECONDS", default=5)
 
 LOGGING = {

@@ -18,9 +18,10 @@ from django.db.models import QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from scoring import labels
+from scoring import labels, webhooks
+from scoring import webhook_payloads as payloads
 from scoring.announce import broadcaster
-from scoring.models import Case, CaseEvent, CaseStatus, LabelSource, ReasonCode
+from scoring.models import Case, CaseEvent, CaseStatus, EventType, LabelSource, ReasonCode
 from scoring.results import case_event
 from scoring.roles import can_review, is_lead
 
@@ -92,6 +93,7 @@ def resolve(
         for tx in alerts:
             label = exceptions.get(tx.id, is_fraud)
             labels.apply_label(tx, is_fraud=label, at=case.resolved_at, source=LabelSource.ANALYST)
+        webhooks.record(EventType.CASE_RESOLVED, lambda: payloads.resolved(case))
         return _changed(case, actor=user, action=case.status, note=_with_exceptions(note, exceptions, alerts))
 
 
@@ -135,10 +137,12 @@ def follow_label(case_id: int, *, is_fraud: bool, external_id: str) -> Case:
             return _changed(case, actor=None, action=LABEL, note=f"{external_id} is legitimate", via=CHARGEBACK_FEED)
         if case.is_open:
             _settle(case, is_fraud=is_fraud, by=None, via=CHARGEBACK_FEED)
+            webhooks.record(EventType.CASE_RESOLVED, lambda: payloads.resolved(case))
             return _changed(case, actor=None, action=case.status, via=CHARGEBACK_FEED)
         if is_fraud and case.status == CaseStatus.LEGITIMATE and not case.overturned:
             case.overturned = True
             case.save(update_fields=["overturned"])
+            webhooks.record(EventType.CASE_OVERTURNED, lambda: payloads.overturned(case, external_id=external_id))
             return _changed(case, actor=None, action=OVERTURNED, via=CHARGEBACK_FEED)
         return case
 

@@ -7,9 +7,10 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from scoring import cases, storage  # cases labels through apply_label below; both use the module, not names
+from scoring import cases, storage, webhooks  # cases labels through apply_label below; both use the module
+from scoring import webhook_payloads as payloads
 from scoring.features import epoch_hour
-from scoring.models import LabelSource, Transaction
+from scoring.models import EventType, LabelSource, Transaction
 
 
 class ReportedBeforeTransaction(ValueError):
@@ -27,6 +28,7 @@ def record(*, external_id: str, is_fraud: bool, reported_at: datetime | None = N
             raise ReportedBeforeTransaction("is before the transaction's timestamp")
         if tx.is_fraud != is_fraud or tx.labeled_at is None:
             apply_label(tx, is_fraud=is_fraud, at=reported_at or timezone.now(), source=LabelSource.CHARGEBACK)
+            webhooks.record(EventType.LABEL_RECEIVED, lambda: payloads.label(tx))  # a repeated label sends nothing
         if tx.case_id is not None:
             cases.follow_label(tx.case_id, is_fraud=is_fraud, external_id=tx.external_id)
         return tx

@@ -15,6 +15,14 @@ from scoring.models.traffic import (
     TransactionQuerySet,
 )
 from scoring.models.versions import ActiveModelDeletion, ModelVersion, ModelVersionQuerySet
+from scoring.models.webhooks import (
+    DeliveryStatus,
+    EventType,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from scoring.storage.fields import FeatureValuesField  # migration 0007 names it here
 
 __all__ = [
@@ -31,6 +39,8 @@ __all__ = [
     "CaseStatus",
     "Channel",
     "Decision",
+    "DeliveryStatus",
+    "EventType",
     "FeatureValuesField",
     "LabelSource",
     "ListEntity",
@@ -43,6 +53,10 @@ __all__ = [
     "ReasonCode",
     "Transaction",
     "TransactionQuerySet",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "due_after",
     "hash_key",
 ]

@@ -8,6 +8,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from scoring.features import FEATURES
+from scoring.models.webhooks import EventType
 
 
 class ActiveModelDeletion(Exception):
@@ -75,8 +76,13 @@ class ModelVersion(models.Model):
         from scoring.classifier import check_serves  # classifier builds on this module
 
         check_serves(self)  # a version that fails here would fail every ingest request once active
+        from scoring import webhook_payloads, webhooks  # both build on the models
+
         with transaction.atomic():
-            ModelVersion.objects.filter(is_active=True).exclude(pk=self.pk).update(is_active=False)
+            others = ModelVersion.objects.filter(is_active=True).exclude(pk=self.pk)
+            previous = others.values_list("version", flat=True).first()
+            others.update(is_active=False)
             self.is_active = True
             self.activated_at = timezone.now()
+            webhooks.record(EventType.MODEL_ACTIVATED, lambda: webhook_payloads.activated(self, previous=previous))
             self.save(update_fields=["is_active", "activated_at"])

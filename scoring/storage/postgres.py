@@ -7,6 +7,7 @@ more than the database's work; values go as binary arrays (scoring/storage/binar
 from __future__ import annotations
 
 from contextlib import nullcontext
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -16,8 +17,20 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from scoring import webhooks
 from scoring.features import DAY, FEATURES, MERCHANT_HOURS, MERCHANT_SPAN_HOURS, CardHistory, MerchantCounts
-from scoring.models import ALERT, OPENED, Case, CaseEvent, CaseStatus, Decision, MerchantHour, Transaction
+from scoring.models import (
+    ALERT,
+    OPENED,
+    Case,
+    CaseEvent,
+    CaseStatus,
+    Decision,
+    EventType,
+    MerchantHour,
+    Transaction,
+    WebhookEvent,
+)
 from scoring.schemas import TransactionIn
 from scoring.storage import HourCounts, NewRow, Pair, Read, Windows, card_range, case_alerts, imported
 from scoring.storage.binary import Float4Array, binary_cursor, read_together
@@ -77,6 +90,9 @@ CROSS JOIN LATERAL (
 # COLLATE "C", and hour_counts()' order), so two batches never wait on each other in a circle.
 # A card's open case is found by the upsert on the one-open-case-per-card index: two batches racing on one card
 # meet on that index entry, and the second joins the case the first opened (xmax = 0 tells an inserted row).
+# While some endpoint wants `transaction.flagged`, the statement also puts each flagged row's event in the webhook
+# outbox ({outbox}: _OUTBOX), committed with it; the event's body is rendered from the stored row when the worker
+# fans it out.
 _SAVE = """
 WITH cases AS (
     INSERT INTO {case} AS c (card_id, status, decision, alert_count, top_score, total_amount, currency, opened_at,
@@ -113,10 +129,14 @@ WITH cases AS (
 ), audit AS (
     INSERT INTO {event} (case_id, action, note, via, at)
     SELECT id, CASE WHEN joined THEN %b ELSE %b END, '', '', %b FROM cases
-)
+){outbox}
 SELECT new.id, new.external_id, new.case_id, coalesce(cases.joined, false)
 FROM new LEFT JOIN cases ON cases.id = new.case_id
 """
+_OUTBOX = """, outbox AS (
+    INSERT INTO {event} (id, type, transaction_id, created_at)
+    SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), %b, id, %b FROM new WHERE case_id IS NOT NULL
+)"""
 
 
 class PostgreSQL:
@@ -145,8 +165,13 @@ class PostgreSQL:
         # except behind a pooler that lends server connections a transaction at a time (DB_TRANSACTION_POOLING),
         # where the next batch's connection may not have it.
         saving = binary_cursor(prepared=not settings.DB_TRANSACTION_POOLING)
+        now = timezone.now()
+        params = _save_params(rows, counts=counts, features=features, version=version, now=now)
+        outbox = webhooks.subscribed(EventType.TRANSACTION_FLAGGED)
+        if outbox:
+            params += [EventType.TRANSACTION_FLAGGED, now]
         with transaction.atomic() if connection.in_atomic_block else nullcontext(), saving as cursor:
-            cursor.execute(_save_statement(), _save_params(rows, counts=counts, features=features, version=version))
+            cursor.execute(_save_statement(outbox=outbox), params)
             stored = cursor.fetchall()
         by_id = {row.item.external_id: row for row in rows}
         for pk, external_id, case_id, joined in stored:
@@ -216,8 +241,9 @@ def _windows_statement() -> str:
 
 
 @cache
-def _save_statement() -> str:
+def _save_statement(*, outbox: bool) -> str:
     return _SAVE.format(
+        outbox=_OUTBOX.format(event=WebhookEvent._meta.db_table) if outbox else "",
         transaction=Transaction._meta.db_table,
         width=len(FEATURES),
         hour=MerchantHour._meta.db_table,
@@ -228,7 +254,9 @@ def _save_statement() -> str:
     )
 
 
-def _save_params(rows: list[NewRow], *, counts: HourCounts, features: np.ndarray, version: str) -> list[Any]:
+def _save_params(
+    rows: list[NewRow], *, counts: HourCounts, features: np.ndarray, version: str, now: datetime
+) -> list[Any]:
     """_SAVE's parameters: the features, then a list per column in the order its unnest() takes them."""
     items, said = [row.item for row in rows], [row.scored for row in rows]
     columns = [
@@ -251,7 +279,6 @@ def _save_params(rows: list[NewRow], *, counts: HourCounts, features: np.ndarray
         [count for count, _ in counts.values()],
         [frauds for _, frauds in counts.values()],
     ]
-    now = timezone.now()
     groups = case_alerts(rows, now=now)
     cases = [
         [g.card_id for g in groups],

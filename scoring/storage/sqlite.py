@@ -13,9 +13,10 @@ import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 
+from scoring import webhooks
 from scoring.aggregates import hour_counts
 from scoring.features import MERCHANT_SPAN_HOURS, CardHistory, MerchantBuckets, merchant_counts
-from scoring.models import ALERT, OPENED, Case, CaseEvent, Decision, MerchantHour, Transaction
+from scoring.models import ALERT, OPENED, Case, CaseEvent, Decision, EventType, MerchantHour, Transaction, WebhookEvent
 from scoring.schemas import TransactionIn
 from scoring.storage import (
     CardHistories,
@@ -52,6 +53,7 @@ class SQLite:
             for row, values in zip(rows, features.tolist(), strict=True)
         ]
         order = sorted(range(len(txs)), key=lambda i: txs[i].external_id)
+        outbox = webhooks.subscribed(EventType.TRANSACTION_FLAGGED)  # asked before the write lock is taken
         with transaction.atomic():
             cases = _file_alerts(case_alerts(rows, now=now), at=now)
             for tx in txs:
@@ -59,6 +61,11 @@ class SQLite:
                     tx.case_id = cases[tx.card_id][0]
             Transaction.objects.bulk_create([txs[i] for i in order])
             self.add_to_hours(counts)
+            if outbox:  # the flagged rows' events, whose bodies are rendered from the stored rows at fan-out
+                flagged = [txs[i] for i in order if txs[i].case_id is not None]
+                WebhookEvent.objects.bulk_create(
+                    [WebhookEvent(type=EventType.TRANSACTION_FLAGGED, transaction=tx, created_at=now) for tx in flagged]
+                )
         for row, tx in zip(rows, txs, strict=True):
             row.id, row.case_id = tx.pk, tx.case_id
             row.joined = tx.case_id is not None and cases[tx.card_id][1]
