@@ -116,6 +116,7 @@ ROUTES: dict[str, dict[str, Answers]] = {
     "admin/r/<path:content_type_id>/<path:object_id>/": {"GET": (ADMIN_LOGIN, ADMIN_LOGIN, 404, 404)},
     "admin/(?P<app_label>auth|scoring)/$": {"GET": STAFF},
     "admin/(?P<app_label>auth|axes|scoring)/$": {"GET": STAFF},  # with django-axes' records
+    "admin/(?P<app_label>auth|axes|django_tasks_database|scoring)/$": {"GET": STAFF},  # and django-tasks' results
     "admin/(?P<url>.*)$": {"GET": (ADMIN_LOGIN, ADMIN_LOGIN, 404, 404)},
     **admin_model(
         "scoring/case",
@@ -174,6 +175,15 @@ ROUTES: dict[str, dict[str, Answers]] = {
         change=USERS_ADMIN,
     ),
     "admin/auth/user/<id>/password/": {"GET": USERS_ADMIN},
+    # django-tasks-db's task results (read-only): what the worker ran, with tracebacks; the jobs page is the leads'.
+    **admin_model(
+        "django_tasks_database/dbtaskresult",
+        changelist=USERS_ADMIN,
+        add=USERS_ADMIN,
+        history=ADMIN_REDIRECT,  # no task result is sampled: the admin's "no such object" redirect comes first
+        delete=USERS_ADMIN,
+        change=USERS_ADMIN,
+    ),
     # django-axes' login records: who failed, who was locked out; superusers unlock accounts.
     **admin_model(
         "axes/accessattempt",
