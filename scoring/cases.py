@@ -94,7 +94,7 @@ def resolve(
             label = exceptions.get(tx.id, is_fraud)
             labels.apply_label(tx, is_fraud=label, at=case.resolved_at, source=LabelSource.ANALYST)
         webhooks.record(EventType.CASE_RESOLVED, lambda: payloads.resolved(case))
-        return _changed(case, actor=user, action=case.status, note=_with_exceptions(note, exceptions, alerts))
+        return _changed(case, actor=user, action=case.status, note=_verdict_note(case, note, exceptions, alerts))
 
 
 def reopen(case_id: int, *, user: AbstractBaseUser, reason: str) -> Case:
@@ -215,13 +215,15 @@ def _reason(code: str | None, *, is_fraud: bool) -> ReasonCode | None:
     return reason
 
 
-def _with_exceptions(note: str, exceptions: dict[int, bool], alerts: list) -> str:
-    """The note, and which alerts got a label other than the verdict (the record says so in words)."""
+def _verdict_note(case: Case, note: str, exceptions: dict[int, bool], alerts: list) -> str:
+    """The verdict's record in words: its reason (a reopened case loses it, the record keeps it), the analyst's note,
+    and which alerts got a label other than the verdict."""
     names = {tx.id: tx.external_id for tx in alerts}
     told = [
         f"{names[tx_id]} labeled {'fraud' if fraud else 'legitimate'}" for tx_id, fraud in sorted(exceptions.items())
     ]
-    return "; ".join([note, *told] if note else told)
+    reason = [f"reason: {case.reason.label}"] if case.reason else []
+    return "; ".join([*reason, *([note] if note else []), *told])
 
 
 def _locked(case_id: int) -> Case:

@@ -163,7 +163,8 @@ def test_one_transaction_labeled_otherwise_gets_its_own_label_and_the_record_say
     first.refresh_from_db()
     second.refresh_from_db()
     assert (first.is_fraud, second.is_fraud) == (True, False)
-    assert CaseEvent.objects.get(case=case, action="fraud").note == f"{second.external_id} labeled legitimate"
+    note = CaseEvent.objects.get(case=case, action="fraud").note
+    assert note == f"reason: Stolen card; {second.external_id} labeled legitimate"
 
 
 def test_a_label_as_the_verdict_changes_nothing_and_is_not_recorded_as_an_exception(alice_client: Client) -> None:

@@ -122,7 +122,7 @@ def test_resolving_a_case_labels_every_alert_except_those_labeled_otherwise(djan
     assert labels == {"a": True, "b": True, "c": False}
     assert set(Transaction.objects.values_list("label_source", flat=True)) == {LabelSource.ANALYST}
     assert case.reason == ReasonCode.objects.get(code="card-testing")
-    assert case.events.last().note == "c labeled legitimate"
+    assert case.events.last().note == "reason: Card testing; c labeled legitimate"
 
 
 @pytest.mark.django_db
