@@ -1,7 +1,8 @@
 """The review queue's filters and sort orders, from the query string to the cases (and their alerts) they select.
 
 One form reads the query string (`/cases/?status=open&assignee=mine&score_min=0.8&sort=amount`), so a page, its
-page links and its CSV exports all select with the same words and the same rules. Amount bounds compare each
+page links and its CSV exports all select with the same words and the same rules; `q` narrows them to the cards
+whose id begins with it, or the case it numbers, read as the search page reads ids. Amount bounds compare each
 case's total in its own currency (or in the one currency chosen); a case whose alerts are in several currencies
 has no total, so it never matches an amount bound and sorts after every case that has one.
 """
@@ -20,6 +21,7 @@ from django.db.models import F, Q, QuerySet
 from django.db.models.expressions import OrderBy
 from django.http import QueryDict
 
+from dashboards.search import CASE_NUMBER, CONTROL, MAX_QUERY, upper_bound
 from scoring.models import Case, CaseStatus, Transaction
 from scoring.results import money
 from scoring.roles import ANALYSTS, LEADS
@@ -83,6 +85,15 @@ def _number(label: str, *, placeholder: str = "", step: float | str = "any") -> 
 class QueueFilterForm(forms.Form):
     """What the queue's filter bar sends; every field optional, so `/cases/` alone is the open queue by risk."""
 
+    q = forms.CharField(
+        required=False,
+        max_length=MAX_QUERY + 1,  # a case number's "#"
+        strip=True,
+        label="Card or case",
+        widget=forms.TextInput(
+            attrs={"placeholder": "card id or #case", "autocomplete": "off", "spellcheck": "false", "type": "search"}
+        ),
+    )
     status = forms.ChoiceField(choices=STATUSES, required=False, error_messages=_one_of(STATUSES))
     decision = forms.ChoiceField(choices=DECISIONS, required=False, error_messages=_one_of(DECISIONS))
     assignee = forms.CharField(required=False, max_length=150, strip=True)
@@ -158,6 +169,11 @@ class QueueFilterForm(forms.Form):
                 data[name] = default
         return cls(data, **kwargs)
 
+    def clean_q(self) -> str:
+        if CONTROL.search(self.cleaned_data["q"]):
+            raise forms.ValidationError("ids hold no control characters")
+        return self.cleaned_data["q"]
+
     def clean_currency(self) -> str:
         return self.cleaned_data["currency"].upper()
 
@@ -193,6 +209,7 @@ class QueueFilterForm(forms.Form):
 class QueueFilter:
     """A validated queue filter: which cases, in what order."""
 
+    q: str = ""  # a card id's beginning, or a case number
     status: str = "open"
     decision: str = ""
     assignee: str = ""  # "", "mine", "unclaimed" or a username
@@ -232,7 +249,16 @@ class QueueFilter:
             terms |= {"status": CaseStatus.OPEN, "due_at__lt": now} if self.status in (ANY, "open") else {"pk__in": []}
         if self.overturned:
             terms["overturned"] = True
-        return Q(**{prefix + name: value for name, value in terms.items()})
+        selected = Q(**{prefix + name: value for name, value in terms.items()})
+        return selected & self._card_or_number(prefix) if self.q else selected
+
+    def _card_or_number(self, prefix: str) -> Q:
+        """Cards whose id begins with `q` (a range of the case_card index, as dashboards/search.py reads ids), or
+        the case numbered `q` ("#123" or "123")."""
+        above = upper_bound(self.q)
+        card = Q(**{f"{prefix}card_id__gte": self.q}) & (Q(**{f"{prefix}card_id__lt": above}) if above else Q())
+        number = CASE_NUMBER.fullmatch(self.q)
+        return card | Q(**{f"{prefix}pk": int(number[1])}) if number else card
 
     def cases(self, *, user: AbstractBaseUser, now: datetime) -> QuerySet[Case]:
         """The cases it selects, in its order, with what a queue row shows."""
@@ -259,6 +285,7 @@ class QueueFilter:
         return (
             self.status == "open"
             and self.sort == "risk"
+            and not self.q
             and not self.currency
             and not self.overdue
             and not self.overturned
@@ -268,6 +295,8 @@ class QueueFilter:
     def described(self, *, user: AbstractBaseUser) -> list[str]:
         """The filter in words, one phrase a condition (the page head says what it shows)."""
         words = [dict(STATUSES)[self.status].lower() if self.status != ANY else "any status"]
+        if self.q:
+            words.append(f"card or case “{self.q}”")
         if self.decision:
             words.append(f"{self.decision} decisions")
         if self.assignee == MINE:

@@ -75,6 +75,7 @@ def live_filter(chosen: QueueFilter | None, *, page: Page | None) -> dict[str, A
         "score_min": chosen.score_min,
         "score_max": chosen.score_max,
         "overturned": chosen.overturned,
+        "q": chosen.q,
         "unfiltered": chosen == QueueFilter(),
     }
 

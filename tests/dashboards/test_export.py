@@ -53,6 +53,17 @@ def test_cases_csv_has_a_header_and_the_filtered_cases_in_the_queues_order(alice
     assert record["assignee"] == "alice" and record["status"] == "open" and record["overdue"] == "no"
 
 
+def test_the_search_boxs_id_narrows_an_export_as_it_narrows_the_queue(alice_client: Client) -> None:
+    kept = make_case(card_id="4111-kept")
+    make_case(card_id="5500-other")
+
+    cases = rows(alice_client.get("/cases/export/cases.csv?status=any&q=4111"))
+    alerts = rows(alice_client.get("/cases/export/transactions.csv?status=any&q=4111"))
+
+    assert [row[0] for row in cases[1:]] == [str(kept.id)]
+    assert [row[4] for row in alerts[1:]] == ["4111-kept"]
+
+
 def test_transactions_csv_lists_the_alerts_of_the_filtered_cases(alice_client: Client) -> None:
     kept = make_case(score=0.95, decision="block", external_id="kept-1")
     make_tx(card_id=kept.card_id, external_id="kept-2", score=0.7, decision="review", case=kept)

@@ -142,6 +142,23 @@ def test_overturned_url_still_lists_overturned_verdicts_latest_first(alice_clien
     assert shown(alice_client, "overturned=1&status=open") == []
 
 
+def test_q_keeps_the_cards_whose_id_begins_with_it_and_the_case_it_numbers(alice_client: Client) -> None:
+    first, second = make_case(card_id="4111-aa"), make_case(card_id="4111-ab")
+    make_case(card_id="5500-aa")
+
+    assert sorted(shown(alice_client, "q=4111-a")) == sorted([first.id, second.id])
+    assert shown(alice_client, "q=4111-ab") == [second.id]
+    assert shown(alice_client, f"q=%23{first.id}") == [first.id]  # "#12", as the search box takes it
+    assert shown(alice_client, "q=4112") == []
+
+
+def test_q_with_a_control_character_is_refused(alice_client: Client) -> None:
+    response = alice_client.get("/cases/?q=card%01x")
+
+    assert response.status_code == 400
+    assert "ids hold no control characters" in response.content.decode()
+
+
 # --- sorting ---------------------------------------------------------------------------------------
 
 

@@ -36,10 +36,17 @@
       if (filter.score_min !== null && c.score < filter.score_min) return false;
       if (filter.score_max !== null && c.score > filter.score_max) return false;
       if (filter.overturned && c.overturned === false) return false;
+      if (c.card_id !== undefined && !cardOrNumber(c.card_id, c.id)) return false;
       const who = c.assignee || "";
       if (filter.assignee === "unclaimed") return who === "";
       if (filter.assignee === "mine") return who === queue.dataset.user;
       return !filter.assignee || who === filter.assignee;
+    }
+
+    /** The filter's `q`: a card id's beginning (compared by code point, as the server's range is) or a case number. */
+    function cardOrNumber(cardId, caseId) {
+      if (!filter.q) return true;
+      return String(cardId).startsWith(filter.q) || String(caseId) === filter.q.replace(/^#/, "");
     }
 
     function described(row) {
@@ -59,6 +66,7 @@
       if (!filter || filter.overturned || (filter.status !== "any" && filter.status !== "open")) return false;
       if (filter.decision === "review" && item.decision === "block") return false;
       if (filter.score_max !== null && item.score > filter.score_max) return false;
+      if (!cardOrNumber(item.card_id, item.case_id)) return false;
       const unclaimed = !item.state || item.state === "unclaimed";
       if (filter.assignee === "unclaimed") return unclaimed;
       return !filter.assignee || !unclaimed;
