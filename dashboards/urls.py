@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboards import team_page, views
+from dashboards import team_page, views, webhook_pages
 from dashboards.entity_pages import card, merchant, search_page
 from dashboards.export import export_cases, export_transactions
 from dashboards.feed import feed_rows
@@ -28,4 +28,9 @@ urlpatterns = [
     path("cases/<int:case_id>/notes", views.add_note, name="note"),
     path("lists/entries", views.add_list_entry, name="list_entry"),
     path("team/", team_page.team_page, name="team"),
+    path("webhooks/", webhook_pages.endpoints, name="webhooks"),
+    path("webhooks/<int:endpoint_id>/", webhook_pages.delivery_log, name="webhook"),
+    path("webhooks/<int:endpoint_id>/enable", webhook_pages.enable, name="webhook_enable"),
+    path("webhooks/<int:endpoint_id>/disable", webhook_pages.disable, name="webhook_disable"),
+    path("webhooks/deliveries/<int:delivery_id>/replay", webhook_pages.replay, name="webhook_replay"),
 ]

@@ -21,6 +21,7 @@ from scoring.models import ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Rea
 from scoring.models.access import ListEntryEvent
 from scoring.results import case_amount, reasons_in_words, shown
 from scoring.roles import can_review
+from scoring.webhook_admin import WebhookEndpointAdmin  # noqa: F401  (registers the webhook endpoints' admin)
 
 SCORE_BANDS = {
     "lt50": ("below 0.5", 0.0, 0.5),

@@ -110,8 +110,8 @@ def register_endpoint(
     _require_lead(user)
     with transaction.atomic():
         endpoint = WebhookEndpoint.objects.create(
-            url=_checked_url(url),
-            events=_checked_events(events),
+            url=checked_url(url),
+            events=checked_events(events),
             description=description.strip()[:200],
             is_enabled=enabled,
             created_by=user,
@@ -127,7 +127,7 @@ def update_endpoint(
     _require_lead(user)
     with transaction.atomic():
         endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
-        endpoint.url, endpoint.events = _checked_url(url), _checked_events(events)
+        endpoint.url, endpoint.events = checked_url(url), checked_events(events)
         endpoint.description = description.strip()[:200]
         endpoint.save(update_fields=["url", "events", "description"])
         _audit(endpoint, user=user, flag=CHANGE, message=f"now {endpoint.url} for {', '.join(endpoint.events)}")
@@ -170,7 +170,8 @@ def _require_lead(user: AbstractBaseUser | None) -> None:
         raise PermissionDenied("Only a lead may manage webhooks.")
 
 
-def _checked_url(url: str) -> str:
+def checked_url(url: str) -> str:
+    """The URL without surrounding blanks; ValueError unless it is http:// or https://."""
     url = url.strip()
     try:
         URLValidator(schemes=["http", "https"])(url)
@@ -181,7 +182,8 @@ def _checked_url(url: str) -> str:
     return url
 
 
-def _checked_events(events: list[str]) -> list[str]:
+def checked_events(events: list[str]) -> list[str]:
+    """The event types in one order without repeats; ValueError for none or an unknown one."""
     if unknown := set(events) - set(EventType.values):
         raise ValueError(f"unknown event type(s): {', '.join(sorted(unknown))}")
     if not events:
@@ -309,16 +311,18 @@ def _next_try(delivery: WebhookDelivery, answer: sending.Answer, *, now: datetim
 # --- figures ------------------------------------------------------------------------------------------
 
 
-def endpoint_health(*, now: datetime | None = None) -> dict[int, dict[str, int]]:
-    """Per endpoint: deliveries pending, pending after a failed attempt (retrying), and failed in the last day."""
+def endpoint_health(*, ids: list[int] | None = None, now: datetime | None = None) -> dict[int, dict[str, int]]:
+    """Per endpoint (of `ids`, or all): deliveries pending, pending after a failed attempt (retrying), and failed in
+    the last day; an endpoint with none of these is left out."""
     day_ago = (now or timezone.now()) - timedelta(days=1)
-    pending = WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING).values("endpoint_id")
+    deliveries = WebhookDelivery.objects.filter(endpoint__in=ids) if ids is not None else WebhookDelivery.objects.all()
+    pending = deliveries.filter(status=DeliveryStatus.PENDING).values("endpoint_id")
     pending = pending.annotate(pending=Count("id"), retrying=Count("id", filter=Q(attempts__gt=0)))
-    failed = WebhookDelivery.objects.filter(status=DeliveryStatus.FAILED, created_at__gte=day_ago)
+    failed = deliveries.filter(status=DeliveryStatus.FAILED, created_at__gte=day_ago).values("endpoint_id")
     health: dict[int, dict[str, int]] = {}
     for row in pending:
         health.setdefault(row["endpoint_id"], {}).update(pending=row["pending"], retrying=row["retrying"])
-    for row in failed.values("endpoint_id").annotate(failed=Count("id")):
+    for row in failed.annotate(failed=Count("id")):
         health.setdefault(row["endpoint_id"], {})["failed"] = row["failed"]
     return health
 

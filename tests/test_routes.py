@@ -87,6 +87,12 @@ ROUTES: dict[str, dict[str, Answers]] = {
     "search": {"GET": DESK},
     "cases/<int:case_id>/reopen": {"POST": LEAD_ONLY_ACTION},
     "team/": {"GET": (LOGIN, 403, 403, 200)},  # a lead's view: analysts get the leads-only page
+    # webhooks: leads register endpoints (the route test's form is not one: 422) and read their delivery logs
+    "webhooks/": {"GET": (LOGIN, 403, 403, 200), "POST": (403, 403, 403, 422)},
+    "webhooks/<int:endpoint_id>/": {"GET": (LOGIN, 403, 403, 200)},
+    "webhooks/<int:endpoint_id>/enable": {"POST": LEAD_ONLY_ACTION},
+    "webhooks/<int:endpoint_id>/disable": {"POST": LEAD_ONLY_ACTION},
+    "webhooks/deliveries/<int:delivery_id>/replay": {"POST": LEAD_ONLY_ACTION},
     # --- health, for load balancers ---
     "healthz": {"GET": every(200)},
     "readyz": {"GET": every(SAME)},  # 200 or 503 by what is up, never by who asks
@@ -164,6 +170,14 @@ ROUTES: dict[str, dict[str, Answers]] = {
         add=LEAD_ADMIN,
         history=LEAD_ADMIN,
         delete=LEAD_ADMIN,
+        change=LEAD_ADMIN,
+    ),
+    **admin_model(
+        "scoring/webhookendpoint",  # leads' endpoints: disabled, never deleted, so their delivery log stays
+        changelist=LEAD_ADMIN,
+        add=LEAD_ADMIN,
+        history=LEAD_ADMIN,
+        delete=NOBODYS_ADMIN,
         change=LEAD_ADMIN,
     ),
     **admin_model(
@@ -272,6 +286,8 @@ class World:
             "url": "nowhere/",
             "uidb64": "MQ",
             "token": "set-password",
+            "endpoint_id": self.samples["scoring.webhookendpoint"].pk,
+            "delivery_id": self.samples["scoring.webhookendpoint"].deliveries.get().pk,
         }
         url = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: str(values[m[1]]), route)
         url = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values[m[1]]), url)
@@ -302,6 +318,7 @@ def world(db: None, model_version: ModelVersion, api_key: str) -> World:
         "scoring.apikey": ApiKey.objects.get(),
         "scoring.reasoncode": ReasonCode.objects.create(code="test-reason", label="Test reason"),
         "scoring.listentry": ListEntry.objects.create(kind="block", entity="card", value="card-x", reason="stolen"),
+        "scoring.webhookendpoint": _webhook_delivery().endpoint,
         "auth.user": users["no role"],
         "auth.group": Group.objects.get(name="Analysts"),
         **_login_records(),
@@ -320,6 +337,15 @@ def _login_records() -> dict[str, Model]:
         "axes.accesslog": AccessLog.objects.create(**seen),
         "axes.accessfailurelog": AccessFailureLog.objects.create(**seen),
     }
+
+
+def _webhook_delivery() -> Model:
+    """An endpoint with one delivery, for the webhook pages and the endpoint's admin pages."""
+    from scoring.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+    endpoint = WebhookEndpoint.objects.create(url="https://hooks.example.com/fraud", events=["case.resolved"])
+    event = WebhookEvent.objects.create(type="case.resolved", payload={"type": "case.resolved"})
+    return WebhookDelivery.objects.create(event=event, endpoint=endpoint)
 
 
 def _flagged_case() -> Case:
