@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
+
+from scoring import metrics
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +70,19 @@ async def _send(message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    started = time.perf_counter()
     try:
         await asyncio.wait_for(layer.group_send(DASHBOARD_GROUP, message), settings.BROADCAST_TIMEOUT_SECONDS)
     except Exception as exc:
+        metrics.PUSH_FAILURES.labels(message["type"]).inc()
         log.warning(
             "broadcast of %s failed (%s: %s); dashboards will resume from the database",
             message["type"],
             type(exc).__name__,
             exc,
         )
+        return
+    metrics.PUSH_SECONDS.labels(message["type"]).observe(time.perf_counter() - started)
 
 
 async def layer_ok() -> bool:

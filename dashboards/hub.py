@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from dashboards import broadcast
 from dashboards.stats import LiveStats, open_cases, recent_stats
+from scoring.metrics import SOCKETS
 from scoring.models import Transaction
 from scoring.results import feed_events
 
@@ -75,12 +76,16 @@ class Hub:
                 self._task = asyncio.create_task(self._receive(layer))
                 if settings.DASHBOARD_RECONCILE_SECONDS > 0:
                     self._reconciling = asyncio.create_task(self._reconcile(since=timezone.now()))
-            self.listeners.add(listener)
+            if listener not in self.listeners:
+                self.listeners.add(listener)
+                SOCKETS.inc()
 
     async def leave(self, listener: Listener) -> None:
         """Stop delivering to `listener` (the last one to leave unsubscribes the process)."""
         async with self._lock:
-            self.listeners.discard(listener)
+            if listener in self.listeners:  # a socket closed for being slow leaves twice
+                self.listeners.remove(listener)
+                SOCKETS.dec()
             if self.listeners or self._task is None:
                 return
             for task in (self._task, self._counting, self._reconciling):

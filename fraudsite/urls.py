@@ -6,6 +6,7 @@ from django.contrib.auth import urls as auth_urls
 from django.urls import URLPattern, include, path
 
 from fraudsite.health import healthz, readyz
+from fraudsite.metrics import metrics
 from scoring.api import api
 
 
@@ -18,6 +19,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include(account_routes(reset=settings.PASSWORD_RESET_OFFERED))),
     path("", include("dashboards.urls")),

@@ -28,6 +28,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from fraudsite import request_id
+from scoring import metrics
 from scoring.schemas import TransactionIn
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ def _in_thread(store: Any) -> Any:
 class _Request:
     items: list[TransactionIn]
     future: asyncio.Future = field(repr=False)
+    request_ids: tuple[str, ...] = ()  # what the request's log lines carry (fraudsite/request_id.py)
 
 
 AfterCommit = Callable[[list[dict[str, Any]]], Awaitable[None]]
@@ -79,7 +82,7 @@ class MicroBatcher:
 
     async def submit(self, items: list[TransactionIn]) -> list[Any]:
         future = asyncio.get_running_loop().create_future()
-        self.queue.append(_Request(items, future))
+        self.queue.append(_Request(items, future, request_id.current()))
         self.queued += len(items)
         self._start()
         return await future
@@ -107,6 +110,9 @@ class MicroBatcher:
             self._start()
 
     async def _store(self, batch: list[_Request]) -> None:
+        # The batch's task began in the context of the request that started it: every line about the batch, here
+        # and in the thread that stores it, names all of its requests instead.
+        request_id.REQUEST_IDS.set(tuple(rid for request in batch for rid in request.request_ids))
         items = [item for request in batch for item in request.items]
         try:
             outcomes, events = await _in_thread(self._store_unless_down)(items, since=time.monotonic())
@@ -130,6 +136,9 @@ class MicroBatcher:
             if not request.future.done():
                 request.future.set_result(outcomes[start:end])
             start = end
+        metrics.BATCH_ITEMS.observe(len(items))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("stored a batch of %d transactions from %d requests", len(items), len(batch))
         await self.after_commit(events)
 
     def _store_unless_down(self, items: list[TransactionIn], *, since: float) -> Any:

@@ -8,6 +8,7 @@ for after the commit.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -24,6 +25,8 @@ from scoring.announce import broadcaster
 from scoring.models import Case, CaseEvent, CaseStatus, EventType, LabelSource, ReasonCode
 from scoring.results import case_event
 from scoring.roles import can_review, is_lead
+
+log = logging.getLogger(__name__)
 
 # Audit actions besides "opened" (scoring) and the verdicts, which are named by the case's status.
 CLAIMED = "claimed"
@@ -274,4 +277,7 @@ def _idle_claims(cutoff: datetime) -> QuerySet[Case]:
 def _changed(case: Case, *, actor: AbstractBaseUser | None, action: str, note: str = "", via: str = "") -> Case:
     CaseEvent.objects.create(case=case, actor=actor, action=action, note=note, via=via)
     broadcaster().case_changed_on_commit(case_event(case))
+    who = actor.get_username() if actor is not None else via
+    fields = {"case_id": case.id, "action": action, "actor": who, "case_status": case.status}
+    transaction.on_commit(lambda: log.info("case %d: %s by %s", case.id, action, who, extra=fields))
     return case

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,7 +24,8 @@ from django.db import InterfaceError, OperationalError
 from django.urls import URLPattern, path
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from scoring import keys, storage
+from fraudsite import request_id
+from scoring import keys, metrics, storage
 from scoring.classifier import FeatureMismatch, NoActiveModel
 from scoring.ingest import ContentConflict, ingest
 from scoring.schemas import (
@@ -116,19 +118,31 @@ class IngestEndpoint:
     def __init__(self, contract: Contract) -> None:
         self.contract = contract
         self.batch = contract is BATCH
+        self.route = "batch" if self.batch else "transactions"  # the metrics' label
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        rid = request_id.take(_header(scope, b"x-request-id"))
+        context = request_id.REQUEST_IDS.set((rid,))  # this request's log lines, and the batch it joins
         try:
-            body = await _read_body(scope, receive)
-        except _ClientGone:
-            return
-        try:
-            status, answer = (413, {"error": TOO_LARGE}) if body is None else await self.respond(scope, body)
-        except Exception:
-            # A JSON answer that says what to do, rather than the server's bare 500 page.
-            log.exception("ingest failed")
-            status, answer = 500, {"error": INTERNAL_ERROR}
-        await _send_json(send, status, answer, methods=self.contract.methods)
+            try:
+                body = await _read_body(scope, receive)
+            except _ClientGone:
+                return
+            try:
+                status, answer = (413, {"error": TOO_LARGE}) if body is None else await self.respond(scope, body)
+            except Exception:
+                # A JSON answer that says what to do, rather than the server's bare 500 page.
+                log.exception("ingest failed")
+                status, answer = 500, {"error": INTERNAL_ERROR}
+            if 400 <= status < 500 and status != 404:  # refused: the caller's operator may ask why, by request id
+                log.info("ingest refused with %d: %s", status, answer["error"], extra={"status": status})
+            await _send_json(send, status, answer, methods=self.contract.methods, rid=rid)
+        finally:
+            request_id.REQUEST_IDS.reset(context)
+        metrics.count_request(
+            route=self.route, method=scope["method"], status=status, seconds=time.perf_counter() - started
+        )
 
     async def respond(self, scope: Scope, body: bytes) -> Answer:
         if scope["method"] not in self.contract.methods:
@@ -159,6 +173,7 @@ class IngestEndpoint:
             outcomes = await ingest(items)
         except ContentConflict as conflict:
             return _conflict(conflict, batch=self.batch, items=items)
+        metrics.count_scored(outcomes)
         if self.batch:
             return 201, {"results": [o.result for o in outcomes]}
         return (201 if outcomes[0].created else 200), outcomes[0].result
@@ -223,7 +238,7 @@ def _operation(contract: Contract) -> dict[str, Any]:
         "summary": contract.summary,
         "description": contract.description,
         "requestBody": {"required": True, "content": _json(contract.body)},
-        "responses": {str(status): {"description": text, "content": _json(m)} for status, (text, m) in answers.items()},
+        "responses": _responses(answers),
         "security": [{"BearerKey": []}],
     }
 
@@ -235,8 +250,23 @@ def _lookup_operation() -> dict[str, Any]:
         "operationId": "transaction_by_external_id",
         "summary": "A stored result, found by the caller's external_id",
         "parameters": [{"name": "external_id", "in": "query", "required": True, "schema": external_id}],
-        "responses": {str(status): {"description": text, "content": _json(m)} for status, (text, m) in answers.items()},
+        "responses": _responses(answers),
         "security": [{"BearerKey": []}],
+    }
+
+
+REQUEST_ID = {
+    "description": "The caller's X-Request-ID when well formed (a letter or digit, then up to 127 of letters, digits "
+    "and `._:-`), else one made here; the service's log lines about the request carry it",
+    "required": True,
+    "schema": {"type": "string", "pattern": f"^{request_id.WELL_FORMED.pattern}$"},
+}
+
+
+def _responses(answers: dict[int, tuple[str, type[BaseModel]]]) -> dict[str, Any]:
+    return {
+        str(status): {"description": text, "headers": {"X-Request-ID": REQUEST_ID}, "content": _json(model)}
+        for status, (text, model) in answers.items()
     }
 
 
@@ -258,10 +288,10 @@ class _ClientGone(Exception):
     """The client disconnected before its body had arrived: there is no one to answer."""
 
 
-async def _send_json(send: Any, status: int, answer: dict[str, Any], *, methods: tuple[str, ...]) -> None:
+async def _send_json(send: Any, status: int, answer: dict[str, Any], *, methods: tuple[str, ...], rid: str) -> None:
     content = orjson.dumps(answer)
     # With a length the server sends the body as it is, not chunked (what integrators' clients expect).
-    headers = [*JSON_HEADERS, (b"content-length", str(len(content)).encode())]
+    headers = [*JSON_HEADERS, (b"content-length", str(len(content)).encode()), (b"x-request-id", rid.encode())]
     if status == 405:
         headers.append((b"allow", ", ".join(methods).encode()))  # RFC 9110: a 405 names the methods that work
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -8,6 +8,7 @@ within `_Lists.ttl`).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from scoring.results import case_event
 from scoring.roles import can_review, is_lead
 from scoring.schemas import TransactionIn
 
+log = logging.getLogger(__name__)
 ANALYST_MAX_DAYS = 90  # an analyst's block runs out within this; what stays longer is a lead's decision
 DEFAULT_DAYS = 30  # the expiry the desk offers first
 LISTED = "listed"  # the case event saying that a card or merchant of the case was put on a list from its page
@@ -184,6 +186,10 @@ def _record(entry: ListEntry, *, action: str, user: AbstractBaseUser, case: Case
         broadcaster().case_changed_on_commit(case_event(case))
     # After the commit: a reload before it would hold the old entries for a whole TTL.
     transaction.on_commit(lists.reset)
+    said = f"{entry.entity} {entry.value} {action} on the {entry_in_words(entry)} by {user.get_username()}"
+    fields = {"list_action": action, "list": entry.kind, "entity": entry.entity, "value": entry.value}
+    fields |= {"actor": user.get_username(), "case_id": case.id if case is not None else None}
+    transaction.on_commit(lambda: log.info("list entry: %s", said, extra=fields))
 
 
 def _case_listing(case_id: int, *, entity: str, value: str) -> Case:

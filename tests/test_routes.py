@@ -96,6 +96,8 @@ ROUTES: dict[str, dict[str, Answers]] = {
     # --- health, for load balancers ---
     "healthz": {"GET": every(200)},
     "readyz": {"GET": every(SAME)},  # 200 or 503 by what is up, never by who asks
+    # --- Prometheus: a token from the environment, never a session; without METRICS_TOKEN (as here) not served ---
+    "metrics": {"GET": every(404)},
     # --- the JSON API (django-ninja): API keys, not accounts ---
     "api/v1/": {"GET": every(404)},
     "api/v1/openapi.json": {"GET": every(200)},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import models, transaction
@@ -9,6 +10,8 @@ from django.utils import timezone
 
 from scoring.features import FEATURES
 from scoring.models.webhooks import EventType
+
+log = logging.getLogger(__name__)
 
 
 class ActiveModelDeletion(Exception):
@@ -86,3 +89,5 @@ class ModelVersion(models.Model):
             self.activated_at = timezone.now()
             webhooks.record(EventType.MODEL_ACTIVATED, lambda: webhook_payloads.activated(self, previous=previous))
             self.save(update_fields=["is_active", "activated_at"])
+            fields = {"model_version": self.version}
+            transaction.on_commit(lambda: log.info("model %s activated", self.version, extra=fields))
