@@ -120,10 +120,15 @@ def test_a_cards_second_flagged_payment_joins_its_open_case_live_and_the_verdict
     first = desk.post(external_id="join-1", card_id="card-join", amount="120.00")
     row = alice.locator(f"#case-{first['case_id']}")
     expect(row.locator(".alert-count")).to_have_text("1", timeout=WAIT_MS)
+    case_page = alice.context.new_page()
+    case_page.goto(f"/cases/{first['case_id']}/")
+    wait_until_live(case_page)
+    expect(case_page.locator("#case-alerts tbody tr")).to_have_count(1)
     second = desk.post(external_id="join-2", card_id="card-join", amount="80.00")
 
     assert second["case_id"] == first["case_id"]
     expect(row.locator(".alert-count")).to_have_text("2", timeout=WAIT_MS)
+    expect(case_page.locator("#case-alerts tbody tr")).to_have_count(2, timeout=WAIT_MS)
     expect(row.locator(".amount")).to_have_text("200.00 EUR")
     expect(alice.locator(".case-row")).to_have_count(1)
 

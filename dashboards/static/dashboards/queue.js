@@ -184,6 +184,11 @@
     }
 
     function onMessage(message) {
+      if (message.type === "transactions" && audit && Array.isArray(message.items)) {
+        // On a case page: a transaction that joined this case changes its transactions and figures.
+        const joined = message.items.find((item) => String(item.case_id) === audit.dataset.caseId);
+        if (joined) refreshCasePage({ id: joined.case_id });
+      }
       if (message.type === "case") {
         refreshRow(message);
         refreshCasePage(message);
