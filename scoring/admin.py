@@ -66,6 +66,11 @@ class SourceFilter(admin.SimpleListFilter):
         return queryset
 
 
+def desk_link(url_name: str, entity_id: str) -> str:
+    """A card or merchant id as a link to its page on the desk, where its whole story is."""
+    return format_html('<a href="{}">{}</a>', reverse(url_name, args=[entity_id]), entity_id)
+
+
 def decision_badge(decision: str) -> str:
     colors = {"approve": "#1a7f37", "review": "#b35900", "block": "#c62828"}
     return format_html('<b style="color:{}">{}</b>', colors.get(decision, "#333"), decision)
@@ -124,7 +129,7 @@ class CaseAdmin(admin.ModelAdmin):
         "decision_shown",
         "alert_count",
         "amount",
-        "card_id",
+        "card",
         "assignee",
         "opened_at",
         "due_at",
@@ -135,7 +140,7 @@ class CaseAdmin(admin.ModelAdmin):
     ordering = ["-top_score"]
     fields = readonly_fields = [
         "on_the_desk",
-        "card_id",
+        "card",
         "decision",
         "alert_count",
         "top_score",
@@ -155,6 +160,10 @@ class CaseAdmin(admin.ModelAdmin):
     ]
     inlines = [AlertInline, CaseEventInline]
     actions = ["claim", "release", "confirm_fraud", "mark_legitimate"]
+
+    @admin.display(description="card", ordering="card_id")
+    def card(self, case: Case) -> str:
+        return desk_link("dashboards:card", case.card_id)
 
     @admin.display(ordering="top_score")
     def score(self, case: Case) -> str:
@@ -235,8 +244,8 @@ class TransactionAdmin(admin.ModelAdmin):
         "id",
         "external_id",
         "timestamp",
-        "card_id",
-        "merchant_id",
+        "card",
+        "merchant",
         "amount",
         "currency",
         "score",
@@ -259,6 +268,14 @@ class TransactionAdmin(admin.ModelAdmin):
             "", "<tr><th>{}</th><td>{}</td></tr>", ((name, shown(value)) for name, value in values.items())
         )
         return format_html("<table>{}</table>", rows)
+
+    @admin.display(description="card", ordering="card_id")
+    def card(self, tx: Transaction) -> str:
+        return desk_link("dashboards:card", tx.card_id)
+
+    @admin.display(description="merchant", ordering="merchant_id")
+    def merchant(self, tx: Transaction) -> str:
+        return desk_link("dashboards:merchant", tx.merchant_id)
 
     @admin.display(description="decision", ordering="decision")
     def decision_colored(self, tx: Transaction) -> str:

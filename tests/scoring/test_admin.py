@@ -367,3 +367,16 @@ def test_a_models_page_shows_its_reliability_table_from_training(lead, model_ver
 
     assert "<tr><td>0.5–1</td><td>10</td><td>0.8</td><td>0.7</td></tr>" in page
     assert "calibration error: 0.0011" in page
+
+
+def test_card_and_merchant_ids_in_the_admin_link_to_their_desk_pages(analyst):
+    case = flagged_case("links-1")
+    client = logged_in(analyst)
+
+    cases = client.get("/admin/scoring/case/").content.decode()
+    one_case = client.get(f"/admin/scoring/case/{case.pk}/change/").content.decode()
+    transactions = client.get("/admin/scoring/transaction/").content.decode()
+
+    for page in (cases, one_case, transactions):
+        assert '<a href="/cards/card-links-1/">card-links-1</a>' in page
+    assert '<a href="/merchants/merch-9/">merch-9</a>' in transactions
