@@ -142,3 +142,23 @@ def test_adding_an_endpoint_in_the_admin_shows_its_secret_once_and_writes_one_hi
     assert endpoint.events == ["label.received"] and endpoint.created_by.username == "lena"
     assert LogEntry.objects.filter(object_id=str(endpoint.id)).count() == 1
     assert endpoint.secret not in lead_client.get("/admin/scoring/webhookendpoint/").content.decode()
+
+
+def test_changing_an_endpoint_in_the_admin_keeps_its_secret_and_writes_one_history_entry(lead_client):
+    endpoint = webhooks.register_endpoint(URL, events=["case.resolved"], user=None)
+    form = {"url": URL + "/v2", "description": "", "events": ["case.resolved", "model.activated"]}  # unticked: off
+
+    answer = lead_client.post(f"/admin/scoring/webhookendpoint/{endpoint.id}/change/", form)
+
+    changed = WebhookEndpoint.objects.get()
+    assert answer.status_code == 302
+    assert (changed.url, changed.events, changed.is_enabled) == (
+        URL + "/v2",
+        ["case.resolved", "model.activated"],
+        False,
+    )
+    assert changed.secret == endpoint.secret
+    messages = list(
+        LogEntry.objects.filter(object_id=str(endpoint.id)).order_by("id").values_list("change_message", flat=True)
+    )
+    assert messages == [f"now {URL}/v2 for case.resolved, model.activated", "disabled"]

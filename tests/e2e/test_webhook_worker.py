@@ -23,6 +23,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 TIMEOUT = "2"  # WEBHOOK_TIMEOUT_SECONDS: the receiver's slow answer fits in it; a claim lasts three timeouts and 5 s
 
 
+@pytest.fixture(autouse=True)
+def _fresh_subscriptions():
+    webhooks.subscriptions.reset()
+    yield
+    webhooks.subscriptions.reset()  # this process's cache names this test's endpoint: not for the next test
+
+
 def start_worker(log: Path) -> subprocess.Popen[bytes]:
     env = process_env(WORKER_TICK_SECONDS="0.2", WEBHOOK_TIMEOUT_SECONDS=TIMEOUT, WEBHOOK_RETRY_BASE_SECONDS="0.1")
     with open(log, "ab") as out:
@@ -41,7 +48,6 @@ def test_a_worker_killed_mid_delivery_leaves_it_to_the_next_which_delivers_it_on
     with receiving(Receiver(slow_seconds=1.5)) as receiver:
         endpoint = webhooks.register_endpoint(receiver.url, events=[EventType.CASE_RESOLVED], user=None)
         receiver.secret = endpoint.secret
-        webhooks.subscriptions.reset()
         cases.resolve(make_case().id, user=lead, is_fraud=True)
 
         first = start_worker(log)
