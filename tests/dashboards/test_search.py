@@ -187,3 +187,15 @@ def test_ids_at_the_edges_of_the_range_are_found_and_their_neighbours_are_not():
         make_tx(card_id=card_id)
 
     assert search.find("ab").cards == ["ab", "ab\ue000", "ab\U0010ffff"]
+
+
+def test_the_search_page_exports_the_cases_and_transactions_its_id_selects(alice_client: Client):
+    a_case("card-export-1"), a_case("other-card")
+
+    body = searching(alice_client, "card-exp").content.decode()
+    link = re.search(r'id="export-cases" href="([^"]+)"', body)[1].replace("&amp;", "&")
+    exported = b"".join(alice_client.get(link).streaming_content).decode()
+
+    assert "card-export-1" in exported and "other-card" not in exported
+    assert len(exported.strip().splitlines()) == 2  # the header and the one case
+    assert 'id="export-transactions" href="/cases/export/transactions.csv?status=any&amp;q=card-exp"' in body
