@@ -35,6 +35,7 @@ from scoring.features import (
 )
 from scoring.measures import BLOCK_THRESHOLD, REVIEW_THRESHOLD, calibration_error, holdout_metrics, reliability
 from scoring.models import IMPORTED, Decision, ModelVersion, Transaction
+from scoring.simulation import Simulator
 
 Progress = Callable[[str], None]
 COLUMNS = ["external_id", "card_id", "merchant_id", "amount", "timestamp", "channel", "is_fraud", "labeled"]
@@ -42,6 +43,8 @@ DEFAULT_TREES = 50
 DEFAULT_DEPTH = 3
 DEFAULT_HOLDOUT = 0.25
 SEED = 7
+MIN_LABELED = 1000  # fewer labeled stored rows than this: train_model (and a lead's retrain) simulates history
+DEFAULT_SIMULATED_DAYS = 35
 
 
 class TrainingError(ValueError):
@@ -99,6 +102,45 @@ def labeled_frame(since: datetime | None = None, until: datetime | None = None) 
         in_range = since is None or at >= since
         out.append((ext, card, merchant, float(amount), at, channel, bool(is_fraud), known and in_range))
     return _frame(out)
+
+
+def training_frame(
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    simulate_days: int | None = None,
+    cards: int = 2000,
+    seed: int = 0,
+    simulate_if_short: bool = True,
+    progress: Progress | None = None,
+) -> tuple[pd.DataFrame, str]:
+    """What train_model trains on, and its source ("stored" or "simulated"): the stored labeled history, or
+    `simulate_days` of simulated history, or DEFAULT_SIMULATED_DAYS of it when fewer than MIN_LABELED stored rows
+    are labeled (a TrainingError instead when `simulate_if_short` is off)."""
+    say = progress or (lambda _message: None)
+    days = simulate_days
+    if days is None:
+        frame = labeled_frame(since, until)
+        labeled = int(frame["labeled"].sum())
+        frauds = int(frame.loc[frame["labeled"], "is_fraud"].sum())
+        if labeled >= MIN_LABELED and frauds:
+            say(f"training on {labeled:,} labeled stored transactions ({frauds:,} frauds)")
+            return frame, "stored"
+        if not simulate_if_short:
+            raise TrainingError(
+                f"only {labeled:,} labeled stored transactions ({frauds:,} frauds): {MIN_LABELED:,} needed"
+            )
+        say(
+            f"only {labeled:,} labeled stored transactions ({frauds:,} frauds): "
+            f"simulating {DEFAULT_SIMULATED_DAYS} days of labeled history instead"
+        )
+        days = DEFAULT_SIMULATED_DAYS
+    end = timezone.now().replace(minute=0, second=0, microsecond=0)
+    sim = Simulator(seed=seed, cards=cards, merchants=max(5, cards // 5))
+    say(f"simulating {days} days of traffic on {cards:,} cards (seed {seed})")
+    frame = records_frame(sim.history(start=end - timedelta(days=days), end=end))
+    say(f"{len(frame):,} simulated transactions, {int(frame['is_fraud'].sum()):,} frauds")
+    return frame, "simulated"
 
 
 def _frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:

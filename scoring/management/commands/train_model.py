@@ -2,30 +2,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from typing import Any
 
 import pandas as pd
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from scoring.measures import METRICS
-from scoring.simulation import Simulator
 from scoring.training import (
     DEFAULT_DEPTH,
     DEFAULT_HOLDOUT,
+    DEFAULT_SIMULATED_DAYS,
     DEFAULT_TREES,
+    MIN_LABELED,
     TrainingError,
     TrainingResult,
-    labeled_frame,
-    records_frame,
     save_model_version,
     train,
+    training_frame,
 )
-
-MIN_LABELED = 1000
-DEFAULT_SIMULATED_DAYS = 35
 
 
 class Command(BaseCommand):
@@ -75,29 +71,16 @@ class Command(BaseCommand):
 
     def training_frame(self, options: dict[str, Any]) -> tuple[pd.DataFrame, str]:
         days = options["simulate_days"]
-        if days is None:
-            frame = labeled_frame(options["since"], options["until"])
-            labeled = int(frame["labeled"].sum())
-            frauds = int(frame.loc[frame["labeled"], "is_fraud"].sum())
-            if labeled >= MIN_LABELED and frauds:
-                self.say(f"training on {labeled:,} labeled stored transactions ({frauds:,} frauds)")
-                return frame, "stored"
-            self.say(
-                f"only {labeled:,} labeled stored transactions ({frauds:,} frauds): "
-                f"simulating {DEFAULT_SIMULATED_DAYS} days of labeled history instead"
-            )
-            days = DEFAULT_SIMULATED_DAYS
-        if days < 1:
+        if days is not None and days < 1:
             raise CommandError("--simulate-days must be at least 1")
-        return self.simulated(days=days, cards=options["cards"], seed=options["seed"]), "simulated"
-
-    def simulated(self, *, days: int, cards: int, seed: int) -> pd.DataFrame:
-        end = timezone.now().replace(minute=0, second=0, microsecond=0)
-        sim = Simulator(seed=seed, cards=cards, merchants=max(5, cards // 5))
-        self.say(f"simulating {days} days of traffic on {cards:,} cards (seed {seed})")
-        frame = records_frame(sim.history(start=end - timedelta(days=days), end=end))
-        self.say(f"{len(frame):,} simulated transactions, {int(frame['is_fraud'].sum()):,} frauds")
-        return frame
+        return training_frame(
+            since=options["since"],
+            until=options["until"],
+            simulate_days=days,
+            cards=options["cards"],
+            seed=options["seed"],
+            progress=self.say,
+        )
 
     def report(self, result: TrainingResult) -> None:
         rows, when = result.rows, result.data_range
