@@ -378,11 +378,19 @@ CLAIM_TIMEOUT_MINUTES = env_float("CLAIM_TIMEOUT_MINUTES", default=30)
 # PostgreSQL, committed with the change that asks for them, run by the worker.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # Functions the worker calls every WORKER_TICK_SECONDS, each on its own: one failing never stops the others.
+# Idle claims back to the queue; the retrain falling due; jobs whose worker died under them.
 WORKER_DUTIES = [
     "scoring.cases.lapse_idle_claims",
+    "scoring.jobs.schedule_retrain",
+    "scoring.jobs.expire_silent",
     "scoring.webhooks.sweep",  # the webhook outbox: fan-out and delivery
 ]
 WORKER_TICK_SECONDS = env_float("WORKER_TICK_SECONDS", default=5)
+# A retrain is queued when the newest model version (or retrain) is this many days old; 0: never.
+RETRAIN_EVERY_DAYS = env_float("RETRAIN_EVERY_DAYS", default=7)
+# The largest CSV a lead may upload for a history import (kept in the database until the import ends);
+# larger files go through `manage.py import_transactions`.
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", default=25_000_000)
 
 # --- metrics and logs ------------------------------------------------------------------------
 # GET /metrics answers a scraper that sends `Authorization: Bearer <METRICS_TOKEN>`; unset, the route answers 404.

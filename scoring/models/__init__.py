@@ -3,6 +3,7 @@ their audit trail), model versions, and access (API keys, allow/block lists). Im
 migrations expect them."""
 
 from scoring.models.access import ApiKey, ApiKeyQuerySet, ListEntity, ListEntry, ListEntryQuerySet, ListKind, hash_key
+from scoring.models.jobs import Job, JobFile, JobKind, JobQuerySet, JobState
 from scoring.models.review import ALERT, OPENED, Case, CaseEvent, CaseQuerySet, CaseStatus, ReasonCode, due_after
 from scoring.models.traffic import (
     FEED_LOOKBACK,
@@ -42,6 +43,11 @@ __all__ = [
     "DeliveryStatus",
     "EventType",
     "FeatureValuesField",
+    "Job",
+    "JobFile",
+    "JobKind",
+    "JobQuerySet",
+    "JobState",
     "LabelSource",
     "ListEntity",
     "ListEntry",

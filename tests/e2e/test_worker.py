@@ -19,10 +19,12 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.utils import timezone
 
-from scoring.models import Case
+from scoring import jobs
+from scoring.models import Case, Job, JobState, ModelVersion
 from tests.dashboards.conftest import make_case, make_tx
 from tests.e2e.conftest import ROOT
 from tests.e2e.conftest import test_database_url as shared_database_url
+from tests.scoring.jobs_helpers import SMALL_RETRAIN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -80,6 +82,60 @@ def test_the_procfiles_worker_returns_an_idle_claim_and_stops_cleanly_on_sigterm
     assert output.rstrip().endswith("worker: stopped")
     assert Case.objects.get(pk=active.pk).assignee_id == analyst.pk
     assert Case.objects.get(pk=idle.pk).events.filter(action="lapsed", via="claim timeout").count() == 1
+
+
+def start_worker(**env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        procfile_command("worker"),
+        cwd=ROOT,
+        env=process_env(WORKER_TICK_SECONDS="0.2", **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def stop_worker(proc: subprocess.Popen[str]) -> str:
+    try:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return output
+
+
+def test_the_worker_runs_a_leads_retrain_and_stops_cleanly_on_sigterm(lead: User) -> None:
+    job = jobs.start_retrain(user=lead, activate=True, **SMALL_RETRAIN)
+
+    proc = start_worker()
+    try:
+        wait_for(lambda: not Job.objects.get(pk=job.pk).is_active, seconds=90, proc=proc)
+    finally:
+        output = stop_worker(proc)
+
+    assert proc.returncode == 0, output
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED, job.outcome
+    assert ModelVersion.objects.get().is_active and job.model_version_id == ModelVersion.objects.get().pk
+    assert output.rstrip().endswith("worker: stopped")
+
+
+def test_sigterm_stops_a_running_job_at_its_next_step_and_the_worker_then_exits(lead: User) -> None:
+    job = jobs.start_retrain(user=lead, activate=True, simulate_days=35, cards=600)
+
+    proc = start_worker()
+    try:
+        wait_for(lambda: Job.objects.get(pk=job.pk).state == JobState.RUNNING, seconds=30, proc=proc)
+    finally:
+        output = stop_worker(proc)
+
+    assert proc.returncode == 0, output
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELLED and job.outcome.startswith("Stopped with the worker"), job.outcome
+    assert not ModelVersion.objects.exists()
+    assert "stopping after the job under way" in output and output.rstrip().endswith("worker: stopped")
 
 
 def test_the_demo_runs_the_worker_while_it_serves_and_stops_it_with_the_rest(
