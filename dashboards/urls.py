@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboards import team_page, views, webhook_pages
+from dashboards import job_pages, team_page, views, webhook_pages
 from dashboards.entity_pages import card, merchant, search_page
 from dashboards.export import export_cases, export_transactions
 from dashboards.feed import feed_rows
@@ -28,6 +28,11 @@ urlpatterns = [
     path("cases/<int:case_id>/notes", views.add_note, name="note"),
     path("lists/entries", views.add_list_entry, name="list_entry"),
     path("team/", team_page.team_page, name="team"),
+    path("jobs/", job_pages.jobs_page, name="jobs"),
+    path("jobs/list", job_pages.job_list, name="job_list"),
+    path("jobs/retrain", job_pages.start_retrain, name="job_retrain"),
+    path("jobs/import", job_pages.start_import, name="job_import"),
+    path("jobs/cancel", job_pages.cancel_job, name="job_cancel"),
     path("webhooks/", webhook_pages.endpoints, name="webhooks"),
     path("webhooks/<int:endpoint_id>/", webhook_pages.delivery_log, name="webhook"),
     path("webhooks/<int:endpoint_id>/enable", webhook_pages.enable, name="webhook_enable"),

@@ -87,6 +87,12 @@ ROUTES: dict[str, dict[str, Answers]] = {
     "search": {"GET": DESK},
     "cases/<int:case_id>/reopen": {"POST": LEAD_ONLY_ACTION},
     "team/": {"GET": (LOGIN, 403, 403, 200)},  # a lead's view: analysts get the leads-only page
+    # --- the leads' background jobs (dashboards/job_pages.py): analysts get the page's leads-only answer ---
+    "jobs/": {"GET": (LOGIN, 403, 403, 200)},
+    "jobs/list": {"GET": (LOGIN, 403, 403, 200)},  # what the page polls while a job runs
+    "jobs/retrain": {"POST": LEAD_ONLY_ACTION},  # queues a retrain, back to the page
+    "jobs/import": {"POST": (403, 403, 403, 400)},  # the lead's empty post has no file
+    "jobs/cancel": {"POST": (403, 403, 403, 400)},  # ... and names no job
     # webhooks: leads register endpoints (the route test's form is not one: 422) and read their delivery logs
     "webhooks/": {"GET": (LOGIN, 403, 403, 200), "POST": (403, 403, 403, 422)},
     "webhooks/<int:endpoint_id>/": {"GET": (LOGIN, 403, 403, 200)},
