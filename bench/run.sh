@@ -10,7 +10,9 @@
 #      SCALE_OUT (1: also two uvicorn processes on PORT and PORT+1 behind round-robin load; 0 skips it),
 #      VACUUM_PHASES (1: VACUUM (ANALYZE) the database before each phase, see settle_db; 0 skips it),
 #      MONTH (1: also batches scored over the month of history import_transactions stored; 0 skips it),
-#      DEPTH (1: also batches scored with every merchant's last 900 hours stored, on top of the month; 0 skips it).
+#      DEPTH (1: also batches scored with every merchant's last 900 hours stored, on top of the month; 0 skips it),
+#      WEBHOOK (1: a webhook endpoint wants transaction.flagged, so every flagged row also writes its outbox event;
+#      nothing delivers them during the run: what ingest pays for webhooks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -51,6 +53,10 @@ KEY=$("$PY" manage.py create_api_key bench 2>/dev/null | tail -1)
 "$PY" manage.py shell -c "
 from scoring.roles import ensure_user
 ensure_user('bench', password='bench-pass-1')"  # an analyst: the dashboards need a role
+if [[ ${WEBHOOK:-0} == 1 ]]; then
+  "$PY" manage.py webhook add http://127.0.0.1:9/bench --events transaction.flagged > /dev/null
+  echo "== a webhook endpoint wants transaction.flagged: flagged rows write outbox events"
+fi
 
 BENCHLIB=()
 [[ -f $SHARED/benchlib.py ]] && BENCHLIB=("$PY" "$SHARED/benchlib.py")
