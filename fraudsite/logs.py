@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import logging
 
+from pythonjsonlogger import json
+from pythonjsonlogger.core import RESERVED_ATTRS
+
 from fraudsite.request_id import current
+
+
+class JsonFormatter(json.JsonFormatter):
+    """python-json-logger's formatter, without uvicorn's `color_message` (its message again, in terminal colours)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("reserved_attrs", [*RESERVED_ATTRS, "color_message"])
+        super().__init__(*args, **kwargs)
 
 
 class RequestIdFilter(logging.Filter):

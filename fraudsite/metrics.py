@@ -15,13 +15,16 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.db import DatabaseError, connections
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from scoring.models import Case
+from scoring.models.webhooks import DeliveryStatus, WebhookDelivery
 
 log = logging.getLogger(__name__)
 NOT_ENABLED = "metrics are not enabled on this server: set METRICS_TOKEN and scrape with Authorization: Bearer <token>"
@@ -61,7 +64,7 @@ class ScrapeReadings(Collector):
 
 OPEN_CASES = "Review cases open now (the whole desk's, not this process's)"
 DELIVERIES = "Webhook deliveries by status (the whole service's)"
-WEBHOOK_QUEUE = "Webhook deliveries waiting to be sent now: pending and due"
+WEBHOOK_QUEUE = "Webhook deliveries waiting to be sent now: pending and due, to an enabled endpoint"
 POOL = "This process's PostgreSQL pool connections, in use (lent to a thread) or idle"
 POOL_MAX = "The most connections this process's pool opens (DB_POOL_SIZE)"
 POOL_WAITING = "Threads waiting now for a connection from this process's pool"
@@ -77,19 +80,12 @@ NAMES = {
 
 def webhook_readings() -> Iterator[GaugeMetricFamily]:
     """Webhook deliveries by status, and how many wait to be sent."""
-    from django.db.models import Count
-    from django.utils import timezone
-
-    try:
-        from scoring.models.webhooks import DeliveryStatus, WebhookDelivery
-    except ImportError:  # a checkout without the webhook tables: nothing to read
-        return
     by_status = dict(WebhookDelivery.objects.values_list("status").annotate(n=Count("id")).order_by())
     deliveries = GaugeMetricFamily("fraud_webhook_deliveries", DELIVERIES, labels=["status"])
     for status in DeliveryStatus.values:
         deliveries.add_metric([status], by_status.get(status, 0))
     yield deliveries
-    due = WebhookDelivery.objects.due(now=timezone.now()).count()
+    due = WebhookDelivery.objects.due(now=timezone.now()).filter(endpoint__is_enabled=True).count()  # as sent
     yield GaugeMetricFamily("fraud_webhook_queue_depth", WEBHOOK_QUEUE, value=due)
 
 

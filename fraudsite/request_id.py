@@ -66,10 +66,9 @@ class RequestIdMiddleware:
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         request_id = take(request.headers.get(HEADER))
-        token = REQUEST_IDS.set((request_id,))
-        try:
-            response = await self.get_response(request)
-        finally:
-            REQUEST_IDS.reset(token)
+        # Left set: under ASGI the request has a task, so a context, of its own, and Django's line about a refused
+        # or failed answer ("Unauthorized: /metrics"), written once the middleware has returned, carries it too.
+        REQUEST_IDS.set((request_id,))
+        response = await self.get_response(request)
         response[HEADER] = request_id
         return response

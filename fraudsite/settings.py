@@ -407,7 +407,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "fraudsite.logs.JsonFormatter",
             "fmt": ["levelname", "name", "message"],
             "rename_fields": {"levelname": "level", "name": "logger"},
             "timestamp": "time",  # ISO 8601 in UTC, to the microsecond
@@ -421,8 +421,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         # uvicorn (the Procfile's server) set up its own handlers before loading the app: its lines go the same way.
-        "uvicorn": {"handlers": ["console"], "propagate": False},
-        "uvicorn.access": {"handlers": ["console"], "propagate": False},
+        # Not its parent "uvicorn": configuring that would turn on the access log the Procfile turns off.
+        "uvicorn.error": {"handlers": ["console"], "propagate": False},
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "axes.apps": {"level": "WARNING"},  # its start-up line, in every process and command

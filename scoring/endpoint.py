@@ -154,6 +154,7 @@ class IngestEndpoint:
                 return await _look_up(scope)
             return await self._ingest(scope, body)
         except (NoActiveModel, FeatureMismatch) as exc:
+            log.error("no usable model: %s", exc)
             return 503, {"error": str(exc)}
         except (OperationalError, InterfaceError) as exc:  # the key check's query too, when its answer expired
             log.error("database unavailable: %s", exc)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections import Counter as Tally
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
@@ -36,7 +35,7 @@ INGEST_SECONDS = Histogram(
 BATCH_ITEMS = Histogram(
     "fraud_ingest_batch_items",
     "Transactions per stored ingest batch (concurrent requests combined; a batch request's items)",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),  # a batch request of up to 1,000 is one batch
 )
 DECISIONS = Counter("fraud_decisions", "Newly scored transactions, by decision", ["decision"])
 RULE_HITS = Counter(
@@ -66,14 +65,15 @@ class BatchHistogram(Collector):
         self._counts = [0] * (len(self.bounds) + 1)  # the last: above every bound
         self._sum = 0.0
 
-    def observe_many(self, values: Iterable[float]) -> None:
+    def observe_many(self, values: Sequence[float]) -> None:
         """Count every value; the lock is taken once."""
-        bounds, counts, total = self.bounds, [0] * len(self._counts), 0.0
-        for value in values:
-            counts[bisect_left(bounds, value)] += 1
-            total += value
+        bounds = self.bounds
+        slots = [bisect_left(bounds, value) for value in values]  # the first bound at or above it ("le")
+        total = sum(values)
         with self._lock:
-            self._counts = [mine + more for mine, more in zip(self._counts, counts, strict=True)]
+            counts = self._counts
+            for slot in slots:
+                counts[slot] += 1
             self._sum += total
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
@@ -112,14 +112,19 @@ def count_request(*, route: str, method: str, status: int, seconds: float) -> No
 def count_scored(outcomes: Sequence[Outcome]) -> None:
     """What one request's transactions were scored: decisions and scores of those it stored (an answer from a
     stored row is not counted again), and the model version."""
-    new = [outcome.result for outcome in outcomes if outcome.created]
-    if not new:
+    decisions: dict[str, int] = {}
+    scores = []
+    for outcome in outcomes:
+        if outcome.created:
+            result = outcome.result
+            decisions[result["decision"]] = decisions.get(result["decision"], 0) + 1
+            scores.append(result["score"])
+    if not scores:
         return
-    for decision, count in Tally(result["decision"] for result in new).items():
+    for decision, count in decisions.items():
         counter = _decisions.get(decision) or _decisions.setdefault(decision, DECISIONS.labels(decision))
         counter.inc(count)
-    SCORES.observe_many(result["score"] for result in new)
-    version = new[-1]["model_version"]
-    if version != _model[0]:
+    SCORES.observe_many(scores)
+    if (version := result["model_version"]) != _model[0]:
         _model[0] = version
         MODEL.info({"version": version})

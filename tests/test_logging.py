@@ -80,6 +80,15 @@ async def test_a_missing_or_malformed_request_id_is_replaced_by_a_new_one(api, m
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_the_api_document_declares_the_header_on_every_ingest_answer(api):
+    document = (await api.get("/api/v1/openapi.json")).json()
+
+    operations = [document["paths"][SINGLE]["post"], document["paths"][SINGLE]["get"], document["paths"][BATCH]["post"]]
+    declared = [answer["headers"]["X-Request-ID"] for op in operations for answer in op["responses"].values()]
+    assert len(declared) >= 20 and all(header["required"] for header in declared)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_django_answers_carry_the_request_id_too(analyst):
     client = Client()
     client.force_login(analyst)
@@ -141,6 +150,17 @@ async def test_a_batch_of_several_requests_names_every_request_in_its_lines(json
     assert seen == [("r1",), ("r2",), ("r3", "r4"), ("r3",), ("r4",)]
     (line,) = [line for line in json_lines() if line["logger"] == "scoring.batcher"]
     assert line["request_ids"] == ["r3", "r4"] and "storing them one by one" in line["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_djangos_own_line_about_a_refused_answer_carries_the_request_id(api, json_lines, settings):
+    settings.METRICS_TOKEN = "metrics-token-for-the-tests"
+
+    response = await api.get("/metrics", headers={"X-Request-ID": "scrape-1"})
+
+    assert response.status_code == 401 and response.headers["x-request-id"] == "scrape-1"
+    (line,) = [line for line in json_lines() if line["logger"] == "django.request"]
+    assert line["request_id"] == "scrape-1" and line["status_code"] == 401
 
 
 @pytest.mark.django_db(transaction=True)

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from django.db import connection
+from django.utils import timezone
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from scoring import metrics
 from scoring.models import Case
+from scoring.models.webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from tests.conftest import tx_body
 from tests.dashboards.conftest import next_of_type, socket
 
@@ -139,6 +142,32 @@ async def test_the_database_pool_is_read_on_postgresql_only(api, model_version):
         assert figure(figures, "fraud_db_pool_connections", state="in_use") >= 1  # the scrape's own
     else:
         assert pool == {}
+
+
+async def test_webhook_deliveries_and_the_queue_are_read_at_scrape_time(api, model_version):
+    await database_sync_to_async(_deliveries)(pending_due=2, pending_later=1, succeeded=1, failed=1)
+
+    figures = await scrape(api)
+
+    assert figure(figures, "fraud_webhook_deliveries", status="pending") == 3
+    assert figure(figures, "fraud_webhook_deliveries", status="succeeded") == 1
+    assert figure(figures, "fraud_webhook_deliveries", status="failed") == 1
+    assert figure(figures, "fraud_webhook_queue_depth") == 2  # pending and due; the retry waits for its time
+
+
+def _deliveries(**counts: int) -> None:
+    endpoint = WebhookEndpoint.objects.create(url="http://127.0.0.1:9/hook", events=["case.resolved"])
+    later = timezone.now() + timedelta(hours=1)
+    states = {
+        "pending_due": {},
+        "pending_later": {"next_attempt_at": later},
+        "succeeded": {"status": DeliveryStatus.SUCCEEDED},
+        "failed": {"status": DeliveryStatus.FAILED},
+    }
+    for state, count in counts.items():
+        for _ in range(count):
+            event = WebhookEvent.objects.create(type="case.resolved", payload={})
+            WebhookDelivery.objects.create(event=event, endpoint=endpoint, **states[state])
 
 
 def test_counts_from_many_threads_at_once_add_up_exactly():
