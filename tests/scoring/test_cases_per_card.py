@@ -114,7 +114,7 @@ def test_resolving_a_case_labels_every_alert_except_those_labeled_otherwise(djan
     ensure_roles()
     analyst = django_user_model.objects.create_user("ann")
     make_analyst(analyst)
-    a, b, c = save(row("a"), row("b"), row("c"))
+    a, _, c = save(row("a"), row("b"), row("c"))
 
     case = cases.resolve(a.case_id, user=analyst, is_fraud=True, reason="card-testing", labels_by_id={c.id: False})
 
@@ -152,7 +152,9 @@ def test_racing_batches_of_one_card_open_one_case_between_them():
         start = threading.Barrier(batches)
         errors: list[BaseException] = []
 
-        def store(b: int, card: str = card, start: threading.Barrier = start) -> None:
+        def store(
+            b: int, card: str = card, start: threading.Barrier = start, errors: list[BaseException] = errors
+        ) -> None:
             try:
                 start.wait()
                 rows = [row(f"{card}-{b}-{i}", card=card, merchant_id=f"m-{b}") for i in range(3)]

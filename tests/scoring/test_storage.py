@@ -14,7 +14,7 @@ from django.utils import timezone
 from scoring import aggregates, ingest, storage
 from scoring.classifier import Scored
 from scoring.features import FEATURE_INDEX, FEATURES, label_delay_hours
-from scoring.models import Case, CaseEvent, CaseStatus, MerchantHour, Transaction
+from scoring.models import Case, CaseEvent, MerchantHour, Transaction
 from scoring.schemas import TransactionIn
 from scoring.storage import NewRow, sqlite
 
