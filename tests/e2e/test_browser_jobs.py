@@ -3,6 +3,7 @@ page and watches its progress reach 100 %, then uploads a history file at phone 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -79,8 +80,10 @@ def test_a_lead_starts_a_retrain_and_watches_its_progress_reach_100_percent(
 
     job = lead.locator(".job").first
     expect(lead.locator(".messages")).to_contain_text("queued: its progress shows below")
-    expect(job.locator(".job-state")).to_have_text("Running", timeout=JOB_MS)
-    lead.screenshot(path=str(screenshot_dir / "jobs-retrain-running-1440.png"), full_page=True)
+    # Whatever state the page first shows (a small retrain may go from queued to done between two polls), the
+    # list polls from then on until the job ends (tests/dashboards/test_job_pages.py pins when it polls).
+    expect(job.locator(".job-state")).to_have_text(re.compile("Queued|Running|Done"))
+    lead.screenshot(path=str(screenshot_dir / "jobs-retrain-started-1440.png"), full_page=True)
     expect(job.locator(".job-percent")).to_have_text("100 %", timeout=JOB_MS)
     expect(job.locator(".job-state")).to_have_text("Done")
     expect(job.locator(".job-outcome")).to_contain_text(f"trained on {labeled_history:,} stored transactions")
