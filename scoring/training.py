@@ -123,17 +123,20 @@ def training_frame(
         frame = labeled_frame(since, until)
         labeled = int(frame["labeled"].sum())
         frauds = int(frame.loc[frame["labeled"], "is_fraud"].sum())
-        if labeled >= MIN_LABELED and frauds:
+        span = _labeled_days(frame)
+        # The holdout is the newest quarter of the span and training ends a label delay before it: a shorter span
+        # (the demo's one day of history) leaves nothing to train on.
+        needed = settings.FRAUD_LABEL_DELAY_DAYS / (1 - DEFAULT_HOLDOUT)
+        if labeled >= MIN_LABELED and frauds and span > needed:
             say(f"training on {labeled:,} labeled stored transactions ({frauds:,} frauds)")
             return frame, "stored"
-        if not simulate_if_short:
-            raise TrainingError(
-                f"only {labeled:,} labeled stored transactions ({frauds:,} frauds): {MIN_LABELED:,} needed"
-            )
-        say(
-            f"only {labeled:,} labeled stored transactions ({frauds:,} frauds): "
-            f"simulating {DEFAULT_SIMULATED_DAYS} days of labeled history instead"
+        short = (
+            f"only {labeled:,} labeled stored transactions ({frauds:,} frauds) over {span:.1f} days: "
+            f"{MIN_LABELED:,} with frauds over more than {needed:.1f} days needed"
         )
+        if not simulate_if_short:
+            raise TrainingError(short)
+        say(f"{short}; simulating {DEFAULT_SIMULATED_DAYS} days of labeled history instead")
         days = DEFAULT_SIMULATED_DAYS
     end = timezone.now().replace(minute=0, second=0, microsecond=0)
     sim = Simulator(seed=seed, cards=cards, merchants=max(5, cards // 5))
@@ -141,6 +144,14 @@ def training_frame(
     frame = records_frame(sim.history(start=end - timedelta(days=days), end=end))
     say(f"{len(frame):,} simulated transactions, {int(frame['is_fraud'].sum()):,} frauds")
     return frame, "simulated"
+
+
+def _labeled_days(frame: pd.DataFrame) -> float:
+    """Days from the first labeled transaction to the last (0 without any)."""
+    stamps = frame.loc[frame["labeled"], "timestamp"]
+    if stamps.empty:
+        return 0.0
+    return (stamps.max() - stamps.min()) / pd.Timedelta(days=1)
 
 
 def _frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:

@@ -284,3 +284,36 @@ def test_imported_rows_without_a_label_are_not_taken_as_legitimate(tmp_path):
 
     assert not frame.loc[[r["external_id"] for r in newest], "labeled"].any()
     assert frame.loc[[r["external_id"] for r in records[: len(records) // 2]], "labeled"].all()
+
+
+@pytest.mark.django_db
+def test_stored_history_too_short_for_a_holdout_is_not_trained_on_but_said_so():
+    """The demo's one day of labeled history: enough rows, too few days for a holdout after the label delay."""
+    from scoring.training import training_frame
+
+    start = timezone.now() - timedelta(days=1)
+    Transaction.objects.bulk_create(
+        Transaction(
+            external_id=f"short-{i}",
+            card_id=f"c{i % 50}",
+            merchant_id=f"m{i % 10}",
+            amount=10 + i % 90,
+            currency="EUR",
+            timestamp=start + timedelta(seconds=60 * i),
+            score=0.0,
+            decision="approve",
+            reasons=[],
+            features=[],
+            model_version="imported:test",
+            is_fraud=i % 40 == 0,
+        )
+        for i in range(1200)
+    )
+    said: list[str] = []
+
+    with pytest.raises(TrainingError, match=r"1,200 labeled stored transactions \(30 frauds\) over 0\.8 days"):
+        training_frame(simulate_if_short=False)
+    frame, source = training_frame(simulate_days=None, cards=200, progress=said.append)
+
+    assert source == "simulated" and len(frame) > 0
+    assert "simulating" in said[0] and "over 0.8 days" in said[0]
