@@ -1,4 +1,4 @@
-"""The webhook endpoints' admin (registered by scoring/admin.py): every add and change goes through
+"""The webhook endpoints' admin (registered by scoring/admin/__init__.py): every add and change goes through
 scoring/webhooks.py, the secret is shown once on the page that answers the addition, and never in a form or list."""
 
 from __future__ import annotations

@@ -1,0 +1,101 @@
+"""The model versions' admin: leads read each version's figures and activate one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+
+from scoring.classifier import active_model
+from scoring.models import ModelVersion
+from scoring.results import shown
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = [
+        "version",
+        "is_active",
+        "activated_at",
+        "auc",
+        "average_precision",
+        "review_threshold",
+        "block_threshold",
+        "created_at",
+    ]
+    list_filter = ["is_active"]
+    readonly_fields = [
+        "version",
+        "created_at",
+        "features",
+        "params",
+        "reliability_table",
+        "metrics",
+        "data_range",
+        "is_active",
+        "activated_at",
+    ]
+    exclude = ["artifact"]
+    actions = ["activate"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and obj.is_active:
+            return False  # only replaced, by activating another version
+        return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, Any, Any, list[Any]]:
+        """The bulk delete's confirmation refuses a selection that holds the active version."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        active = [f"{mv}: activate another version first" for mv in objs if mv.is_active]
+        if active:  # said as what it is, not as a missing permission (has_delete_permission above)
+            perms_needed.discard(ModelVersion._meta.verbose_name)
+        return deleted, counts, perms_needed, [*protected, *active]
+
+    @admin.display(description="reliability (holdout)")
+    def reliability_table(self, mv: ModelVersion) -> str:
+        """Per score band: rows, mean score and the share that was fraud; a calibrated model's last two agree,
+        so a threshold means the same from one version to the next."""
+        table = (mv.metrics or {}).get("reliability") or []
+        if not table:
+            return "— (trained without a holdout)"
+        head = mark_safe("<tr><th>score</th><th>rows</th><th>mean score</th><th>fraud share</th></tr>")  # no values
+        bands = ((b["band"], b["rows"], shown(b["mean_score"]), shown(b["fraud_share"])) for b in table)
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", bands)
+        error = (mv.metrics or {}).get("calibration_error")
+        return format_html("<table>{}{}</table><p>calibration error: {}</p>", head, rows, shown(error))
+
+    @admin.display(description="AUC")
+    def auc(self, mv: ModelVersion) -> str:
+        return _metric(mv, "auc_roc")
+
+    @admin.display(description="avg precision")
+    def average_precision(self, mv: ModelVersion) -> str:
+        return _metric(mv, "average_precision")
+
+    @admin.action(
+        description="Activate the selected version (every server switches within seconds)", permissions=["change"]
+    )
+    def activate(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
+            return
+        mv = queryset.get()
+        try:
+            mv.activate()
+        except ValueError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        active_model.reset()
+        self.message_user(request, f"{mv.version} is now active.", messages.SUCCESS)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # versions come from `manage.py train_model`
+
+
+def _metric(mv: ModelVersion, key: str) -> str:
+    value = mv.metrics.get(key)
+    return f"{value:.3f}" if isinstance(value, int | float) else "–"
