@@ -129,6 +129,7 @@ def test_a_cards_second_flagged_payment_joins_its_open_case_live_and_the_verdict
     assert second["case_id"] == first["case_id"]
     expect(row.locator(".alert-count")).to_have_text("2", timeout=WAIT_MS)
     expect(case_page.locator("#case-alerts tbody tr")).to_have_count(2, timeout=WAIT_MS)
+    expect(case_page.locator(f"#case-{first['case_id']} .alert-count")).to_have_text("2", timeout=WAIT_MS)
     expect(row.locator(".amount")).to_have_text("200.00 EUR")
     expect(alice.locator(".case-row")).to_have_count(1)
 

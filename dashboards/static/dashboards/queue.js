@@ -187,7 +187,11 @@
       if (message.type === "transactions" && audit && Array.isArray(message.items)) {
         // On a case page: a transaction that joined this case changes its transactions and figures.
         const joined = message.items.find((item) => String(item.case_id) === audit.dataset.caseId);
-        if (joined) refreshCasePage({ id: joined.case_id });
+        if (joined) {
+          refreshCasePage({ id: joined.case_id });
+          const row = document.getElementById(`case-${joined.case_id}`);
+          if (row) window.htmx.ajax("GET", rowUrl(joined.case_id), { target: row, swap: "outerHTML" });
+        }
       }
       if (message.type === "case") {
         refreshRow(message);
