@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from fraudsite.asgi import application
 from scoring.models import Case, Transaction, due_after
-from scoring.roles import ensure_roles, make_analyst
+from scoring.roles import ensure_roles, make_analyst, make_lead
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 ORIGIN = (b"origin", b"http://127.0.0.1")
@@ -77,6 +77,22 @@ def alice(django_user_model: type[User]) -> User:
 @pytest.fixture
 def bob(django_user_model: type[User]) -> User:
     return analyst_named(django_user_model, "bob")
+
+
+def logged_in(user: User) -> Client:
+    """A test client with `user`'s session."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def lena(django_user_model: type[User]) -> User:
+    """A lead by group (not a superuser)."""
+    ensure_roles()
+    user = django_user_model.objects.create_user("lena")
+    make_lead(user)
+    return user
 
 
 @pytest.fixture

@@ -7,12 +7,11 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.test import Client
 
 from scoring import cases
 from scoring.models import Case, CaseEvent, CaseStatus
 from scoring.roles import ensure_roles, make_analyst, make_lead
-from tests.dashboards.conftest import HTMX
+from tests.dashboards.conftest import HTMX, logged_in
 from tests.dashboards.conftest import make_case as flagged_case
 
 pytestmark = pytest.mark.django_db
@@ -54,12 +53,6 @@ def lena(django_user_model: type[User]) -> User:
 def nobody(django_user_model: type[User]) -> User:
     """Logged in, but neither an analyst nor a lead."""
     return person(django_user_model, "nobody", role=None)
-
-
-def logged_in(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def actions(case: Case) -> list[tuple[str | None, str, str]]:

@@ -8,7 +8,7 @@ from django.test import Client
 
 from scoring.models import Case
 from scoring.roles import LEADS, ensure_roles
-from tests.dashboards.conftest import analyst_named, make_case
+from tests.dashboards.conftest import analyst_named, logged_in, make_case
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/cases/?show=all"}
@@ -36,12 +36,6 @@ def supervisor(django_user_model: type[User]) -> User:
     user = django_user_model.objects.create_user(username="sam", is_staff=True)
     user.groups.add(Group.objects.get(name=LEADS))
     return user
-
-
-def logged_in(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.mark.parametrize("path", ["/", "/cases/", "/cases/{id}/"])

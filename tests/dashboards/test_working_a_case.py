@@ -14,25 +14,9 @@ from django.test.utils import CaptureQueriesContext
 
 from scoring import cases
 from scoring.models import Case, CaseEvent, CaseStatus, ReasonCode, Transaction
-from scoring.roles import ensure_roles, make_lead
-from tests.dashboards.conftest import HTMX, make_case, make_tx
+from tests.dashboards.conftest import HTMX, logged_in, make_case, make_tx
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def lena(django_user_model: type[User]) -> User:
-    """A lead by group (not a superuser)."""
-    ensure_roles()
-    user = django_user_model.objects.create_user("lena")
-    make_lead(user)
-    return user
-
-
-def logged_in(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def case_of_two() -> tuple[Case, Transaction, Transaction]:

@@ -16,26 +16,11 @@ from scoring import lists
 from scoring.lists import ListConflict, add_entry
 from scoring.models import CaseEvent, ListEntry
 from scoring.models.access import ListEntryEvent
-from scoring.roles import ensure_roles, make_analyst, make_lead
-from tests.dashboards.conftest import HTMX, make_case
+from scoring.roles import ensure_roles, make_analyst
+from tests.dashboards.conftest import HTMX, logged_in, make_case
 
 pytestmark = pytest.mark.django_db
 IN_30_DAYS = timedelta(days=30)
-
-
-@pytest.fixture
-def lena(django_user_model: type[User]) -> User:
-    """A lead by group (not a superuser)."""
-    ensure_roles()
-    user = django_user_model.objects.create_user("lena")
-    make_lead(user)
-    return user
-
-
-def logged_in(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def block(user: User, value: str = "card-9", **fields: Any) -> ListEntry:

@@ -14,6 +14,7 @@ from scoring import cases
 from scoring.features import FEATURES
 from scoring.models import ActiveModelDeletion, ApiKey, Case, CaseEvent, ListEntry, ModelVersion, Transaction
 from scoring.roles import ensure_roles, make_lead
+from tests.dashboards.conftest import logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -37,12 +38,6 @@ def flagged_case(external_id: str = "tx-1", *, score: float = 0.95) -> Case:
     tx.case = case
     tx.save(update_fields=["case"])
     return case
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def run_action(client: Client, action: str, case: Case):
