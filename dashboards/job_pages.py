@@ -8,7 +8,6 @@ is another process, and polling reaches the page whether or not Redis carries th
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import wraps
 from typing import Any
 
 from django import forms
@@ -19,10 +18,10 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboards.views import HtmxHttpRequest, View, role_required
+from dashboards import views
+from dashboards.views import HtmxHttpRequest
 from scoring import jobs
 from scoring.models import Job, ModelVersion
-from scoring.roles import is_lead
 
 PAGE = "dashboards/jobs.html"
 LIST = "dashboards/jobs.html#job-list"
@@ -48,17 +47,7 @@ class ImportForm(forms.Form):
         return upload
 
 
-def lead_required(view: View) -> View:
-    """Leads only: analysts get this page's refusal (403); anyone else what role_required gives them."""
-
-    @role_required
-    @wraps(view)
-    def wrapper(request: HtmxHttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not is_lead(request.user):
-            return render(request, PAGE, {"refused": True}, status=403)
-        return view(request, *args, **kwargs)
-
-    return wrapper
+lead_required = views.lead_required(PAGE)  # analysts see the jobs page saying it is the leads'
 
 
 @require_GET

@@ -8,16 +8,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from dashboards import team, team_charts
-from dashboards.views import HtmxHttpRequest, role_required
-from scoring.roles import is_lead
+from dashboards.views import HtmxHttpRequest, lead_required
 
 
 @require_GET
-@role_required
+@lead_required("dashboards/leads_only.html")
 def team_page(request: HtmxHttpRequest) -> HttpResponse:
     """Open cases by age and holder, verdicts per analyst per day, time to resolve and the flags' precision."""
-    if not is_lead(request.user):
-        return render(request, "dashboards/leads_only.html", status=403)
     days = int(request.GET["days"]) if request.GET.get("days") in {str(d) for d in team.DAY_CHOICES} else 14
     overview = team.overview(now=timezone.now(), days=days)
     context = {"team": overview, "day_choices": team.DAY_CHOICES, **team_charts.charts(overview)}

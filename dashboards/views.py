@@ -30,7 +30,7 @@ from dashboards.stats import LiveStats, open_cases, recent_stats
 from scoring import cases, lists
 from scoring.models import Case, ModelVersion, Transaction
 from scoring.results import reasons_in_words, shown, transaction_event
-from scoring.roles import can_review
+from scoring.roles import can_review, is_lead
 
 FEED_ROWS = 50
 PANEL_CASES = 10
@@ -70,6 +70,23 @@ def role_required(view: View) -> View:
         return response
 
     return wrapper
+
+
+def lead_required(refusal: str) -> Callable[[View], View]:
+    """Leads only: an analyst gets the page `refusal` (a template, rendered with `refused`) and a 403; anyone else
+    what role_required gives them."""
+
+    def decorate(view: View) -> View:
+        @role_required
+        @wraps(view)
+        def wrapper(request: HtmxHttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not is_lead(request.user):
+                return render(request, refusal, {"refused": True}, status=403)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 # --- pages -------------------------------------------------------------------------------------

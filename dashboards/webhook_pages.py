@@ -4,8 +4,6 @@ status, time and first bytes, with replay. Every change goes through scoring/web
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django import forms
@@ -18,10 +16,9 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from dashboards.views import HtmxHttpRequest, role_required
+from dashboards.views import HtmxHttpRequest, lead_required
 from scoring import webhooks
 from scoring.models import DeliveryStatus, EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from scoring.roles import is_lead
 
 LIST = "dashboards/webhooks.html"
 LOG = "dashboards/webhook.html"
@@ -42,17 +39,7 @@ class EndpointForm(forms.Form):
             raise forms.ValidationError(str(refusal)) from None
 
 
-def leads_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Analysts get a page saying these are the leads' pages (403); accounts without a role, the desk's refusal."""
-
-    @role_required
-    @wraps(view)
-    def wrapper(request: HtmxHttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not is_lead(request.user):
-            return render(request, LIST, {"refused": True}, status=403)
-        return view(request, *args, **kwargs)
-
-    return wrapper
+leads_only = lead_required(LIST)  # analysts see the endpoints page saying these are the leads'
 
 
 @require_http_methods(["GET", "POST"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -125,9 +125,6 @@ class Case(models.Model):
     @property
     def is_overdue(self) -> bool:
         return self.is_open and self.due_at < timezone.now()
-
-    def age(self, *, now: datetime | None = None) -> timedelta:
-        return (now or timezone.now()) - self.opened_at
 
     @property
     def amount_text(self) -> str:
