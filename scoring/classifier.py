@@ -13,7 +13,7 @@ import math
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -48,6 +48,8 @@ class Scored:
     score: float
     decision: str
     reasons: list[dict[str, float | str]]
+    rules: list[dict[str, str]] = field(default_factory=list)  # the active rules that hit: {"name", "action"}
+    shadow_rules: list[str] = field(default_factory=list)  # the shadow rules that hit: their names
 
 
 class Scorer:
@@ -61,6 +63,7 @@ class Scorer:
             )
         self.id = mv.id
         self.version = mv.version
+        self.updated_at = mv.updated_at
         self.review_threshold = mv.review_threshold
         self.block_threshold = mv.block_threshold
         self.booster = load_booster(bytes(mv.artifact))
@@ -182,11 +185,11 @@ class _ActiveModel:
         return self._scorer
 
     def _refresh(self) -> None:
-        row = ModelVersion.objects.filter(is_active=True).values_list("id", flat=True).first()
+        row = ModelVersion.objects.filter(is_active=True).values_list("id", "updated_at").first()
         if row is None:
             self._scorer = None
-        elif self._scorer is None or self._scorer.id != row:
-            self._scorer = Scorer(ModelVersion.objects.get(pk=row))
+        elif self._scorer is None or (self._scorer.id, self._scorer.updated_at) != row:
+            self._scorer = Scorer(ModelVersion.objects.get(pk=row[0]))  # a new version, or new thresholds
             log.info("scoring with model %s", self._scorer.version)
 
     def reset(self) -> None:

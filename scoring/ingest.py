@@ -18,10 +18,12 @@ from django.db import IntegrityError
 from scoring import storage
 from scoring.announce import broadcaster
 from scoring.batcher import batcher_for_loop
+from scoring.challenger import score_challenger
 from scoring.classifier import Scorer, active_model
 from scoring.features import feature_rows
 from scoring.lists import apply_lists
 from scoring.results import answer, feed_event
+from scoring.rules import apply_rules
 from scoring.schemas import TransactionIn
 from scoring.storage import History, NewRow
 
@@ -139,6 +141,9 @@ def _refuse_conflicts(items: list[TransactionIn], *, stored: dict[str, Transacti
 def _score_and_save(items: list[TransactionIn], *, scorer: Scorer, history: History) -> list[NewRow]:
     """Score the new items and store them with their features; each comes back with its id and case id."""
     x = np.asarray(feature_rows(items, history=history), dtype=np.float32)  # what the model reads and is stored
-    rows = [NewRow(item, scored) for item, scored in zip(items, apply_lists(items, scorer.score(x)), strict=True)]
+    # The model, then the rules (the strongest action of those that hit), then the lists, which have the last word.
+    scored = apply_lists(items, apply_rules(items, scorer.score(x), features=x))
+    rows = [NewRow(item, s) for item, s in zip(items, scored, strict=True)]
+    score_challenger(rows, features=x)  # beside the active model's score; decides nothing
     storage.save(rows, features=x, version=scorer.version)
     return rows

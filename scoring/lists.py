@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -71,7 +72,7 @@ def apply_lists(items: list[TransactionIn], scored: list[Scored]) -> list[Scored
             continue
         decision = Decision.BLOCK if entry.kind == ListKind.BLOCK else Decision.APPROVE
         reason = {"feature": f"{entry.kind}_list_{entry.entity}", "contribution": 0.0}
-        out.append(Scored(score=s.score, decision=decision, reasons=[reason, *s.reasons[:2]]))
+        out.append(replace(s, decision=decision, reasons=[reason, *s.reasons[:2]]))  # rules' hits kept
     return out
 
 

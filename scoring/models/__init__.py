@@ -5,6 +5,7 @@ migrations expect them."""
 from scoring.models.access import ApiKey, ApiKeyQuerySet, ListEntity, ListEntry, ListEntryQuerySet, ListKind, hash_key
 from scoring.models.jobs import Job, JobFile, JobKind, JobQuerySet, JobState
 from scoring.models.review import ALERT, OPENED, Case, CaseEvent, CaseQuerySet, CaseStatus, ReasonCode, due_after
+from scoring.models.rules import ModelChange, ModelChangeKind, Rule, RuleQuerySet, RuleStatus, RuleVersion
 from scoring.models.traffic import (
     FEED_LOOKBACK,
     IMPORTED,
@@ -54,9 +55,15 @@ __all__ = [
     "ListEntryQuerySet",
     "ListKind",
     "MerchantHour",
+    "ModelChange",
+    "ModelChangeKind",
     "ModelVersion",
     "ModelVersionQuerySet",
     "ReasonCode",
+    "Rule",
+    "RuleQuerySet",
+    "RuleStatus",
+    "RuleVersion",
     "Transaction",
     "TransactionQuerySet",
     "WebhookAttempt",

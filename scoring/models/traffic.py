@@ -121,6 +121,13 @@ class Transaction(models.Model):
     features = FeatureValuesField(default=list, help_text="Feature values the model saw, in its feature order")
     model_version = models.CharField(max_length=80)
     received_at = models.DateTimeField(default=timezone.now)
+    # The active rules that hit, as the caller was told ([{"name", "action"}]), and the shadow rules that hit
+    # (their names): a shadow rule changes nothing, its hits are what its page compares.
+    rules = models.JSONField(default=list, blank=True, db_default=models.Value([], models.JSONField()))
+    shadow_rules = models.JSONField(default=list, blank=True, db_default=models.Value([], models.JSONField()))
+    # The challenger model's score of the same features, beside the champion's; it never decides anything.
+    challenger_score = models.FloatField(null=True, blank=True)
+    challenger_version = models.CharField(max_length=80, blank=True, default="", db_default="")
 
     # Ground truth, when known: from a resolved case, the payment side's labels or imported history.
     is_fraud = models.BooleanField(null=True, blank=True)

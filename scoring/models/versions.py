@@ -47,6 +47,11 @@ class ModelVersion(models.Model):
     block_threshold = models.FloatField(default=0.9)
     is_active = models.BooleanField(default=False)
     activated_at = models.DateTimeField(null=True, blank=True)
+    # The challenger scores every live transaction in the shadow of the active version (its score stored beside
+    # the active one's) until a lead promotes it or ends it.
+    is_challenger = models.BooleanField(default=False)
+    # Bumped with every change a serving process must pick up without a new version (thresholds).
+    updated_at = models.DateTimeField(default=timezone.now)
 
     objects = ModelVersionQuerySet.as_manager()
 
@@ -54,6 +59,12 @@ class ModelVersion(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model"),
+            models.UniqueConstraint(
+                fields=["is_challenger"], condition=models.Q(is_challenger=True), name="one_challenger_model"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(is_active=True, is_challenger=True), name="champion_not_challenger"
+            ),
             models.CheckConstraint(
                 condition=models.Q(review_threshold__lte=models.F("block_threshold")),
                 name="review_threshold_not_above_block",

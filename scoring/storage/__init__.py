@@ -59,6 +59,8 @@ class NewRow:
     id: int = 0
     case_id: int | None = None
     joined: bool = False  # its case was open before this batch (it joined the card's case)
+    challenger_score: float | None = None  # the challenger model's score, when one is marked
+    challenger_version: str = ""
     answered: dict[str, Any] | None = None  # the answer given for it, when a request repeats its id
 
 

@@ -112,13 +112,15 @@ WITH cases AS (
     RETURNING id, card_id, xmax <> 0 AS joined
 ), new AS (
     INSERT INTO {transaction} (external_id, card_id, merchant_id, amount, currency, "timestamp", country, channel,
-        mcc, score, decision, reasons, features, model_version, received_at, case_id)
+        mcc, score, decision, reasons, features, model_version, received_at, case_id, rules, shadow_rules,
+        challenger_score, challenger_version)
     SELECT external_id, r.card_id, merchant_id, amount::numeric, currency, at, country, channel, mcc, score, decision,
-        reasons::jsonb, (%b::real[])[(n - 1) * {width} + 1 : n * {width}], %b, %b, cases.id
+        reasons::jsonb, (%b::real[])[(n - 1) * {width} + 1 : n * {width}], %b, %b, cases.id,
+        coalesce(rules::jsonb, '[]'), coalesce(shadow_rules::jsonb, '[]'), challenger_score, challenger_version
     FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[],
-        %b::text[], %b::text[], %b::float8[], %b::text[], %b::text[])
+        %b::text[], %b::text[], %b::float8[], %b::text[], %b::text[], %b::text[], %b::text[], %b::float8[], %b::text[])
         WITH ORDINALITY AS r(external_id, card_id, merchant_id, amount, currency, at, country, channel, mcc, score,
-            decision, reasons, n)
+            decision, reasons, rules, shadow_rules, challenger_score, challenger_version, n)
     LEFT JOIN cases ON r.decision <> %b AND cases.card_id = r.card_id
     ORDER BY external_id COLLATE "C"
     RETURNING id, external_id, case_id
@@ -272,6 +274,10 @@ def _save_params(
         [s.score for s in said],
         [s.decision for s in said],
         [orjson.dumps(s.reasons).decode() for s in said],
+        [orjson.dumps(s.rules).decode() if s.rules else None for s in said],  # NULL: no rule hit, stored as []
+        [orjson.dumps(s.shadow_rules).decode() if s.shadow_rules else None for s in said],
+        [row.challenger_score for row in rows],
+        [row.challenger_version for row in rows],
     ]
     hours = [
         [merchant_id for merchant_id, _ in counts],

@@ -187,6 +187,10 @@ def _transaction(row: NewRow, *, features: list[float], version: str, at: dateti
         features=features,
         model_version=version,
         received_at=at,
+        rules=scored.rules,
+        shadow_rules=scored.shadow_rules,
+        challenger_score=row.challenger_score,
+        challenger_version=row.challenger_version,
     )
 
 

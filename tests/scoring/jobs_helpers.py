@@ -12,7 +12,9 @@ from django.utils import timezone
 from scoring import job_runs
 
 # Simulated history of a few thousand rows and a model of a few trees: seconds, not the default half minute.
-SMALL_RETRAIN = {"simulate_days": 14, "cards": 150, "trees": 10}
+# Three weeks: training ends a 7-day label delay before the newest quarter, and two weeks left 3.5 days, with
+# no fraud in them on some dates.
+SMALL_RETRAIN = {"simulate_days": 21, "cards": 200, "trees": 10}
 HEADER = "external_id,card_id,merchant_id,amount,currency,timestamp,country,channel,mcc,is_fraud\n"
 
 
