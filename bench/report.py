@@ -89,12 +89,37 @@ def main(out: Path) -> None:
     print("CPU ms/tx: server process CPU per transaction (steadier than rates on a shared machine);")
     print("PG ms/tx: PostgreSQL's backends' CPU per transaction (the batches wait on it as much as on the server).")
     print("flagged: the phase's transactions the model flagged; each also writes a case and its audit event.")
+    whatif(ours)
     verdicts = targets(ours, peer_by_kind)
     if verdicts:
         model = os.environ.get("TRAIN_ARGS", "").strip()
         served = f"train_model {model}; the tx/s goals are for the default model" if model else "the default model"
         print(f"\nIssue 5's targets in this run (server on one core; ours serving {served}):")
         for line in verdicts:
+            print(f"  {line}")
+
+
+def whatif(ours: dict[str, dict]) -> None:
+    """Issue 26's cost: each kind of phase with 20 active rules and a challenger against the mean of the plain
+    passes before and after it (the same server, the same run)."""
+    lines = []
+    for kind in sorted({name.split("_", 1)[1] for name in ours if name.startswith("rules_")}):
+        plain = [ours[f"{p}_{kind}"] for p in ("before", "after") if f"{p}_{kind}" in ours]
+        if not plain or kind.startswith("e2e"):
+            continue
+        rate = figures(ours[f"rules_{kind}"])[0]
+        base = sum(figures(row)[0] for row in plain) / len(plain)
+        cpu = ours[f"rules_{kind}"].get("server_cpu_ms_per_item") or 0
+        base_cpu = sum(row.get("server_cpu_ms_per_item") or 0 for row in plain) / len(plain)
+        change = rate / base - 1 if base else 0
+        cpu_change = f", server CPU a transaction {cpu / base_cpu - 1:+.0%}" if base_cpu else ""
+        lines.append(
+            f"{_verdict(change >= -0.15)} {kind}: {rate:,.0f} tx/s with them against {base:,.0f} without "
+            f"({change:+.0%}{cpu_change})"
+        )
+    if lines:
+        print("\nIssue 26's cost, 20 active rules and a challenger model (within 15 % of the same run without them):")
+        for line in lines:
             print(f"  {line}")
 
 
