@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pytest
 import xgboost as xgb
@@ -78,6 +80,7 @@ class _Version:
     def __init__(self, model: xgb.Booster) -> None:
         self.id, self.version, self.features = 1, "v", FEATURES
         self.review_threshold, self.block_threshold = 0.5, 0.9
+        self.updated_at = datetime(2026, 1, 1, tzinfo=UTC)
         self.artifact = model.save_raw(raw_format="ubj")
 
 
