@@ -250,9 +250,12 @@ class RuleSet:
         joined = ", ".join(f"({c.source})" for c in self.conditions)
         self.program = cel.compile(f"[{joined}]") if self.conditions else None
 
-    def run(self, columns: dict[str, Sequence[Any]], rows: int) -> list[list[bool]]:
+    def run(
+        self, columns: dict[str, Sequence[Any]], rows: int, *, failures: dict[int, str] | None = None
+    ) -> list[list[bool]]:
         """Each row's result for each rule. `columns`: a sequence of `rows` values for each name in self.names.
-        A rule that fails on a row (e.g. an integer divided by zero) does not hold for it."""
+        A rule that fails on a row (e.g. an integer divided by zero) does not hold for it; `failures`, when
+        given, gets each failing rule's index with what went wrong the first time."""
         if self.program is None:
             return [[] for _ in range(rows)]
         names = self.names
@@ -266,26 +269,19 @@ class RuleSet:
             try:
                 out.append([r is True for r in self.program.execute(row)])
             except Exception:  # one rule failed on this row: the others still count
-                out.append([self._holds(c, row) for c in self.conditions])
+                out.append([self._holds(c, row, index=j, failures=failures) for j, c in enumerate(self.conditions)])
         return out
 
     @staticmethod
-    def _holds(condition: Condition, row: dict[str, Any]) -> bool:
+    def _holds(condition: Condition, row: dict[str, Any], *, index: int, failures: dict[int, str] | None) -> bool:
         try:
             return condition.program.execute({n: row[n] for n in condition.names}) is True
-        except Exception:
+        except Exception as exc:
+            if failures is not None and index not in failures:
+                failures[index] = f"{type(exc).__name__}: {exc}"
             return False
 
 
 def number(value: float | None) -> float:
     """A feature value as a condition reads it: missing is NaN."""
     return math.nan if value is None else float(value)
-
-
-# --- in the pipeline ---------------------------------------------------------------------------------------------
-
-
-def apply_rules(items: Sequence[Any], scored: list[Any], *, features: Any) -> list[Any]:
-    """The live rules run on a scored batch: each row's active hits and shadow hits, and the strongest active
-    action as its decision. (Being written: until then no rule runs.)"""
-    return scored
