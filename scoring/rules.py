@@ -277,7 +277,10 @@ class RuleSet:
         try:
             return condition.program.execute({n: row[n] for n in condition.names}) is True
         except Exception as exc:
-            if failures is not None and index not in failures:
+            # The library refuses to order NaN (a missing value) against a number: the rule does not hold, as
+            # meant, and that is no failure to tell anyone about.
+            missing = any(isinstance(row[n], float) and row[n] != row[n] for n in condition.names)
+            if failures is not None and index not in failures and not missing:
                 failures[index] = f"{type(exc).__name__}: {exc}"
             return False
 
