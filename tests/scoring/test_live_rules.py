@@ -179,6 +179,25 @@ def test_a_missing_feature_value_is_no_failure_to_log(approving_model, caplog):
     assert not [r for r in caplog.records if "needs_fraud_history" in r.getMessage()]
 
 
+def test_a_rule_reading_a_missing_value_holds_only_where_the_rest_of_it_decides():
+    nan = float("nan")
+    rules = RuleSet(
+        [
+            check("amount_vs_card_avg_30d > 3.0"),
+            check("amount > 500.0 || amount_vs_card_avg_30d > 3.0"),
+            check("amount > 500.0 && amount_vs_card_avg_30d > 3.0"),
+            check("amount > 500.0"),
+        ]
+    )
+    columns = {"amount": [900.0, 900.0, 10.0], "amount_vs_card_avg_30d": [nan, 5.0, nan]}
+    failures: dict[int, str] = {}
+
+    results = rules.run(columns, 3, failures=failures)
+
+    assert results == [[False, True, False, True], [True, True, True, True], [False, False, False, False]]
+    assert failures == {}
+
+
 def test_a_failure_is_logged_again_in_the_next_refresh_period(approving_model, caplog, settings):
     settings.RULES_REFRESH_SECONDS = 0
     rule("divides_by_zero", "hour / (hour - 12) > 0")
