@@ -63,11 +63,14 @@ async def test_an_answer_naming_the_rules_that_hit_is_as_documented(api, model_v
     doc = await document()
 
     created = await api.post(SINGLE, tx_body(external_id="r-1"))
+    retried = await api.post(SINGLE, tx_body(external_id="r-1"))
     looked_up = await api.get(f"{SINGLE}/{created.json()['id']}")
 
     assert created.json()["rules"] == [{"name": "any_amount", "action": "review"}]
+    assert (retried.status_code, retried.json()["rules"]) == (200, created.json()["rules"])
     assert looked_up.json()["rules"] == created.json()["rules"]
     assert_documented(doc, path=SINGLE, method="POST", response=created)
+    assert_documented(doc, path=SINGLE, method="POST", response=retried)
     assert_documented(doc, path=SINGLE + "/{tx_id}", method="GET", response=looked_up)
 
 
