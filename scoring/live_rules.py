@@ -93,7 +93,7 @@ class _LiveRules:
         log.info("live rules: %s", ", ".join(f"{name} v{v} ({status})" for _, v, status, name, *_ in rows) or "none")
 
     @property
-    def any(self) -> bool:
+    def has_rules(self) -> bool:
         """Whether rules were live at the last look (no look at the database)."""
         return self._book is not None
 
@@ -156,7 +156,7 @@ def apply_rules(items: Sequence[TransactionIn], scored: list[Scored], *, feature
 
 def count_hits(scored: Sequence[Scored]) -> None:
     """Count each rule's hits in a stored batch, by rule and status (nothing to do when no rule is live)."""
-    if not live_rules.any:
+    if not live_rules.has_rules:
         return
     hits: dict[tuple[str, str], int] = {}
     for s in scored:
