@@ -342,6 +342,9 @@ FRAUD_LABEL_DELAY_DAYS = env_float("FRAUD_LABEL_DELAY_DAYS", default=7)
 MERCHANT_WINDOWS_CACHE_SECONDS = env_float("MERCHANT_WINDOWS_CACHE_SECONDS", default=60)
 # How often a server process checks which model version is active (seconds).
 MODEL_REFRESH_SECONDS = env_float("MODEL_REFRESH_SECONDS", default=5)
+# How often a server process checks the live rules (active and shadow) for a change (seconds); the rule book's own
+# changes reach the process that made them at once.
+RULES_REFRESH_SECONDS = env_float("RULES_REFRESH_SECONDS", default=5)
 # Broadcasting never holds up ingest longer than this; a slower layer is logged as down.
 # The module that pushes committed changes to the dashboards (scoring calls it; see scoring/announce.py).
 BROADCASTER = "dashboards.broadcast"

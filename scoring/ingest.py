@@ -22,8 +22,8 @@ from scoring.challenger import score_challenger
 from scoring.classifier import Scorer, active_model
 from scoring.features import feature_rows
 from scoring.lists import apply_lists
+from scoring.live_rules import apply_rules, count_hits
 from scoring.results import answer, feed_event
-from scoring.rules import apply_rules
 from scoring.schemas import TransactionIn
 from scoring.storage import History, NewRow
 
@@ -146,4 +146,5 @@ def _score_and_save(items: list[TransactionIn], *, scorer: Scorer, history: Hist
     rows = [NewRow(item, s) for item, s in zip(items, scored, strict=True)]
     score_challenger(rows, features=x)  # beside the active model's score; decides nothing
     storage.save(rows, features=x, version=scorer.version)
+    count_hits(scored)  # once stored: a batch tried again after a conflict is counted once
     return rows

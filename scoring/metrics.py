@@ -39,7 +39,9 @@ BATCH_ITEMS = Histogram(
 )
 DECISIONS = Counter("fraud_decisions", "Newly scored transactions, by decision", ["decision"])
 RULE_HITS = Counter(
-    "fraud_rule_hits", "Transactions a rule hit, by rule (no rules exist yet: no samples until they do)", ["rule"]
+    "fraud_rule_hits",
+    "Newly scored transactions a live rule hit, by rule and its status (active or shadow)",
+    ["rule", "status"],
 )
 MODEL = Info("fraud_model", "The model version this process scored its latest transactions with")
 SOCKETS = Gauge("fraud_dashboard_sockets", "Dashboard sockets this process serves")
@@ -97,6 +99,7 @@ REGISTRY.register(SCORES)
 _requests: dict[tuple[str, str, int], Any] = {}  # the labelled children, found without the metric's lock
 _latency: dict[tuple[str, str], Any] = {}
 _decisions: dict[str, Any] = {}
+_rule_hits: dict[tuple[str, str], Any] = {}
 _model = [""]  # the version MODEL says
 
 
@@ -128,3 +131,10 @@ def count_scored(outcomes: Sequence[Outcome]) -> None:
     if (version := result["model_version"]) != _model[0]:
         _model[0] = version
         MODEL.info({"version": version})
+
+
+def count_rule_hits(hits: dict[tuple[str, str], int]) -> None:
+    """A stored batch's rule hits: {(rule name, status): transactions it hit}."""
+    for key, count in hits.items():
+        counter = _rule_hits.get(key) or _rule_hits.setdefault(key, RULE_HITS.labels(*key))
+        counter.inc(count)

@@ -5,6 +5,7 @@ browser never re-words anything."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
@@ -30,11 +31,12 @@ class Sent(Protocol):
 
 
 class Said(Protocol):
-    """What the model and lists said about it (a Scored, or a stored Transaction)."""
+    """What the model, rules and lists said about it (a Scored, or a stored Transaction)."""
 
     score: float
     decision: str
     reasons: list
+    rules: list
 
 
 def answer(sent: Sent, said: Said, *, id: int, model_version: str, case_id: int | None) -> dict[str, Any]:
@@ -45,6 +47,7 @@ def answer(sent: Sent, said: Said, *, id: int, model_version: str, case_id: int 
         "score": said.score,
         "decision": said.decision,
         "reasons": said.reasons,
+        "rules": said.rules,
         "model_version": model_version,
         "case_id": case_id,
     }
@@ -64,7 +67,8 @@ def feed_event(sent: Sent, said: Said, *, id: int, case_id: int | None, state: s
         "score": said.score,
         "decision": said.decision,
         "reasons": said.reasons,
-        "reason_text": reason_summary(said.reasons),
+        "rules": said.rules,
+        "reason_text": reason_summary(said.reasons, rules=said.rules),
         "case_id": case_id,
         "case_state": state if state is not None else ("unclaimed" if case_id else ""),
     }
@@ -156,10 +160,18 @@ def reason_labels() -> dict[str, str]:
 _LABELS = reason_labels()
 
 
-def reason_summary(reasons: list[dict[str, Any]]) -> str:
-    """The strongest reasons towards fraud (and any list that decided), named in one line."""
+def reason_summary(reasons: list[dict[str, Any]], *, rules: Sequence[dict[str, str]] = ()) -> str:
+    """The active rules that hit, then the strongest reasons towards fraud (and any list that decided), named in
+    one line: every rule, and features up to REASONS_IN_SUMMARY names in all."""
+    named = [rule_label(rule) for rule in rules]
     pushing = [r["feature"] for r in reasons if "_list_" in r["feature"] or (r.get("contribution") or 0) > 0]
-    return " · ".join(_LABELS.get(name, name.replace("_", " ")) for name in pushing[:REASONS_IN_SUMMARY])
+    named += [_LABELS.get(name, name.replace("_", " ")) for name in pushing[: max(REASONS_IN_SUMMARY - len(named), 0)]]
+    return " · ".join(named)
+
+
+def rule_label(rule: dict[str, str]) -> str:
+    """An active rule that hit, in a few words: "rule big_night_atm (block)"."""
+    return f"rule {rule['name']} ({rule['action']})"
 
 
 def reasons_in_words(tx: Transaction) -> list[dict[str, Any]]:

@@ -247,12 +247,15 @@ class RuleSet:
     def __init__(self, conditions: Sequence[Condition]) -> None:
         self.conditions = list(conditions)
         self.names = sorted({name for c in self.conditions for name in c.names})
-        joined = ", ".join(f"({c.source})" for c in self.conditions)
+        joined = ", ".join(_guarded(c) for c in self.conditions)
         self.program = cel.compile(f"[{joined}]") if self.conditions else None
 
-    def run(self, columns: dict[str, Sequence[Any]], rows: int) -> list[list[bool]]:
+    def run(
+        self, columns: dict[str, Sequence[Any]], rows: int, *, failures: dict[int, str] | None = None
+    ) -> list[list[bool]]:
         """Each row's result for each rule. `columns`: a sequence of `rows` values for each name in self.names.
-        A rule that fails on a row (e.g. an integer divided by zero) does not hold for it."""
+        A rule that fails on a row (e.g. an integer divided by zero) does not hold for it; `failures`, when
+        given, gets each failing rule's index with what went wrong the first time."""
         if self.program is None:
             return [[] for _ in range(rows)]
         names = self.names
@@ -262,30 +265,53 @@ class RuleSet:
             else [{}] * rows
         )
         out = []
+        conditions = self.conditions
         for row in values:
             try:
-                out.append([r is True for r in self.program.execute(row)])
+                results = self.program.execute(row)
             except Exception:  # one rule failed on this row: the others still count
-                out.append([self._holds(c, row) for c in self.conditions])
+                out.append([self._holds(c, row, index=j, failures=failures) for j, c in enumerate(conditions)])
+                continue
+            if None in results:  # a rule that reads a missing value, run alone (_guarded says why)
+                results = [_alone(conditions[j], row) if r is None else r for j, r in enumerate(results)]
+            out.append([r is True for r in results])
         return out
 
     @staticmethod
-    def _holds(condition: Condition, row: dict[str, Any]) -> bool:
+    def _holds(condition: Condition, row: dict[str, Any], *, index: int, failures: dict[int, str] | None) -> bool:
         try:
             return condition.program.execute({n: row[n] for n in condition.names}) is True
-        except Exception:
+        except Exception as exc:
+            # The library refuses to order NaN (a missing value) against a number: the rule does not hold, as
+            # meant, and that is no failure to tell anyone about.
+            missing = any(isinstance(row[n], float) and row[n] != row[n] for n in condition.names)
+            if failures is not None and index not in failures and not missing:
+                failures[index] = f"{type(exc).__name__}: {exc}"
             return False
+
+
+def _guarded(condition: Condition) -> str:
+    """A condition as one item of a RuleSet's program: null where a feature it reads is missing (NaN).
+
+    The library refuses to order NaN against a number, and that error would cost the whole row's program: every
+    rule would then run alone. Guarded, only the rules that read a missing value run alone (where `||` may still
+    make them hold); a missing value is common (a card's first payment has no history)."""
+    optional = [name for name in condition.names if name in FEATURES and name not in FIELDS]
+    if not optional:
+        return f"({condition.source})"
+    present = " && ".join(f"{name} == {name}" for name in optional)  # NaN is the one value not equal to itself
+    return f"(({present}) ? ({condition.source}) : null)"
+
+
+def _alone(condition: Condition, row: dict[str, Any]) -> bool:
+    """A condition that reads a missing value: it holds only where the rest of it decides (`||`), and its
+    error, the library refusing to order NaN, is no failure to tell anyone about."""
+    try:
+        return condition.program.execute({name: row[name] for name in condition.names}) is True
+    except Exception:
+        return False
 
 
 def number(value: float | None) -> float:
     """A feature value as a condition reads it: missing is NaN."""
     return math.nan if value is None else float(value)
-
-
-# --- in the pipeline ---------------------------------------------------------------------------------------------
-
-
-def apply_rules(items: Sequence[Any], scored: list[Any], *, features: Any) -> list[Any]:
-    """The live rules run on a scored batch: each row's active hits and shadow hits, and the strongest active
-    action as its decision. (Being written: until then no rule runs.)"""
-    return scored

@@ -197,6 +197,13 @@ class Reason(BaseModel):
     contribution: float
 
 
+class RuleHit(BaseModel):
+    """An active rule that hit the transaction, and the action it takes."""
+
+    name: str
+    action: Literal["approve", "review", "block"]
+
+
 class TransactionResult(BaseModel):
     """The answer for one transaction (201, 200 and GET bodies)."""
 
@@ -204,7 +211,11 @@ class TransactionResult(BaseModel):
     external_id: str
     score: float = Field(ge=0, le=1)
     decision: Literal["approve", "review", "block"]
-    reasons: list[Reason]
+    reasons: list[Reason] = Field(description="The top 3 features by SHAP contribution, positive push first")
+    rules: list[RuleHit] = Field(
+        description="The active rules that hit, in priority order (empty when none); the strongest action of "
+        "theirs decided, unless a list did"
+    )
     model_version: str
     case_id: int | None
 

@@ -22,7 +22,8 @@ def envelope(*, event_id: str, event_type: str, created_at: datetime, data: dict
 
 
 def flagged(tx: Transaction) -> dict[str, Any]:
-    """A transaction the model or a list flagged (review or block): the API's answer for it and what was sent."""
+    """A transaction the model, a rule or a list flagged (review or block): the API's answer for it (with the
+    active rules that hit, `rules`) and what was sent."""
     return {
         **tx.result(case_id=tx.case_id),
         "card_id": tx.card_id,
@@ -30,7 +31,6 @@ def flagged(tx: Transaction) -> dict[str, Any]:
         "amount": money(tx.amount, tx.currency),
         "currency": tx.currency,
         "timestamp": iso(tx.timestamp),
-        "rules": [],  # the rules that fired, once the service has rules
     }
 
 

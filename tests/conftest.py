@@ -17,6 +17,7 @@ from scoring.aggregates import window_cache
 from scoring.classifier import active_model, version_name
 from scoring.features import FEATURE_INDEX, FEATURES
 from scoring.lists import lists
+from scoring.live_rules import live_rules
 
 
 @pytest.fixture(scope="session")
@@ -73,12 +74,14 @@ def _fresh_process_caches():
     """Each test sees the database as it is: no scorer, list or merchant window cached from another test."""
     active_model.reset()
     lists.reset()
+    live_rules.reset()
     keys.reset()
     forget_recent()
     window_cache.clear()
     yield
     active_model.reset()
     lists.reset()
+    live_rules.reset()
     keys.reset()
     window_cache.clear()
 

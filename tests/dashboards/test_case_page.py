@@ -277,6 +277,25 @@ def test_case_page_says_list_reasons_in_words(alice_client: Client) -> None:
     assert "Card is on the block list" in body
 
 
+def test_case_page_names_the_rules_that_hit_before_the_models_reasons(alice_client: Client) -> None:
+    case = make_case(rules=[{"name": "night_atm", "action": "block"}], shadow_rules=["watch_new_cards"])
+
+    body = alice_client.get(f"/cases/{case.id}/").content.decode()
+
+    rules = body[body.index('id="rules-hit"') : body.index("</ol>", body.index('id="rules-hit"'))]
+    assert 'data-rule="night_atm"' in rules and "badge-block" in rules
+    assert 'data-rule="watch_new_cards"' in rules and "changed nothing" in rules
+    assert body.index('id="rules-hit"') < body.index('data-feature="amount"')
+
+
+def test_case_page_without_rule_hits_has_no_rules_list(alice_client: Client) -> None:
+    case = make_case()
+
+    body = alice_client.get(f"/cases/{case.id}/").content.decode()
+
+    assert 'id="rules-hit"' not in body
+
+
 def test_case_page_shows_every_field_of_the_transaction(alice_client: Client) -> None:
     case = make_case(country="DE", channel="ecom", mcc="5411", external_id="order-777", card_id="card-1")
 

@@ -73,6 +73,7 @@ async def test_logged_in_analyst_receives_a_posted_transaction(api, model_versio
         "score",
         "decision",
         "reasons",
+        "rules",
         "reason_text",
         "case_id",
         "case_state",

@@ -24,7 +24,8 @@ async def test_ingest_scores_stores_and_answers_201(api, model_version):
 
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "external_id", "score", "decision", "reasons", "model_version", "case_id"}
+    assert set(body) == {"id", "external_id", "score", "decision", "reasons", "rules", "model_version", "case_id"}
+    assert body["rules"] == []  # no rule is live
     assert 0 <= body["score"] <= 1
     assert body["decision"] in {"approve", "review", "block"}
     assert len(body["reasons"]) == 3

@@ -56,6 +56,24 @@ async def test_a_new_transaction_and_its_retry_are_answered_as_documented(api, m
         assert_documented(doc, path=path, method="POST", response=response)
 
 
+async def test_an_answer_naming_the_rules_that_hit_is_as_documented(api, model_version):
+    from scoring.models import Rule, RuleStatus
+
+    await Rule.objects.acreate(name="any_amount", condition="amount > 0.0", action="review", status=RuleStatus.ACTIVE)
+    doc = await document()
+
+    created = await api.post(SINGLE, tx_body(external_id="r-1"))
+    retried = await api.post(SINGLE, tx_body(external_id="r-1"))
+    looked_up = await api.get(f"{SINGLE}/{created.json()['id']}")
+
+    assert created.json()["rules"] == [{"name": "any_amount", "action": "review"}]
+    assert (retried.status_code, retried.json()["rules"]) == (200, created.json()["rules"])
+    assert looked_up.json()["rules"] == created.json()["rules"]
+    assert_documented(doc, path=SINGLE, method="POST", response=created)
+    assert_documented(doc, path=SINGLE, method="POST", response=retried)
+    assert_documented(doc, path=SINGLE + "/{tx_id}", method="GET", response=looked_up)
+
+
 @pytest.mark.parametrize("field", sorted(INVALID))
 async def test_each_invalid_field_is_a_documented_422_naming_it(api, model_version, field):
     doc = await document()

@@ -57,6 +57,15 @@ def test_the_feed_summary_names_the_two_strongest_pushes_towards_fraud_and_any_l
     assert reason_summary(reasons) == "card count 1h · card on block list"
 
 
+def test_the_feed_summary_names_every_rule_that_hit_before_the_features():
+    reasons = [{"feature": "card_count_1h", "contribution": 0.9}, {"feature": "amount", "contribution": 0.5}]
+    one = [{"name": "night_atm", "action": "block"}]
+    two = [*one, {"name": "many_merchants", "action": "review"}]
+
+    assert reason_summary(reasons, rules=one) == "rule night_atm (block) · card count 1h"
+    assert reason_summary(reasons, rules=two) == "rule night_atm (block) · rule many_merchants (review)"
+
+
 def test_a_reason_of_a_name_without_a_window_is_worded_too():
     assert describe("amount", 12.5) == "amount is 12.50"
 

@@ -18,11 +18,14 @@ from scoring.models import (
     DeliveryStatus,
     EventType,
     ModelVersion,
+    Rule,
+    RuleStatus,
     Transaction,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
 )
+from scoring.rules import check
 from tests.dashboards.conftest import make_case
 from tests.scoring.conftest import item
 
@@ -91,6 +94,25 @@ def test_a_flagged_events_body_is_rendered_from_the_stored_row_at_fan_out(model_
     assert (data["amount"], data["currency"]) == ("9000.00", "EUR")
     assert [r["feature"] for r in data["reasons"]] == [r["feature"] for r in tx.reasons]
     assert WebhookDelivery.objects.get().status == DeliveryStatus.PENDING
+
+
+def test_a_transaction_a_rule_flagged_is_sent_with_the_rules_that_hit(model_version):
+    model_version.review_threshold = model_version.block_threshold = 1.01  # the model flags nothing
+    model_version.save()
+    Rule.objects.create(
+        name="huge", condition=check("amount > 5000.0").source, action="review", status=RuleStatus.ACTIVE
+    )
+    Rule.objects.create(
+        name="watching", condition=check("amount > 5000.0").source, action="block", status=RuleStatus.SHADOW
+    )
+    endpoint(EventType.TRANSACTION_FLAGGED)
+    flagged_and_approved()
+
+    assert webhooks.fan_out() == 1
+
+    data = WebhookEvent.objects.get().payload["data"]
+    assert (data["external_id"], data["decision"]) == ("big", "review")
+    assert data["rules"] == [{"name": "huge", "action": "review"}]  # shadow rules are not told
 
 
 def test_fan_out_makes_one_delivery_per_enabled_endpoint_that_wants_the_type(model_version):
