@@ -13,6 +13,7 @@ from scoring import thresholds
 from scoring.classifier import active_model
 from scoring.features import FEATURE_INDEX, FEATURES
 from scoring.models import ModelChange, ModelChangeKind, ModelVersion, Transaction
+from tests.dashboards.conftest import logged_in
 from tests.scoring.step_model import step_model
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -206,3 +207,33 @@ def test_setting_thresholds_logs_one_line(model_version, lead, caplog, django_ca
     assert [r.getMessage() for r in caplog.records if r.name == "scoring.thresholds"] == [
         f"thresholds of model {model_version.version} set to review 0.2, block 0.6 by lead (were 0.5, 0.9)"
     ]
+
+
+# --- the admin takes the same path ---------------------------------------------------------------------
+
+
+def test_thresholds_changed_in_the_admin_are_set_through_the_audited_path(model_version, lead) -> None:
+    url = f"/admin/scoring/modelversion/{model_version.pk}/change/"
+    before = model_version.updated_at
+
+    response = logged_in(lead).post(url, {"review_threshold": "0.4", "block_threshold": "0.8"})
+
+    assert response.status_code == 302
+    change = ModelChange.objects.get()
+    assert (change.after, change.actor, change.note) == (
+        {"review_threshold": 0.4, "block_threshold": 0.8},
+        lead,
+        "set in the admin",
+    )
+    model_version.refresh_from_db()
+    assert model_version.updated_at > before  # what the serving processes reload on
+
+
+def test_the_admin_refuses_thresholds_out_of_range_in_its_form(model_version, lead) -> None:
+    url = f"/admin/scoring/modelversion/{model_version.pk}/change/"
+
+    response = logged_in(lead).post(url, {"review_threshold": "0.4", "block_threshold": "1.2"})
+
+    assert response.status_code == 200
+    assert b"between 0 and 1" in response.content
+    assert not ModelChange.objects.exists()
