@@ -6,11 +6,19 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import xgboost as xgb
 
+from scoring.features import FEATURE_INDEX, FEATURES
+from scoring.models import ModelVersion, Transaction
+
 ROOT_PARENT = 2147483647  # XGBoost's "no parent"
+# The scores step_version()'s model gives by amount: below 100, 500, 1000 and above.
+STEPS = {"cuts": [100, 500, 1000], "probs": [0.05, 0.35, 0.65, 0.95]}
 
 
 def step_model(*, feature: int, n_features: int, cuts: Sequence[float], probs: Sequence[float]) -> bytes:
@@ -66,3 +74,31 @@ def step_model(*, feature: int, n_features: int, cuts: Sequence[float], probs: S
     booster = xgb.Booster()
     booster.load_model(bytearray(json.dumps(model).encode()))
     return bytes(booster.save_raw("ubj"))
+
+
+def step_version(name: str = "step-1") -> ModelVersion:
+    """A stored version of the step model over every feature, scoring by amount (STEPS)."""
+    artifact = step_model(feature=FEATURE_INDEX["amount"], n_features=len(FEATURES), **STEPS)
+    return ModelVersion.objects.create(version=name, artifact=artifact, features=FEATURES)
+
+
+def row(
+    n: int, *, amount: float, card: str, at: datetime, fraud: bool | None, currency: str = "EUR", **kw: Any
+) -> None:
+    """A stored transaction whose features hold `amount` (the rest missing); its stored score is not the model's."""
+    features = [math.nan] * len(FEATURES)
+    features[FEATURE_INDEX["amount"]] = float(amount)
+    values = {
+        "external_id": f"t-{n}",
+        "card_id": card,
+        "merchant_id": "shop-1",
+        "amount": Decimal(str(amount)),
+        "currency": currency,
+        "timestamp": at,
+        "score": 0.01,
+        "decision": "approve",
+        "features": features,
+        "model_version": "step-1",
+        "is_fraud": fraud,
+    }
+    Transaction.objects.create(**(values | kw))

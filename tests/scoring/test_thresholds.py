@@ -2,50 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import pytest
 from django.core.exceptions import PermissionDenied
 
 from scoring import thresholds
 from scoring.classifier import active_model
-from scoring.features import FEATURE_INDEX, FEATURES
-from scoring.models import ModelChange, ModelChangeKind, ModelVersion, Transaction
+from scoring.models import ModelChange, ModelChangeKind, ModelVersion
 from tests.dashboards.conftest import logged_in
-from tests.scoring.step_model import step_model
+from tests.scoring.step_model import row, step_version
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 DAY_A = datetime(2026, 3, 9, 10, 0, tzinfo=UTC)
 DAY_B = datetime(2026, 3, 8, 10, 0, tzinfo=UTC)
-# The step model's scores by amount: below 100, 500, 1000 and above.
-STEPS = {"cuts": [100, 500, 1000], "probs": [0.05, 0.35, 0.65, 0.95]}
-
-
-def step_version(name: str = "step-1") -> ModelVersion:
-    artifact = step_model(feature=FEATURE_INDEX["amount"], n_features=len(FEATURES), **STEPS)
-    return ModelVersion.objects.create(version=name, artifact=artifact, features=FEATURES)
-
-
-def row(n: int, *, amount: float, card: str, at: datetime, fraud: bool | None, currency: str = "EUR", **kw) -> None:
-    """A stored transaction whose features hold `amount` (the rest missing); its stored score is not the model's."""
-    features = [math.nan] * len(FEATURES)
-    features[FEATURE_INDEX["amount"]] = float(amount)
-    values = {
-        "external_id": f"t-{n}",
-        "card_id": card,
-        "merchant_id": "shop-1",
-        "amount": Decimal(str(amount)),
-        "currency": currency,
-        "timestamp": at,
-        "score": 0.01,
-        "decision": "approve",
-        "features": features,
-        "model_version": "step-1",
-        "is_fraud": fraud,
-    }
-    Transaction.objects.create(**(values | kw))
 
 
 @pytest.fixture
