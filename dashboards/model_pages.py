@@ -125,8 +125,8 @@ def _page_context(mv: ModelVersion, *, days: int, form: ThresholdsForm) -> dict[
         "days": days,
         "day_choices": thresholds.DAY_CHOICES,
         "form": form,
-        "review": threshold_charts.threshold(review),
-        "block": threshold_charts.threshold(block),
+        "current_review": threshold_charts.threshold(review),  # not "block": Django's templates use that name
+        "current_block": threshold_charts.threshold(block),
         "chart": threshold_charts.chart(figures, review=review, block=block),
         "table": threshold_charts.table(figures, review=review, block=block),
         "comparison": _comparison(mv, figures, form) if form.is_bound and form.is_valid() else None,
@@ -147,9 +147,10 @@ def _saved(mv: ModelVersion, *, review: float, block: float) -> str:
     return f"{said} once it is activated."
 
 
-def _metrics(mv: ModelVersion) -> list[str]:
-    values = [(mv.metrics or {}).get(key) for key, _ in METRICS]
-    return [f"{v:.3f}" if isinstance(v, int | float) else "—" for v in values]
+def _metrics(mv: ModelVersion) -> list[tuple[str, str]]:
+    """(name, value) of each holdout figure the list shows; "—" where the version was trained without it."""
+    values = [(label, (mv.metrics or {}).get(key)) for key, label in METRICS]
+    return [(label, f"{v:.3f}" if isinstance(v, int | float) else "—") for label, v in values]
 
 
 def _sentence(refusal: Exception) -> str:
