@@ -1,5 +1,5 @@
 """A real browser on a real daphne process: a lead opens a model version's thresholds, proposes new ones, sees what
-they would have done, saves them and finds the change in the history; an analyst reads the same page without the form."""
+they would have done, saves them and finds the change in the history; an analyst reads the page without the form."""
 
 from __future__ import annotations
 
