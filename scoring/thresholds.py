@@ -16,12 +16,14 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import connections, transaction
+from django.db.models.sql.constants import MULTI
 from django.utils import timezone
 
 from scoring.classifier import active_model, load_booster
@@ -124,11 +126,11 @@ def threshold_figures(
 ) -> ThresholdFigures:
     """Score every stored transaction of the last `days` days with `version` and count, at every threshold, what
     it would have flagged (see ThresholdFigures; rows without comparable feature values are left out, counted)."""
-    until = now or timezone.now()
+    until = (now or timezone.now()).astimezone(UTC)
     since = until - timedelta(days=days)
     reader = _Reader(version)
-    for chunk in _chunks(since=since, until=until):
-        reader.add(chunk)
+    for day, chunk in _chunks(since=since, until=until):
+        reader.add(chunk, day=day)
     return reader.figures(version=version.version, days=days, since=since, until=until)
 
 
@@ -154,19 +156,27 @@ def forget_figures() -> None:
 _cache: dict[tuple[int, str, int], tuple[float, ThresholdFigures]] = {}
 _cache_lock = threading.Lock()
 
-FIELDS = ("model_version", "features", "is_fraud", "card_id", "amount_float", "currency", "timestamp")
+FIELDS = ("model_version", "features", "is_fraud", "card_id", "amount_float", "currency")
 
 
-def _chunks(*, since: datetime, until: datetime) -> Iterator[list[tuple]]:
-    rows = Transaction.objects.filter(timestamp__gte=since, timestamp__lt=until).values_list(*FIELDS)
-    batch: list[tuple] = []
-    for row in rows.iterator(chunk_size=CHUNK):
-        batch.append(row)
-        if len(batch) == CHUNK:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _chunks(*, since: datetime, until: datetime) -> Iterator[tuple[int, list[tuple]]]:
+    """The period's rows in chunks, each chunk of one UTC day (numbered).
+
+    Read day by day, the day is known without reading and parsing every row's timestamp; and read as the database
+    driver gives them, the feature values alone converted by their field: Django's per-row converters cost more
+    than the read itself on a large store.
+    """
+    features = Transaction._meta.get_field("features")
+    start = since
+    while start < until:
+        end = min(datetime.combine(start.date() + timedelta(days=1), dt_time(), tzinfo=UTC), until)
+        rows = Transaction.objects.filter(timestamp__gte=start, timestamp__lt=end).values_list(*FIELDS)
+        db = connections[rows.db]
+        chunked = not db.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")  # as QuerySet.iterator() decides
+        compiler = rows.query.get_compiler(using=rows.db)
+        for batch in compiler.execute_sql(MULTI, chunked_fetch=chunked, chunk_size=CHUNK):
+            yield start.toordinal(), [(r[0], features.from_db_value(r[1], None, db), *r[2:]) for r in batch]
+        start = end
 
 
 class _Reader:
@@ -180,12 +190,13 @@ class _Reader:
         known = ModelVersion.objects.values_list("version", "features")
         self.readable = {name for name, features in known if list(features) == self.features}
         self.without_features = self.other_features = 0
+        # Kept as arrays, cards and currencies as numbers: a million Python objects held to the end made the
+        # garbage collector's full passes, run again and again while reading, cost more than the read itself.
         self.parts: dict[str, list[np.ndarray]] = defaultdict(list)
-        self.amounts: list[float] = []
-        self.currencies: list[str] = []
-        self.cards: list[str] = []
+        self.card_ids: dict[str, int] = {}
+        self.currency_ids: dict[str, int] = {}
 
-    def add(self, chunk: list[tuple]) -> None:
+    def add(self, chunk: list[tuple], *, day: int) -> None:
         kept = []
         for row in chunk:
             if not row[1]:
@@ -199,10 +210,13 @@ class _Reader:
         matrix = np.array([row[1] for row in kept], dtype=np.float32)
         self.parts["score"].append(self._score(matrix))
         self.parts["label"].append(np.array([-1 if r[2] is None else int(r[2]) for r in kept], dtype=np.int8))
-        self.parts["day"].append(np.array([r[6].timestamp() // 86400 for r in kept], dtype=np.int64))
-        self.cards += [r[3] for r in kept]
-        self.amounts += [r[4] for r in kept]
-        self.currencies += [r[5] for r in kept]
+        self.parts["day"].append(np.full(len(kept), day, dtype=np.int64))
+        cards, currencies = self.card_ids, self.currency_ids
+        self.parts["card"].append(np.array([cards.setdefault(r[3], len(cards)) for r in kept], dtype=np.int64))
+        self.parts["currency"].append(
+            np.array([currencies.setdefault(r[5], len(currencies)) for r in kept], dtype=np.int32)
+        )
+        self.parts["amount"].append(np.array([r[4] for r in kept], dtype=np.float64))
 
     def _score(self, matrix: np.ndarray) -> np.ndarray:
         """The scores serving would give: the margin through the logistic in float64, rounded as served."""
@@ -213,9 +227,16 @@ class _Reader:
         def joined(name: str, dtype: type) -> np.ndarray:
             return np.concatenate(self.parts[name]) if self.parts[name] else np.zeros(0, dtype=dtype)
 
-        scores, labels, day = joined("score", np.float64), joined("label", np.int8), joined("day", np.int64)
+        scores, labels = joined("score", np.float64), joined("label", np.int8)
         labeled = labels >= 0
         fraud = labels == 1
+        currency = joined("currency", np.int32)
+        caught = {}
+        for name, number in sorted(self.currency_ids.items()):
+            rows = fraud & (currency == number)
+            if rows.any():
+                caught[name] = _Sorted.of(scores[rows], joined("amount", np.float64)[rows])
+        pairs = _highest_per_card_day(scores, day=joined("day", np.int64), card=joined("card", np.int64))
         return ThresholdFigures(
             version=version,
             days=days,
@@ -226,31 +247,23 @@ class _Reader:
             frauds=int(fraud.sum()),
             without_features=self.without_features,
             other_features=self.other_features,
-            currencies=sorted(set(np.asarray(self.currencies)[fraud].tolist())) if len(scores) else [],
+            currencies=list(caught),
             _all=_Sorted.of(scores),
             _labeled=_Sorted.of(scores[labeled], fraud[labeled]),
-            _pairs=_Sorted.of(_highest_per_card_day(scores, day=day, cards=self.cards)),
-            _caught=self._caught(scores, fraud),
+            _pairs=_Sorted.of(pairs),
+            _caught=caught,
         )
 
-    def _caught(self, scores: np.ndarray, fraud: np.ndarray) -> dict[str, _Sorted]:
-        currencies = np.asarray(self.currencies, dtype=object)
-        amounts = np.asarray(self.amounts, dtype=np.float64)
-        return {
-            currency: _Sorted.of(scores[fraud & (currencies == currency)], amounts[fraud & (currencies == currency)])
-            for currency in sorted(set(currencies[fraud].tolist()))
-        }
 
-
-def _highest_per_card_day(scores: np.ndarray, *, day: np.ndarray, cards: list[str]) -> np.ndarray:
+def _highest_per_card_day(scores: np.ndarray, *, day: np.ndarray, card: np.ndarray) -> np.ndarray:
     """Each (day, card) pair's highest score: the pair opens (or keeps) one case that day when it is flagged."""
     if not len(scores):
         return scores
-    _, card = np.unique(np.asarray(cards, dtype=object), return_inverse=True)
-    _, pair = np.unique(day * (int(card.max()) + 1) + card, return_inverse=True)
-    highest = np.full(int(pair.max()) + 1, -np.inf)
-    np.maximum.at(highest, pair, scores)
-    return highest
+    key = (day - day.min()) * (int(card.max()) + 1) + card
+    order = np.lexsort((scores, key))  # by pair, then by score: each pair's last row is its highest
+    key = key[order]
+    last = np.append(key[1:] != key[:-1], True)
+    return scores[order][last]
 
 
 # --- changing them -----------------------------------------------------------------------------------------
