@@ -106,11 +106,11 @@ class ThresholdFigures:
             Point(
                 threshold=float(t[i]),
                 flagged=int(flagged[i]),
-                flag_rate=flagged[i] / self.rows if self.rows else None,
-                flagged_per_day=flagged[i] / self.days,
-                cases_per_day=cases[i] / self.days,
-                precision=fraud_flagged[i] / labeled_flagged[i] if labeled_flagged[i] else None,
-                recall=fraud_flagged[i] / self.frauds if self.frauds else None,
+                flag_rate=float(flagged[i] / self.rows) if self.rows else None,
+                flagged_per_day=float(flagged[i] / self.days),
+                cases_per_day=float(cases[i] / self.days),
+                precision=float(fraud_flagged[i] / labeled_flagged[i]) if labeled_flagged[i] else None,
+                recall=float(fraud_flagged[i] / self.frauds) if self.frauds else None,
                 caught={currency: round(float(amounts[i]), 4) for currency, amounts in caught.items()},
             )
             for i in range(len(t))
@@ -149,6 +149,7 @@ def cached_figures(version: ModelVersion, *, days: int = DEFAULT_DAYS) -> Thresh
 
 
 def forget_figures() -> None:
+    """Drop the kept figures (tests; the next page reads the store again)."""
     with _cache_lock:
         _cache.clear()
 

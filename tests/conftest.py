@@ -17,6 +17,7 @@ from scoring.aggregates import window_cache
 from scoring.classifier import active_model, version_name
 from scoring.features import FEATURE_INDEX, FEATURES
 from scoring.lists import lists
+from scoring.thresholds import forget_figures
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +77,7 @@ def _fresh_process_caches():
     keys.reset()
     forget_recent()
     window_cache.clear()
+    forget_figures()
     yield
     active_model.reset()
     lists.reset()

@@ -7,19 +7,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from scoring import thresholds
 from scoring.models import ModelChange, ModelVersion
 from tests.dashboards.conftest import HTMX, logged_in
 from tests.scoring.step_model import row, step_version
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _no_cached_figures():
-    thresholds.forget_figures()
-    yield
-    thresholds.forget_figures()
 
 
 @pytest.fixture
