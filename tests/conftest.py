@@ -18,6 +18,7 @@ from scoring.classifier import active_model, version_name
 from scoring.features import FEATURE_INDEX, FEATURES
 from scoring.lists import lists
 from scoring.live_rules import live_rules
+from scoring.thresholds import forget_figures
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +79,7 @@ def _fresh_process_caches():
     keys.reset()
     forget_recent()
     window_cache.clear()
+    forget_figures()
     yield
     active_model.reset()
     lists.reset()

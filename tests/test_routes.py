@@ -99,6 +99,11 @@ ROUTES: dict[str, dict[str, Answers]] = {
     "webhooks/<int:endpoint_id>/enable": {"POST": LEAD_ONLY_ACTION},
     "webhooks/<int:endpoint_id>/disable": {"POST": LEAD_ONLY_ACTION},
     "webhooks/deliveries/<int:delivery_id>/replay": {"POST": LEAD_ONLY_ACTION},
+    # models: everyone on the desk reads the versions and what each threshold would have done; leads set them
+    "models/": {"GET": DESK},
+    "models/<str:version>/thresholds/": {"GET": DESK},
+    "models/<str:version>/thresholds/preview": {"GET": (LOGIN, 403, 403, 200)},  # the lead's form, as typed
+    "models/<str:version>/thresholds/set": {"POST": (403, 403, 403, 422), "GET": every(405)},  # no thresholds sent
     # --- health, for load balancers ---
     "healthz": {"GET": every(200)},
     "readyz": {"GET": every(SAME)},  # 200 or 503 by what is up, never by who asks
@@ -296,6 +301,7 @@ class World:
             "token": "set-password",
             "endpoint_id": self.samples["scoring.webhookendpoint"].pk,
             "delivery_id": self.samples["scoring.webhookendpoint"].deliveries.get().pk,
+            "version": self.samples["scoring.modelversion"].version,
         }
         url = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: str(values[m[1]]), route)
         url = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values[m[1]]), url)
