@@ -171,3 +171,17 @@ def test_backtest_hits_are_what_the_rules_give_row_by_row(condition):
     columns = {name: inputs[name].tolist() for name in tested.names}
     one_by_one = [i for i, (hit,) in enumerate(RuleSet([tested]).run(columns, rows)) if hit]
     assert hits.tolist() == one_by_one and 0 < len(one_by_one) < rows
+
+
+def test_backtest_reads_no_features_for_rows_whose_model_version_is_gone(history):
+    ModelVersion.objects.filter(version="v-b").delete()
+    assert backtest(CONDITION, days=3, now=NOW).hits == 3  # t2 and t4 lost their features
+
+    ModelVersion.objects.all().delete()
+    assert backtest(CONDITION, days=3, now=NOW).hits == 0
+
+
+def test_backtest_counts_days_without_transactions_as_zero(history):
+    result = backtest(CONDITION, days=5, now=NOW)
+
+    assert [(d.day.day, d.hits) for d in result.per_day] == [(6, 0), (7, 1), (8, 1), (9, 2), (10, 2)]
