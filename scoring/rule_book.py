@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 COMMAND = "command"  # the actor's name for a change made by the `rule` command without --as
 NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 PUBLISHED = {RuleStatus.ACTIVE: "published", RuleStatus.SHADOW: "shadowed"}  # the version's change word
+PRIORITY_LIMIT = 1_000_000  # well inside the column's integer range
 EDITABLE = ("name", "condition", "action", "description", "priority")
 
 
@@ -113,7 +114,12 @@ def publish_rule(
     rule = Rule.objects.get(pk=rule_id)
     # Outside the transaction: the backtest reads for seconds, and holding the rule's row meanwhile would stop
     # every other change to it.
-    tested = backtest(rule.condition, days=days, rule_name=rule.name).as_dict()
+    try:
+        tested = backtest(rule.condition, days=days, rule_name=rule.name).as_dict()
+    except RuleError as exc:  # saved when it checked, e.g. before a feature it reads was dropped
+        raise RuleRefused({"condition": str(exc)}, position=_position(exc)) from None
+    except ValueError as exc:  # the number of days
+        raise RuleRefused({"days": str(exc)}) from None
     with transaction.atomic():
         rule = Rule.objects.select_for_update().get(pk=rule_id)
         if rule.condition != tested["condition"]:
@@ -170,11 +176,13 @@ def _checked(
         priority = int(str(priority).strip())
     except ValueError:
         errors["priority"] = f"{priority!r} is not a whole number: lower numbers run first (100 by default)"
+    else:
+        if not -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT:
+            errors["priority"] = f"choose a priority between -{PRIORITY_LIMIT:,} and {PRIORITY_LIMIT:,}"
     try:
         condition = check(condition or "").source
     except RuleError as exc:
-        errors["condition"] = str(exc)
-        position = (exc.line, exc.column) if exc.line is not None else None
+        errors["condition"], position = str(exc), _position(exc)
     if errors:
         raise RuleRefused(errors, position=position)
     return {
@@ -184,6 +192,10 @@ def _checked(
         "description": (description or "").strip(),
         "priority": priority,
     }
+
+
+def _position(error: RuleError) -> tuple[int, int] | None:
+    return (error.line, error.column) if error.line is not None and error.column is not None else None
 
 
 def _save(rule: Rule, *, fields: list[str]) -> None:

@@ -154,3 +154,23 @@ def test_every_change_logs_one_line_with_its_fields(lead, caplog, django_capture
 
     (record,) = [r for r in caplog.records if r.name == "scoring.rule_book"]
     assert (record.rule, record.change, record.actor, record.rule_version) == ("big-abroad", "created", "lead", 1)
+
+
+def test_create_rule_refuses_a_priority_out_of_range(lead):
+    with pytest.raises(RuleRefused) as refused:
+        draft(lead, priority=10**12)
+    assert "between" in refused.value.errors["priority"]
+
+
+def test_publish_rule_refuses_a_stored_condition_that_no_longer_checks(lead):
+    rule = draft(lead)
+    Rule.objects.filter(pk=rule.pk).update(condition="amount > 1.0 && gone_feature > 2.0")
+
+    with pytest.raises(RuleRefused) as refused:
+        publish_rule(rule.id, user=lead)
+    assert "unknown name 'gone_feature'" in refused.value.errors["condition"]
+    assert refused.value.position == (1, 17)
+    with pytest.raises(RuleRefused) as refused:
+        publish_rule(draft(lead, name="other").id, user=lead, days=0)
+    assert "days" in refused.value.errors
+    assert set(Rule.objects.values_list("status", flat=True)) == {"draft"}

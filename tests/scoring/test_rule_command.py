@@ -85,3 +85,35 @@ def test_rule_backtest_prints_a_table_or_json(db):
 def test_rule_names_a_missing_rule(db):
     with pytest.raises(CommandError, match="no rule is named 'nope'"):
         rule("publish", "nope")
+
+
+def test_rule_backtest_table_names_fraud_caught_and_overlaps(db):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from scoring.models import Transaction
+
+    for n, (amount, currency, fraud) in enumerate([("600", "EUR", True), ("700.5", "JPY", True), ("800", "EUR", None)]):
+        Transaction.objects.create(
+            external_id=f"t{n}",
+            card_id=f"c{n}",
+            merchant_id="m1",
+            amount=Decimal(amount),
+            currency=currency,
+            timestamp=timezone.now() - timedelta(minutes=5),
+            score=0.1,
+            decision="approve",
+            model_version="v",
+            is_fraud=fraud,
+        )
+    rule("add", "big", "--when", "amount > 500.0", "--action", "review")
+    rule("add", "bigger", "--when", "amount > 650.0", "--action", "block", "--status", "active")
+
+    table = rule("backtest", "big", "--days", "1").splitlines()
+
+    assert table[1].split()[1:] == ["3", "2", "0", "1"]
+    assert "fraud caught: 600.00 EUR, 700 JPY" in table
+    assert "extra cases: 3 (cards hit none of whose transactions was flagged)" in table
+    assert table[-1] == "also hit by active rule bigger: 2"
