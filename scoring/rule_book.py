@@ -111,19 +111,19 @@ def publish_rule(
     _require_lead(user, doing="publish a rule")
     if status not in PUBLISHED:
         raise RuleRefused({"status": f"{status!r} cannot be published: choose active or shadow"})
-    rule = Rule.objects.get(pk=rule_id)
+    seen = Rule.objects.get(pk=rule_id)
     # Outside the transaction: the backtest reads for seconds, and holding the rule's row meanwhile would stop
     # every other change to it.
     try:
-        tested = backtest(rule.condition, days=days, rule_name=rule.name).as_dict()
+        tested = backtest(seen.condition, days=days, rule_name=seen.name).as_dict()
     except RuleError as exc:  # saved when it checked, e.g. before a feature it reads was dropped
         raise RuleRefused({"condition": str(exc)}, position=_position(exc)) from None
     except ValueError as exc:  # the number of days
         raise RuleRefused({"days": str(exc)}) from None
     with transaction.atomic():
         rule = Rule.objects.select_for_update().get(pk=rule_id)
-        if rule.condition != tested["condition"]:
-            raise RuleRefused({"rule": "the rule was edited while its backtest ran: look at it again, then publish"})
+        if rule.version != seen.version:
+            raise RuleRefused({"rule": "the rule was changed while its backtest ran: look at it again, then publish"})
         return _set_status(rule, status=status, change=PUBLISHED[status], user=user, backtest=tested)
 
 
