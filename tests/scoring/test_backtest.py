@@ -185,3 +185,18 @@ def test_backtest_counts_days_without_transactions_as_zero(history):
     result = backtest(CONDITION, days=5, now=NOW)
 
     assert [(d.day.day, d.hits) for d in result.per_day] == [(6, 0), (7, 1), (8, 1), (9, 2), (10, 2)]
+
+
+def test_only_a_chain_of_top_level_ands_is_run_clause_by_clause():
+    from scoring.rules import check, conjuncts
+
+    def clauses(source: str) -> list[str]:
+        return [c.source for c in conjuncts(check(source))]
+
+    assert clauses('amount > 1.0 && (country == "PL" || hour < 3) && country != "a&&b"') == [
+        "amount > 1.0",
+        '(country == "PL" || hour < 3)',
+        'country != "a&&b"',
+    ]
+    assert clauses("amount > 1.0 || score > 0.5 && hour < 2") == ["amount > 1.0 || score > 0.5 && hour < 2"]
+    assert clauses("(amount > 1.0 && hour < 2)") == ["(amount > 1.0 && hour < 2)"]
