@@ -9,6 +9,7 @@ come one Python call each). SQLite's rows come through its cursor.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,20 +59,39 @@ def read_columns(
     if postgres:
         selects = [f"array_agg({expression})" for expression in selects]
     sql = f'SELECT {", ".join(selects)} FROM scoring_transaction WHERE "timestamp" >= %s AND "timestamp" < %s'
-    read = _aggregated if postgres else _fetched
-    day = start
+    days, day = [], start
     while day < end:
         until = min(day + timedelta(days=1), end)
         bounds = [connection.ops.adapt_datetimefield_value(day), connection.ops.adapt_datetimefield_value(until)]
-        yield read(sql, [*params, *bounds], names=names)
+        days.append([*params, *bounds])
         day = until
+    if postgres:
+        yield from _aggregated(sql, days, names=names)
+    else:
+        for day_params in days:
+            yield _fetched(sql, day_params, names=names)
 
 
-def _aggregated(sql: str, params: list[Any], *, names: list[str]) -> dict[str, np.ndarray]:
-    """PostgreSQL: one row of arrays, decoded from binary by psycopg in C (a day without rows: NULLs)."""
-    with binary_cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+def _aggregated(sql: str, days: list[list[Any]], *, names: list[str]) -> Iterator[dict[str, np.ndarray]]:
+    """PostgreSQL: each day one row of arrays, decoded from binary by psycopg in C (a day without rows: NULLs).
+    The next day's statement is sent before this day's row is handed on (psycopg's pipeline mode): the server
+    reads it while this process runs the rules over this one."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        pending: deque[Any] = deque()
+        for day_params in days:
+            cursor = binary_cursor()
+            cursor.execute(sql, day_params)
+            pending.append(cursor)
+            if len(pending) > 1:
+                yield _row_of_arrays(pending.popleft(), names=names)
+        while pending:
+            yield _row_of_arrays(pending.popleft(), names=names)
+
+
+def _row_of_arrays(cursor: Any, *, names: list[str]) -> dict[str, np.ndarray]:
+    row = cursor.fetchone()
+    cursor.close()
     return {n: _array(values or [], text=n in TEXT) for n, values in zip(names, row, strict=True)}
 
 
