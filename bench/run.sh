@@ -14,7 +14,8 @@
 #      WEBHOOK (1: a webhook endpoint wants transaction.flagged, so every flagged row also writes its outbox event;
 #      nothing delivers them during the run: what ingest pays for webhooks),
 #      WHATIF (1: also c64 and batches on uvicorn without rules, with 20 active rules and a challenger model
-#      (bench/whatif.py), and without again: what issue 26's rules and shadow model cost; 0 skips it).
+#      (bench/whatif.py), and without again: what issue 26's rules and shadow model cost; 0 skips it),
+#      BACKTEST (1: last, a rule's backtest over a million stored transactions in a database of its own; 0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -272,3 +273,15 @@ fi
 
 echo
 "$PY" bench/report.py "$OUT" | tee "$OUT/summary.txt"
+
+if [[ ${BACKTEST:-1} == 1 ]]; then
+  # Last, in a database of its own: a million stored transactions over 30 days (SQL, under a minute), then the
+  # backtest of a three-clause rule over them, beside five other active rules (bench/backtest_timing.py).
+  echo
+  echo "== a rule's backtest over 1,000,000 stored transactions (30 days, 5 other active rules)"
+  BT_DB=fraudsite_backtest_bench
+  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $BT_DB WITH (FORCE)" -c "CREATE DATABASE $BT_DB"
+  DATABASE_URL="postgres://postgres@127.0.0.1:5432/$BT_DB" "$PY" manage.py migrate --noinput -v 0
+  DATABASE_URL="postgres://postgres@127.0.0.1:5432/$BT_DB" "$PY" bench/backtest_timing.py | tee "$OUT/backtest.txt" \
+    | sed 's/^/   /'
+fi

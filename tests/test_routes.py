@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from dashboards.routing import websocket_urlpatterns
 from fraudsite.asgi import application
-from scoring.models import ApiKey, Case, ListEntry, ModelVersion, ReasonCode
+from scoring.models import ApiKey, Case, ListEntry, ModelVersion, ReasonCode, Rule
 from scoring.roles import ensure_roles, make_analyst, make_lead
 from tests.dashboards.conftest import make_case
 
@@ -186,6 +186,14 @@ ROUTES: dict[str, dict[str, Answers]] = {
         change=LEAD_ADMIN,
     ),
     **admin_model(
+        "scoring/rule",  # read with its versions; published or disabled by actions through the rule book
+        changelist=LEAD_ADMIN,
+        add=NOBODYS_ADMIN,  # rules are written on the rules pages or with `manage.py rule`
+        history=LEAD_ADMIN,
+        delete=NOBODYS_ADMIN,  # disabled, never deleted: the versions are the audit trail
+        change=LEAD_ADMIN,
+    ),
+    **admin_model(
         "scoring/webhookendpoint",  # leads' endpoints: disabled, never deleted, so their delivery log stays
         changelist=LEAD_ADMIN,
         add=LEAD_ADMIN,
@@ -333,6 +341,7 @@ def world(db: None, model_version: ModelVersion, api_key: str) -> World:
         "scoring.reasoncode": ReasonCode.objects.create(code="test-reason", label="Test reason"),
         "scoring.listentry": ListEntry.objects.create(kind="block", entity="card", value="card-x", reason="stolen"),
         "scoring.webhookendpoint": _webhook_delivery().endpoint,
+        "scoring.rule": Rule.objects.create(name="route-rule", condition="amount > 1.0", action="review"),
         "auth.user": users["no role"],
         "auth.group": Group.objects.get(name="Analysts"),
         **_login_records(),
