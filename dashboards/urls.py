@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboards import job_pages, team_page, views, webhook_pages
+from dashboards import job_pages, rule_pages, team_page, views, webhook_pages
 from dashboards.entity_pages import card, merchant, search_page
 from dashboards.export import export_cases, export_transactions
 from dashboards.feed import feed_rows
@@ -38,4 +38,12 @@ urlpatterns = [
     path("webhooks/<int:endpoint_id>/enable", webhook_pages.enable, name="webhook_enable"),
     path("webhooks/<int:endpoint_id>/disable", webhook_pages.disable, name="webhook_disable"),
     path("webhooks/deliveries/<int:delivery_id>/replay", webhook_pages.replay, name="webhook_replay"),
+    path("rules/", rule_pages.rules_page, name="rules"),
+    path("rules/new", rule_pages.rule_new, name="rule_new"),
+    path("rules/backtest", rule_pages.rule_try, name="rule_try"),
+    path("rules/<int:rule_id>/", rule_pages.rule_page, name="rule"),
+    path("rules/<int:rule_id>/backtest", rule_pages.rule_backtest, name="rule_backtest"),
+    path("rules/<int:rule_id>/publish", rule_pages.rule_publish, name="rule_publish"),
+    path("rules/<int:rule_id>/disable", rule_pages.rule_disable, name="rule_disable"),
+    path("rules/<str:ref>/edit", rule_pages.rule_edit, name="rule_edit"),
 ]

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from dashboards.routing import websocket_urlpatterns
 from fraudsite.asgi import application
-from scoring.models import ApiKey, Case, ListEntry, ModelVersion, ReasonCode
+from scoring.models import ApiKey, Case, ListEntry, ModelVersion, ReasonCode, Rule
 from scoring.roles import ensure_roles, make_analyst, make_lead
 from tests.dashboards.conftest import make_case
 
@@ -99,6 +99,16 @@ ROUTES: dict[str, dict[str, Answers]] = {
     "webhooks/<int:endpoint_id>/enable": {"POST": LEAD_ONLY_ACTION},
     "webhooks/<int:endpoint_id>/disable": {"POST": LEAD_ONLY_ACTION},
     "webhooks/deliveries/<int:delivery_id>/replay": {"POST": LEAD_ONLY_ACTION},
+    # rules: analysts read them and their backtests; leads write, backtest as typed, publish and disable (the route
+    # test's form is not a rule: 422; a publish that names no status: 400)
+    "rules/": {"GET": DESK},
+    "rules/new": {"GET": (LOGIN, 403, 403, 200), "POST": (403, 403, 403, 422)},
+    "rules/backtest": {"POST": (403, 403, 403, 422)},
+    "rules/<int:rule_id>/": {"GET": DESK},
+    "rules/<int:rule_id>/backtest": {"GET": DESK},
+    "rules/<int:rule_id>/publish": {"POST": (403, 403, 403, 400)},
+    "rules/<int:rule_id>/disable": {"POST": LEAD_ONLY_ACTION},
+    "rules/<str:ref>/edit": {"GET": (LOGIN, 403, 403, 200), "POST": (403, 403, 403, 422)},
     # --- health, for load balancers ---
     "healthz": {"GET": every(200)},
     "readyz": {"GET": every(SAME)},  # 200 or 503 by what is up, never by who asks
@@ -296,6 +306,8 @@ class World:
             "token": "set-password",
             "endpoint_id": self.samples["scoring.webhookendpoint"].pk,
             "delivery_id": self.samples["scoring.webhookendpoint"].deliveries.get().pk,
+            "rule_id": self.samples["scoring.rule"].pk,
+            "ref": self.samples["scoring.rule"].name,
         }
         url = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: str(values[m[1]]), route)
         url = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values[m[1]]), url)
@@ -327,6 +339,7 @@ def world(db: None, model_version: ModelVersion, api_key: str) -> World:
         "scoring.reasoncode": ReasonCode.objects.create(code="test-reason", label="Test reason"),
         "scoring.listentry": ListEntry.objects.create(kind="block", entity="card", value="card-x", reason="stolen"),
         "scoring.webhookendpoint": _webhook_delivery().endpoint,
+        "scoring.rule": Rule.objects.create(name="route-rule", condition="amount > 100", action="review"),
         "auth.user": users["no role"],
         "auth.group": Group.objects.get(name="Analysts"),
         **_login_records(),
