@@ -135,7 +135,7 @@ def rule_try(request: HtmxHttpRequest) -> HttpResponse:
     except RuleError as refused:
         context = {"error": str(refused), "pointer": rule_figures.pointer(condition, **_where(refused))}
         return render(request, "dashboards/rule_form.html#tried-refused", context, status=422)
-    return render(request, BACKTEST_PANEL, {"rule": None, "days": days, **_panel(result)})
+    return render(request, "dashboards/rule_form.html#tried", {"rule": None, "days": days, **_panel(result)})
 
 
 @require_POST

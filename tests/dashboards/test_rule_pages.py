@@ -170,7 +170,8 @@ def test_the_form_backtests_the_condition_as_typed_without_saving_it(lena, histo
     assert answer.status_code == 200 and not Rule.objects.exists()
     assert 'data-days="7"' in panel and 'data-hits="2"' in panel
     assert 'id="backtest-fraud">1<' in panel and 'id="backtest-extra">2<' in panel
-    assert "250.00 <span" in panel and "120.00 <span" not in panel.split('id="backtest-fraud-amount"')[1][:80]
+    caught = panel.split('id="backtest-fraud-amount"')[1].split('class="figure-sub"')[0]
+    assert 'data-money="250.00" data-currency="EUR"' in caught and "PLN" not in caught  # the PLN hit is unlabeled
 
 
 def test_the_form_backtest_of_a_refused_condition_points_at_the_mistake(lena):
