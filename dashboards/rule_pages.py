@@ -27,6 +27,7 @@ DETAIL = "dashboards/rule.html"
 FORM = "dashboards/rule_form.html"
 BACKTEST_PANEL = "dashboards/rule.html#backtest-panel"
 REFUSED = "dashboards/rules_leads_only.html"
+TRIED_REFUSED = "dashboards/rule_form.html#tried-refused"
 DAY_CHOICES = (7, 30, 90)
 DEFAULT_DAYS = 30
 PUBLISH_AS = {"active": RuleStatus.ACTIVE, "shadow": RuleStatus.SHADOW}
@@ -88,7 +89,10 @@ def rule_backtest(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
     """The rule's backtest over the last `days` days: the panel the rule page swaps in."""
     rule = get_object_or_404(Rule, pk=rule_id)
     days = _days(request)
-    result = backtest(rule.condition, days=days, rule_name=rule.name).as_dict()
+    try:
+        result = backtest(rule.condition, days=days, rule_name=rule.name).as_dict()
+    except RuleError as refused:  # saved when it checked, e.g. before a feature it reads was retired
+        return _tried_refused(request, refused, condition=rule.condition)
     return render(request, BACKTEST_PANEL, {"rule": rule, "days": days, **_panel(result)})
 
 
@@ -133,8 +137,7 @@ def rule_try(request: HtmxHttpRequest) -> HttpResponse:
     try:
         result = backtest(condition, days=days, rule_name=request.POST.get("name") or None).as_dict()
     except RuleError as refused:
-        context = {"error": str(refused), "pointer": rule_figures.pointer(condition, **_where(refused))}
-        return render(request, "dashboards/rule_form.html#tried-refused", context, status=422)
+        return _tried_refused(request, refused, condition=condition)
     return render(request, "dashboards/rule_form.html#tried", {"rule": None, "days": days, **_panel(result)})
 
 
@@ -150,6 +153,8 @@ def rule_publish(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
         published = rule_book.publish_rule(rule.pk, user=request.user, status=status)
     except rule_book.RuleRefused as refusal:
         messages.error(request, f"{rule.name} is not published: {'; '.join(refusal.errors.values())}")
+    except RuleError as refused:  # its condition no longer checks: the backtest it is published with cannot run
+        messages.error(request, f"{rule.name} is not published: {refused}. Edit its condition first.")
     else:
         runs = "its action counts" if status == RuleStatus.ACTIVE else "its hits are recorded, it changes nothing"
         messages.success(request, f"{published.name} is {status} (version {published.version}): {runs}.")
@@ -199,8 +204,10 @@ def _panel(result: dict[str, Any]) -> dict[str, Any]:
     return context
 
 
-def _where(refused: RuleError) -> dict[str, int | None]:
-    return {"line": refused.line, "column": refused.column}
+def _tried_refused(request: HtmxHttpRequest, refused: RuleError, *, condition: str) -> HttpResponse:
+    """A condition the backtest cannot run: the message and a caret under the mistake, in the panel's place."""
+    where = rule_figures.pointer(condition, line=refused.line, column=refused.column)
+    return render(request, TRIED_REFUSED, {"error": str(refused), "pointer": where}, status=422)
 
 
 def _days(request: HtmxHttpRequest, *, source: Any = None) -> int:

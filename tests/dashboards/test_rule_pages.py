@@ -181,6 +181,16 @@ def test_the_form_backtest_of_a_refused_condition_points_at_the_mistake(lena):
     assert 'id="tried-pointer"' in answer.content.decode() and "Not backtested" in answer.content.decode()
 
 
+def test_a_stored_condition_that_no_longer_checks_is_shown_refused_not_backtested(alice):
+    stale = Rule.objects.create(name="stale", condition="retired_feature > 1", action="review")
+
+    answer = logged_in(alice).get(f"/rules/{stale.pk}/backtest", **HTMX)
+
+    page = answer.content.decode()
+    assert answer.status_code == 422 and "unknown name &#x27;retired_feature&#x27;" in page
+    assert 'id="tried-pointer"' in page and "ask a lead to edit the rule" in page
+
+
 # --- the list ----------------------------------------------------------------------------------
 
 
