@@ -25,7 +25,8 @@ def live_hits(rules: Sequence[Rule], *, now: datetime) -> dict[int, int]:
 
     A textual match on the stored JSON: `"name": "X"` in the hits told, `"X"` in the shadow names. Both backends
     store those lists with the same spacing (PostgreSQL's jsonb prints it so, SQLite's ORM write dumps it so), and
-    a name can hold no quote. One pass over the day's rows, a count for every rule."""
+    a name can hold no quote. One pass over the day's rows, a count for every rule. The match ignores case (what
+    LIKE does on SQLite): rules whose names differ only in case would count each other's hits."""
     if not rules:
         return {}
     counts = {
@@ -35,6 +36,8 @@ def live_hits(rules: Sequence[Rule], *, now: datetime) -> dict[int, int]:
         for rule in rules
     }
     day = Transaction.objects.filter(received_at__gt=now - LIVE_WINDOW, received_at__lte=now)
+    # Most rows hit no rule: a cheap test of that first spares them the textual match per rule.
+    day = day.exclude(rules=[], shadow_rules=[])
     found = day.aggregate(**counts)
     return {rule.pk: found[f"r{rule.pk}"] for rule in rules}
 
