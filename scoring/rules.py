@@ -277,6 +277,19 @@ class RuleSet:
             return False
 
 
+def conjuncts(condition: Condition) -> list[Condition]:
+    """The clauses of a condition that is a chain of top-level `&&`, each checked on its own; [condition] for any
+    other. Rows can then be run through one clause after another, each on the rows the last one kept: what
+    `&&` gives (a clause that fails on a row does not hold, as a whole condition that fails does not)."""
+    parts = _top_level_parts(condition.source)
+    if len(parts) < 2 or any(condition.source[start - 2 : start] != "&&" for start, _ in parts[1:]):
+        return [condition]
+    try:
+        return [check(part) for _, part in parts]
+    except RuleError:  # a clause that does not check alone (it cannot, if the whole did; kept whole to be sure)
+        return [condition]
+
+
 def number(value: float | None) -> float:
     """A feature value as a condition reads it: missing is NaN."""
     return math.nan if value is None else float(value)

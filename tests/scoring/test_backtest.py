@@ -6,6 +6,7 @@ import math
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from scoring.backtest import backtest
@@ -110,6 +111,7 @@ def test_backtest_reads_lists_as_now_hour_and_no_score_for_imported_rows(history
     lists.reset()
 
     assert backtest("card_blocked && hour == 10", days=3, now=NOW).hits == 1
+    assert backtest("merchant_blocked || merchant_allowed", days=3, now=NOW).hits == 0
     assert backtest("score < 0.5", days=3, now=NOW).hits == 7  # the imported row's stored 0 is no score
 
 
@@ -133,3 +135,39 @@ def test_backtest_refuses_a_condition_that_does_not_check(db):
         backtest("amount > ", now=NOW)
     with pytest.raises(ValueError):
         backtest("amount > 1.0", days=0, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        'amount > 500.0 && card_count_1h >= 3.0 && country != "PL"',
+        'score > 0.7 || channel == "atm"',
+        "!(card_count_1h < 2.0) && (hour < 6 || hour > 22)",
+        "card_count_1h / amount > 0.01 && 24 / hour > 2",  # NaN and an integer divided by zero on some rows
+        'card_blocked && country in ["PL", "DE"]',
+    ],
+)
+def test_backtest_hits_are_what_the_rules_give_row_by_row(condition):
+    from scoring.backtest import _Inputs, _Plan
+    from scoring.rules import RuleSet, check
+
+    rng = np.random.default_rng(3)
+    rows = 3000
+    chunk = {
+        "epoch": rng.integers(1_790_000_000, 1_790_500_000, rows).astype(float),
+        "amount": rng.integers(0, 4000, rows) / 4,
+        "card_count_1h": np.where(rng.random(rows) < 0.1, np.nan, rng.integers(0, 6, rows).astype(float)),
+        "score": rng.random(rows).round(2),
+        "imported": (rng.random(rows) < 0.05).astype(float),
+        "country": rng.choice(np.array(["PL", "DE", "NL", ""], dtype=object), rows),
+        "channel": rng.choice(np.array(["pos", "ecom", "atm"], dtype=object), rows),
+        "card_id": rng.choice(np.array([f"c{i}" for i in range(50)], dtype=object), rows),
+    }
+    inputs = _Inputs(chunk, flags={"card_blocked": {"c1", "c7"}})
+    tested = check(condition)
+
+    hits = _Plan(tested).hits(inputs, rows=np.arange(rows))
+
+    columns = {name: inputs[name].tolist() for name in tested.names}
+    one_by_one = [i for i, (hit,) in enumerate(RuleSet([tested]).run(columns, rows)) if hit]
+    assert hits.tolist() == one_by_one and 0 < len(one_by_one) < rows
