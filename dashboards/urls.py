@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboards import job_pages, model_pages, team_page, views, webhook_pages
+from dashboards import job_pages, model_pages, rule_pages, team_page, views, webhook_pages
 from dashboards.entity_pages import card, merchant, search_page
 from dashboards.export import export_cases, export_transactions
 from dashboards.feed import feed_rows
@@ -42,4 +42,12 @@ urlpatterns = [
     path("models/<str:version>/thresholds/", model_pages.thresholds_page, name="thresholds"),
     path("models/<str:version>/thresholds/preview", model_pages.thresholds_preview, name="thresholds_preview"),
     path("models/<str:version>/thresholds/set", model_pages.thresholds_set, name="thresholds_set"),
+    path("rules/", rule_pages.rules_page, name="rules"),
+    path("rules/new", rule_pages.rule_new, name="rule_new"),
+    path("rules/backtest", rule_pages.rule_try, name="rule_try"),
+    path("rules/<int:rule_id>/", rule_pages.rule_page, name="rule"),
+    path("rules/<int:rule_id>/backtest", rule_pages.rule_backtest, name="rule_backtest"),
+    path("rules/<int:rule_id>/publish", rule_pages.rule_publish, name="rule_publish"),
+    path("rules/<int:rule_id>/disable", rule_pages.rule_disable, name="rule_disable"),
+    path("rules/<str:ref>/edit", rule_pages.rule_edit, name="rule_edit"),
 ]

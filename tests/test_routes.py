@@ -104,6 +104,16 @@ ROUTES: dict[str, dict[str, Answers]] = {
     "models/<str:version>/thresholds/": {"GET": DESK},
     "models/<str:version>/thresholds/preview": {"GET": (LOGIN, 403, 403, 200)},  # the lead's form, as typed
     "models/<str:version>/thresholds/set": {"POST": (403, 403, 403, 422), "GET": every(405)},  # no thresholds sent
+    # rules: analysts read them and their backtests; leads write, backtest as typed, publish and disable (the route
+    # test's form is not a rule: 422; a publish that names no status: 400)
+    "rules/": {"GET": DESK},
+    "rules/new": {"GET": (LOGIN, 403, 403, 200), "POST": (403, 403, 403, 422)},
+    "rules/backtest": {"POST": (403, 403, 403, 422)},
+    "rules/<int:rule_id>/": {"GET": DESK},
+    "rules/<int:rule_id>/backtest": {"GET": DESK},
+    "rules/<int:rule_id>/publish": {"POST": (403, 403, 403, 400)},
+    "rules/<int:rule_id>/disable": {"POST": LEAD_ONLY_ACTION},
+    "rules/<str:ref>/edit": {"GET": (LOGIN, 403, 403, 200), "POST": (403, 403, 403, 422)},
     # --- health, for load balancers ---
     "healthz": {"GET": every(200)},
     "readyz": {"GET": every(SAME)},  # 200 or 503 by what is up, never by who asks
@@ -310,6 +320,8 @@ class World:
             "endpoint_id": self.samples["scoring.webhookendpoint"].pk,
             "delivery_id": self.samples["scoring.webhookendpoint"].deliveries.get().pk,
             "version": self.samples["scoring.modelversion"].version,
+            "rule_id": self.samples["scoring.rule"].pk,
+            "ref": self.samples["scoring.rule"].name,
         }
         url = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: str(values[m[1]]), route)
         url = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values[m[1]]), url)

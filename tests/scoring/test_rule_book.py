@@ -136,7 +136,7 @@ def test_disable_rule_keeps_the_rule_and_its_versions(lead):
 
 def test_every_change_tells_the_live_rules_after_the_commit(lead, monkeypatch, django_capture_on_commit_callbacks):
     told = []
-    monkeypatch.setattr(rule_book, "_reset_live_rules", lambda: told.append(1))
+    monkeypatch.setattr(rule_book.live_rules, "reset", lambda: told.append(1))
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         rule = draft(lead)
