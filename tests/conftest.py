@@ -14,6 +14,7 @@ import xgboost as xgb
 from dashboards.stats import forget_recent
 from scoring import keys
 from scoring.aggregates import window_cache
+from scoring.challenger import challenger_model
 from scoring.classifier import active_model, version_name
 from scoring.features import FEATURE_INDEX, FEATURES
 from scoring.lists import lists
@@ -72,12 +73,14 @@ def _no_background_catch_up(settings):
 def _fresh_process_caches():
     """Each test sees the database as it is: no scorer, list or merchant window cached from another test."""
     active_model.reset()
+    challenger_model.reset()
     lists.reset()
     keys.reset()
     forget_recent()
     window_cache.clear()
     yield
     active_model.reset()
+    challenger_model.reset()
     lists.reset()
     keys.reset()
     window_cache.clear()
