@@ -99,6 +99,11 @@ ROUTES: dict[str, dict[str, Answers]] = {
     "webhooks/<int:endpoint_id>/enable": {"POST": LEAD_ONLY_ACTION},
     "webhooks/<int:endpoint_id>/disable": {"POST": LEAD_ONLY_ACTION},
     "webhooks/deliveries/<int:delivery_id>/replay": {"POST": LEAD_ONLY_ACTION},
+    # the challenger model (dashboards/challenger_pages.py): analysts read the comparison, leads change it
+    "models/challenger/": {"GET": DESK},
+    "models/challenger/promote": {"POST": LEAD_ONLY_ACTION},  # none is marked: back to the page, saying so
+    "models/challenger/end": {"POST": LEAD_ONLY_ACTION},
+    "models/<str:version>/challenger": {"POST": LEAD_ONLY_ACTION},  # the sample is active: refused, back to the page
     # --- health, for load balancers ---
     "healthz": {"GET": every(200)},
     "readyz": {"GET": every(SAME)},  # 200 or 503 by what is up, never by who asks
@@ -296,6 +301,7 @@ class World:
             "token": "set-password",
             "endpoint_id": self.samples["scoring.webhookendpoint"].pk,
             "delivery_id": self.samples["scoring.webhookendpoint"].deliveries.get().pk,
+            "version": self.samples["scoring.modelversion"].version,
         }
         url = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: str(values[m[1]]), route)
         url = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values[m[1]]), url)
