@@ -93,9 +93,15 @@ def _markers(comparison: Comparison) -> list[Line]:
 
 
 def _powers(top: int) -> list[int]:
-    """1, 10, 100, ... up to the largest count: the grid lines of a logarithmic scale."""
-    return [10**k for k in range(int(math.log10(top)) + 1)] if top >= 1 else []
+    """1, 10, 100, ... up to the largest count, and the largest count itself unless a power lies close below it:
+    the grid lines of a logarithmic scale, its top labeled."""
+    if top < 1:
+        return []
+    powers = [10**k for k in range(int(math.log10(top)) + 1)]
+    return powers if top < 2 * powers[-1] else [*powers, top]
 
 
 def _count(n: int) -> str:
-    return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n // 1000}k" if n >= 1000 else str(n)
+    if n >= 1_000_000:
+        return f"{round(n / 1_000_000, 1):g}M"
+    return f"{round(n / 1000, 1):g}k" if n >= 1000 else str(n)

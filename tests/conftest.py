@@ -35,6 +35,22 @@ def tiny_artifact() -> bytes:
     return bytes(booster.save_raw("ubj"))
 
 
+@pytest.fixture(scope="session")
+def inverse_artifact() -> bytes:
+    """A booster that says the opposite of the tiny model (small amounts are fraud, large ones are not): a
+    challenger whose every decision can be told from the active model's."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(2000, len(FEATURES))).astype(np.float32)
+    x[:, FEATURE_INDEX["amount"]] = rng.lognormal(4.0, 2.0, size=2000)
+    y = (x[:, FEATURE_INDEX["amount"]] < 20).astype(int)
+    booster = xgb.train(
+        {"max_depth": 3, "eta": 0.3, "objective": "binary:logistic", "nthread": 1, "seed": 11},
+        xgb.DMatrix(x, label=y, feature_names=FEATURES),
+        num_boost_round=20,
+    )
+    return bytes(booster.save_raw("ubj"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _close_connections_left_by_in_process_requests(django_db_setup):
     """Close what in-process requests leave connected before the test databases are dropped (else

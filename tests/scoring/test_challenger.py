@@ -14,24 +14,12 @@ from django.core.exceptions import PermissionDenied
 from scoring import challenger, ingest, webhooks
 from scoring.challenger import ChallengerRefused, challenger_model
 from scoring.classifier import Scorer, active_model, load_booster
-from scoring.features import FEATURE_INDEX, FEATURES, feature_rows
+from scoring.features import FEATURES, feature_rows
 from scoring.models import ModelChange, ModelChangeKind, ModelVersion, Transaction
 from scoring.models.webhooks import EventType, WebhookEndpoint, WebhookEvent
 from tests.scoring.conftest import item
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="module")
-def inverse_artifact() -> bytes:
-    """A booster that says the opposite of the tiny model: small amounts are fraud, large ones are not."""
-    rng = np.random.default_rng(11)
-    x = rng.normal(size=(2000, len(FEATURES))).astype(np.float32)
-    x[:, FEATURE_INDEX["amount"]] = rng.lognormal(4.0, 2.0, size=2000)
-    y = (x[:, FEATURE_INDEX["amount"]] < 20).astype(int)
-    params = {"max_depth": 3, "eta": 0.3, "objective": "binary:logistic", "nthread": 1, "seed": 11}
-    booster = xgb.train(params, xgb.DMatrix(x, label=y, feature_names=FEATURES), num_boost_round=20)
-    return bytes(booster.save_raw("ubj"))
 
 
 def version(artifact: bytes, *, name: str = "challenger-v", features: list[str] | None = None) -> ModelVersion:
