@@ -66,6 +66,20 @@ def test_the_challengers_score_is_stored_beside_the_active_ones_and_decides_noth
     assert rows["small"].decision == "approve" and rows["small"].case_id is None  # the challenger would block it
 
 
+@pytest.mark.parametrize("depth", [3, 6])  # tables looked up; trees too big for them, XGBoost's own call
+def test_the_challengers_scores_are_xgboosts_probabilities_with_or_without_tables(depth: int) -> None:
+    rng = np.random.default_rng(5)
+    x = rng.lognormal(1.0, 1.5, size=(3000, len(FEATURES))).astype(np.float32)
+    x[rng.random(x.shape) < 0.15] = np.nan
+    y = (np.nan_to_num(x[:, 0]) + np.nan_to_num(x[:, 3]) * 2 > 12).astype(int) ^ (rng.random(3000) < 0.05)
+    params = {"objective": "binary:logistic", "max_depth": depth, "nthread": 1, "seed": 5}
+    booster = xgb.train(params, xgb.DMatrix(x, label=y, missing=np.nan), num_boost_round=30)
+    model = challenger.ChallengerModel(version(bytes(booster.save_raw("ubj"))))
+
+    assert (model.tables is not None) == (depth == 3)
+    np.testing.assert_allclose(model.scores(x[:500]), booster.inplace_predict(x[:500]), rtol=0, atol=2e-6)
+
+
 def test_without_a_challenger_nothing_is_scored_or_stored_for_one(model_version: ModelVersion) -> None:
     ingest.store([item(external_id="plain")])
 
