@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboards import challenger_pages, job_pages, team_page, views, webhook_pages
+from dashboards import challenger_pages, job_pages, model_pages, team_page, views, webhook_pages
 from dashboards.entity_pages import card, merchant, search_page
 from dashboards.export import export_cases, export_transactions
 from dashboards.feed import feed_rows
@@ -38,6 +38,10 @@ urlpatterns = [
     path("webhooks/<int:endpoint_id>/enable", webhook_pages.enable, name="webhook_enable"),
     path("webhooks/<int:endpoint_id>/disable", webhook_pages.disable, name="webhook_disable"),
     path("webhooks/deliveries/<int:delivery_id>/replay", webhook_pages.replay, name="webhook_replay"),
+    path("models/", model_pages.models_page, name="models"),
+    path("models/<str:version>/thresholds/", model_pages.thresholds_page, name="thresholds"),
+    path("models/<str:version>/thresholds/preview", model_pages.thresholds_preview, name="thresholds_preview"),
+    path("models/<str:version>/thresholds/set", model_pages.thresholds_set, name="thresholds_set"),
     path("models/challenger/", challenger_pages.challenger_page, name="challenger"),
     path("models/challenger/promote", challenger_pages.promote, name="challenger_promote"),
     path("models/challenger/end", challenger_pages.end, name="challenger_end"),

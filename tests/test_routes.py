@@ -99,6 +99,11 @@ ROUTES: dict[str, dict[str, Answers]] = {
     "webhooks/<int:endpoint_id>/enable": {"POST": LEAD_ONLY_ACTION},
     "webhooks/<int:endpoint_id>/disable": {"POST": LEAD_ONLY_ACTION},
     "webhooks/deliveries/<int:delivery_id>/replay": {"POST": LEAD_ONLY_ACTION},
+    # models: everyone on the desk reads the versions and what each threshold would have done; leads set them
+    "models/": {"GET": DESK},
+    "models/<str:version>/thresholds/": {"GET": DESK},
+    "models/<str:version>/thresholds/preview": {"GET": (LOGIN, 403, 403, 200)},  # the lead's form, as typed
+    "models/<str:version>/thresholds/set": {"POST": (403, 403, 403, 422), "GET": every(405)},  # no thresholds sent
     # the challenger model (dashboards/challenger_pages.py): analysts read the comparison, leads change it
     "models/challenger/": {"GET": DESK},
     "models/challenger/promote": {"POST": LEAD_ONLY_ACTION},  # none is marked: back to the page, saying so

@@ -1,10 +1,12 @@
 """The model versions' admin: leads read each version's figures, activate one, and mark, end or promote the
-challenger (through scoring/challenger.py, as the dashboard does)."""
+challenger (through scoring/challenger.py, as the dashboard does); a change of thresholds goes through
+scoring.thresholds.set_thresholds, as on the thresholds page (audited, picked up by every process)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -16,10 +18,27 @@ from scoring import challenger
 from scoring.classifier import active_model
 from scoring.models import ModelVersion
 from scoring.results import shown
+from scoring.thresholds import check_thresholds, set_thresholds
+
+THRESHOLDS = ("review_threshold", "block_threshold")
+
+
+class ModelVersionForm(forms.ModelForm):
+    def clean(self) -> dict[str, Any]:
+        """Refuse in the form what set_thresholds would refuse on saving."""
+        data = super().clean()
+        review, block = (data.get(name) for name in THRESHOLDS)
+        if set(THRESHOLDS) & set(self.changed_data) and review is not None and block is not None:
+            try:
+                check_thresholds(review=review, block=block)
+            except ValueError as refusal:
+                raise forms.ValidationError(str(refusal)) from None
+        return data
 
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
+    form = ModelVersionForm
     list_display = [
         "version",
         "is_active",
@@ -42,6 +61,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "data_range",
         "is_active",
         "activated_at",
+        "updated_at",
         "is_challenger",  # changed by the actions below, each audited
     ]
     exclude = ["artifact"]
@@ -96,6 +116,21 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return
         active_model.reset()
         self.message_user(request, f"{mv.version} is now active.", messages.SUCCESS)
+
+    def save_model(self, request: HttpRequest, obj: ModelVersion, form: forms.ModelForm, change: bool) -> None:
+        """New thresholds through set_thresholds (audited, the serving processes told); any other field as usual."""
+        if set(THRESHOLDS) & set(form.changed_data):
+            saved = set_thresholds(
+                obj.pk,
+                user=request.user,
+                review=obj.review_threshold,
+                block=obj.block_threshold,
+                note="set in the admin",
+            )
+            obj.updated_at = saved.updated_at
+        others = [name for name in form.changed_data if name not in THRESHOLDS]
+        if others:
+            obj.save(update_fields=others)
 
     @admin.action(
         description="Make the selected version the challenger (scored beside the active one, deciding nothing)",
