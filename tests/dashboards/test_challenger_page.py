@@ -211,6 +211,22 @@ def test_analysts_are_refused_every_change(versions, tiny_artifact: bytes, alice
     assert not ModelChange.objects.exists()
 
 
+def test_the_models_list_offers_leads_make_challenger_and_everyone_the_comparison(
+    versions, tiny_artifact: bytes, lena: User, alice: User
+) -> None:
+    other = ModelVersion.objects.create(version="other-v", artifact=tiny_artifact, features=versions[0].features)
+    champ, chal = versions
+
+    lead_page = logged_in(lena).get("/models/").content.decode()
+    analyst_page = logged_in(alice).get("/models/").content.decode()
+
+    assert f'id="make-challenger-{other.pk}"' in lead_page and f'id="make-challenger-{champ.pk}"' not in lead_page
+    assert f'id="compare-{chal.pk}"' in lead_page and f'id="compare-{chal.pk}"' in analyst_page
+    assert "make-challenger-" not in analyst_page
+    marked = logged_in(lena).post(f"/models/{other.version}/challenger", {"next": "/models/"})
+    assert marked["Location"] == "/models/" and ModelVersion.objects.get(is_challenger=True) == other
+
+
 # --- the admin ---------------------------------------------------------------------------------------------------
 
 

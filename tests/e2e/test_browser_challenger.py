@@ -80,8 +80,21 @@ def test_shadow_scores_show_on_the_comparison_page_and_a_lead_promotes_the_chall
     narrow.screenshot(path=str(screenshot_dir / "challenger-promoted-390.png"), full_page=True)
     assert outside_the_browser_loop(_active_version) == marked
 
+    # The version that was active is offered as the next challenger on the models list.
+    for width in (1440, 390):
+        page = desk.login(desk.context(width=width), LEAD)
+        page.goto("/models/")
+        expect(page.locator("[id^=make-challenger-]")).to_have_count(1)
+        page.screenshot(path=str(screenshot_dir / f"challenger-models-list-{width}.png"), full_page=True)
+    page.locator("[id^=make-challenger-]").click()
+    page.wait_for_url(f"{desk.base}/models/", timeout=WAIT_MS)
+    expect(page.locator(".messages")).to_contain_text("is the challenger")
+    expect(page.locator("[data-badge=challenger]")).to_have_count(1)
+    page.screenshot(path=str(screenshot_dir / "challenger-models-list-marked-390.png"), full_page=True)
+
     after = desk.post(external_id="e2e-after", card_id="card-after", amount="5.00")
     assert after["model_version"] == marked and after["decision"] != "approve"  # the promoted model decides now
+    assert outside_the_browser_loop(_shadow_scores).keys() == {"e2e-big", "e2e-small-1", "e2e-small-2"}
 
 
 def _shadow_scores() -> dict[str, float]:
