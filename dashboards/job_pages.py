@@ -29,7 +29,17 @@ SHOWN_JOBS = 20
 
 
 class RetrainForm(forms.Form):
-    activate = forms.BooleanField(required=False)
+    # What becomes of the new version once stored: kept for a lead to activate later, scored in the shadow of the
+    # active one as the challenger, or made the active one.
+    then = forms.ChoiceField(
+        choices=[
+            ("keep", "Keep it inactive"),
+            ("challenger", "Make it the challenger"),
+            ("activate", "Make it the active version"),
+        ],
+        required=False,
+        initial="keep",
+    )
 
 
 class ImportForm(forms.Form):
@@ -68,9 +78,11 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
 @lead_required
 def start_retrain(request: HtmxHttpRequest) -> HttpResponse:
     form = RetrainForm(request.POST)
-    form.is_valid()  # one optional checkbox: nothing in it can be invalid
+    if not form.is_valid():
+        return page(request, retrain_form=form, retrain_error="Choose what to do with the new version.", status=400)
+    then = form.cleaned_data["then"] or "keep"
     try:
-        job = jobs.start_retrain(user=request.user, activate=form.cleaned_data.get("activate", False))
+        job = jobs.start_retrain(user=request.user, activate=then == "activate", challenger=then == "challenger")
     except jobs.JobRefused as refused:
         return page(request, retrain_form=form, retrain_error=str(refused), status=409)
     messages.success(request, f"Retrain #{job.pk} queued: its progress shows below.")

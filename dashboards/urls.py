@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboards import job_pages, model_pages, rule_pages, team_page, views, webhook_pages
+from dashboards import challenger_pages, job_pages, model_pages, rule_pages, team_page, views, webhook_pages
 from dashboards.entity_pages import card, merchant, search_page
 from dashboards.export import export_cases, export_transactions
 from dashboards.feed import feed_rows
@@ -50,4 +50,8 @@ urlpatterns = [
     path("rules/<int:rule_id>/publish", rule_pages.rule_publish, name="rule_publish"),
     path("rules/<int:rule_id>/disable", rule_pages.rule_disable, name="rule_disable"),
     path("rules/<str:ref>/edit", rule_pages.rule_edit, name="rule_edit"),
+    path("models/challenger/", challenger_pages.challenger_page, name="challenger"),
+    path("models/challenger/promote", challenger_pages.promote, name="challenger_promote"),
+    path("models/challenger/end", challenger_pages.end, name="challenger_end"),
+    path("models/<str:version>/challenger", challenger_pages.mark, name="challenger_mark"),
 ]

@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import xgboost as xgb
@@ -77,6 +78,17 @@ class ShapTables:
         ways = _ways(x, self.features, self.thresholds, self.default_left)
         phi = self.table[ways + self.first_way].sum(axis=1, dtype=np.float64)
         return np.concatenate([phi, np.full((len(x), 1), self.bias)], axis=1)
+
+    def margins(self, x: np.ndarray) -> np.ndarray:
+        """What `contributions` add up to for each row (its margin), without them: one value a tree, looked up.
+        NaN for a row taking a way that none of build()'s rows took (the caller asks XGBoost then)."""
+        ways = _ways(x, self.features, self.thresholds, self.default_left)
+        return self._way_totals[ways + self.first_way].sum(axis=1, dtype=np.float64) + self.bias
+
+    @cached_property
+    def _way_totals(self) -> np.ndarray:
+        """Each way's contributions added up: the tree's leaf value, less its share of the bias."""
+        return self.table.sum(axis=1, dtype=np.float64)
 
 
 Splits = tuple[np.ndarray, np.ndarray, np.ndarray]  # features, thresholds, default_left: (trees, splits)

@@ -100,7 +100,12 @@ def retrain(job: Job, progress: Progress) -> str:
     result = train(frame, progress=say, **trees)
     result = dataclasses.replace(result, data_range=result.data_range | {"source": source})
     progress("storing the model version", fraction=0.97)
-    mv = save_model_version(result, activate=bool(options.get("activate")))
+    mv = save_model_version(
+        result,
+        activate=bool(options.get("activate")),
+        challenger=bool(options.get("challenger")),
+        actor=job.requested_by,  # a lead's retrain marks the challenger as their change
+    )
     Job.objects.filter(pk=job.pk).update(model_version=mv)
     metrics = result.metrics
     measured = (
@@ -108,7 +113,13 @@ def retrain(job: Job, progress: Progress) -> str:
         if metrics.get("auc_roc") is not None
         else ""
     )
-    state = "active" if mv.is_active else "not active: activate it in the admin"
+    state = (
+        "active"
+        if mv.is_active
+        else "the challenger: compare it at /models/challenger/"
+        if mv.is_challenger
+        else "not active: activate it in the admin"
+    )
     return f"Model version {mv.version} ({state}), trained on {len(frame):,} {source} transactions{measured}."
 
 

@@ -45,11 +45,15 @@ def run_job(job_id: int) -> str:
     return job_runs.run(job_id)
 
 
-def start_retrain(*, user: AbstractBaseUser, activate: bool, **training: Any) -> Job:
+def start_retrain(*, user: AbstractBaseUser, activate: bool, challenger: bool = False, **training: Any) -> Job:
     """Queue a retrain as `train_model` does it (stored labeled history, or simulated history when too little is
-    labeled); `activate` makes the new version the active one. `training`: simulate_days, cards, trees (tests)."""
+    labeled); `activate` makes the new version the active one, `challenger` the challenger (one or the other).
+    `training`: simulate_days, cards, trees (tests)."""
     _require_lead(user, doing="start a retrain")
-    return _queue(kind=JobKind.RETRAIN, user=user, options={"activate": activate, **training})
+    if activate and challenger:
+        raise JobRefused("Choose one: activate the new version or make it the challenger.")
+    options = {"activate": activate, "challenger": challenger, **training}
+    return _queue(kind=JobKind.RETRAIN, user=user, options=options)
 
 
 def start_import(*, user: AbstractBaseUser, name: str, content: bytes, source: str, skip_invalid: bool) -> Job:

@@ -14,7 +14,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,7 @@ import xgboost as xgb
 from django.conf import settings
 from django.utils import timezone
 
+from scoring.challenger import mark as make_challenger
 from scoring.classifier import active_model, version_name
 from scoring.features import (
     FEATURES,
@@ -36,6 +37,9 @@ from scoring.features import (
 from scoring.measures import BLOCK_THRESHOLD, REVIEW_THRESHOLD, calibration_error, holdout_metrics, reliability
 from scoring.models import IMPORTED, Decision, ModelVersion, Transaction
 from scoring.simulation import Simulator
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
 
 Progress = Callable[[str], None]
 COLUMNS = ["external_id", "card_id", "merchant_id", "amount", "timestamp", "channel", "is_fraud", "labeled"]
@@ -403,8 +407,13 @@ def _row_counts(y: np.ndarray, split: dict[str, Any], *, total: int) -> dict[str
 # --- storing -----------------------------------------------------------------------------------------
 
 
-def save_model_version(result: TrainingResult, *, activate: bool) -> ModelVersion:
-    """Store the trained model as a new version; make it the active one when asked."""
+def save_model_version(
+    result: TrainingResult, *, activate: bool, challenger: bool = False, actor: AbstractBaseUser | None = None
+) -> ModelVersion:
+    """Store the trained model as a new version; make it the active one, or the challenger (audited as `actor`'s
+    change), when asked."""
+    if activate and challenger:
+        raise ValueError("a new version is made the active one or the challenger, not both")
     version = version_name(result.artifact)
     while ModelVersion.objects.filter(version=version).exists():  # the same artifact within a second
         version += "-b"
@@ -421,4 +430,6 @@ def save_model_version(result: TrainingResult, *, activate: bool) -> ModelVersio
     if activate:
         mv.activate()
         active_model.reset()
+    elif challenger:
+        mv = make_challenger(mv.pk, actor=actor, note="trained as the challenger")
     return mv

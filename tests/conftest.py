@@ -14,6 +14,7 @@ import xgboost as xgb
 from dashboards.stats import forget_recent
 from scoring import keys
 from scoring.aggregates import window_cache
+from scoring.challenger import challenger_model
 from scoring.classifier import active_model, version_name
 from scoring.features import FEATURE_INDEX, FEATURES
 from scoring.lists import lists
@@ -30,6 +31,22 @@ def tiny_artifact() -> bytes:
     y = (x[:, FEATURE_INDEX["amount"]] > 1000).astype(int)
     booster = xgb.train(
         {"max_depth": 3, "eta": 0.3, "objective": "binary:logistic", "nthread": 1, "seed": 7},
+        xgb.DMatrix(x, label=y, feature_names=FEATURES),
+        num_boost_round=20,
+    )
+    return bytes(booster.save_raw("ubj"))
+
+
+@pytest.fixture(scope="session")
+def inverse_artifact() -> bytes:
+    """A booster that says the opposite of the tiny model (small amounts are fraud, large ones are not): a
+    challenger whose every decision can be told from the active model's."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(2000, len(FEATURES))).astype(np.float32)
+    x[:, FEATURE_INDEX["amount"]] = rng.lognormal(4.0, 2.0, size=2000)
+    y = (x[:, FEATURE_INDEX["amount"]] < 20).astype(int)
+    booster = xgb.train(
+        {"max_depth": 3, "eta": 0.3, "objective": "binary:logistic", "nthread": 1, "seed": 11},
         xgb.DMatrix(x, label=y, feature_names=FEATURES),
         num_boost_round=20,
     )
@@ -74,6 +91,7 @@ def _no_background_catch_up(settings):
 def _fresh_process_caches():
     """Each test sees the database as it is: no scorer, list or merchant window cached from another test."""
     active_model.reset()
+    challenger_model.reset()
     lists.reset()
     live_rules.reset()
     keys.reset()
@@ -82,6 +100,7 @@ def _fresh_process_caches():
     forget_figures()
     yield
     active_model.reset()
+    challenger_model.reset()
     lists.reset()
     live_rules.reset()
     keys.reset()

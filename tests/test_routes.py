@@ -114,6 +114,11 @@ ROUTES: dict[str, dict[str, Answers]] = {
     "rules/<int:rule_id>/publish": {"POST": (403, 403, 403, 400)},
     "rules/<int:rule_id>/disable": {"POST": LEAD_ONLY_ACTION},
     "rules/<str:ref>/edit": {"GET": (LOGIN, 403, 403, 200), "POST": (403, 403, 403, 422)},
+    # the challenger model (dashboards/challenger_pages.py): analysts read the comparison, leads change it
+    "models/challenger/": {"GET": DESK},
+    "models/challenger/promote": {"POST": LEAD_ONLY_ACTION},  # none is marked: back to the page, saying so
+    "models/challenger/end": {"POST": LEAD_ONLY_ACTION},
+    "models/<str:version>/challenger": {"POST": LEAD_ONLY_ACTION},  # the sample is active: refused, back to the page
     # --- health, for load balancers ---
     "healthz": {"GET": every(200)},
     "readyz": {"GET": every(SAME)},  # 200 or 503 by what is up, never by who asks

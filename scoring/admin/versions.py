@@ -1,5 +1,6 @@
-"""The model versions' admin: leads read each version's figures and activate one; a change of thresholds goes
-through scoring.thresholds.set_thresholds, as on the thresholds page (audited, picked up by every process)."""
+"""The model versions' admin: leads read each version's figures, activate one, and mark, end or promote the
+challenger (through scoring/challenger.py, as the dashboard does); a change of thresholds goes through
+scoring.thresholds.set_thresholds, as on the thresholds page (audited, picked up by every process)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from scoring import challenger
 from scoring.classifier import active_model
 from scoring.models import ModelVersion
 from scoring.results import shown
@@ -39,6 +42,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_display = [
         "version",
         "is_active",
+        "is_challenger",
         "activated_at",
         "auc",
         "average_precision",
@@ -46,7 +50,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "block_threshold",
         "created_at",
     ]
-    list_filter = ["is_active"]
+    list_filter = ["is_active", "is_challenger"]
     readonly_fields = [
         "version",
         "created_at",
@@ -58,9 +62,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "is_active",
         "activated_at",
         "updated_at",
+        "is_challenger",  # changed by the actions below, each audited
     ]
     exclude = ["artifact"]
-    actions = ["activate"]
+    actions = ["activate", "make_challenger", "end_challenger", "promote_challenger"]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if obj is not None and obj.is_active:
@@ -126,6 +131,43 @@ class ModelVersionAdmin(admin.ModelAdmin):
         others = [name for name in form.changed_data if name not in THRESHOLDS]
         if others:
             obj.save(update_fields=others)
+
+    @admin.action(
+        description="Make the selected version the challenger (scored beside the active one, deciding nothing)",
+        permissions=["change"],
+    )
+    def make_challenger(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to make the challenger.", messages.ERROR)
+            return
+        self._change(
+            request, lambda: challenger.mark_challenger(queryset.get().pk, user=request.user), "is the challenger"
+        )
+
+    @admin.action(description="End the selected challenger", permissions=["change"])
+    def end_challenger(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if self._is_the_challenger(request, queryset):
+            self._change(request, lambda: challenger.end_challenger(user=request.user), "is no longer the challenger")
+
+    @admin.action(description="Promote the selected challenger to active", permissions=["change"])
+    def promote_challenger(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if self._is_the_challenger(request, queryset):
+            self._change(request, lambda: challenger.promote_challenger(user=request.user), "is now active")
+
+    def _is_the_challenger(self, request: HttpRequest, queryset: QuerySet) -> bool:
+        if queryset.count() == 1 and queryset.get().is_challenger:
+            return True
+        self.message_user(request, "Select the challenger alone (filter by “is challenger”).", messages.ERROR)
+        return False
+
+    def _change(self, request: HttpRequest, change: Any, said: str) -> None:
+        """Run one of the challenger's changes, saying what became of which version, or why nothing did."""
+        try:
+            mv = change()
+        except (ValueError, PermissionDenied) as refused:
+            self.message_user(request, str(refused), messages.ERROR)
+            return
+        self.message_user(request, f"{mv.version} {said}.", messages.SUCCESS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # versions come from `manage.py train_model`

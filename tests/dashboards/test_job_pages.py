@@ -77,11 +77,11 @@ def test_analysts_are_refused_the_page_and_every_action(analyst: User) -> None:
 
 
 def test_a_lead_starts_a_retrain_and_a_second_is_refused_with_the_reason(lead_client: Client) -> None:
-    started = lead_client.post("/jobs/retrain", {"activate": "on"})
+    started = lead_client.post("/jobs/retrain", {"then": "activate"})
 
     assert started.status_code == 302 and started["Location"] == "/jobs/"
     job = Job.objects.get()
-    assert job.kind == JobKind.RETRAIN and job.options == {"activate": True}
+    assert job.kind == JobKind.RETRAIN and job.options == {"activate": True, "challenger": False}
     assert f"Retrain #{job.pk} queued" in lead_client.get("/jobs/").content.decode()
 
     second = lead_client.post("/jobs/retrain")
@@ -89,6 +89,32 @@ def test_a_lead_starts_a_retrain_and_a_second_is_refused_with_the_reason(lead_cl
     assert second.status_code == 409
     assert f"Retrain #{job.pk} (started by lead) is waiting for the worker" in second.content.decode()
     assert Job.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("then", "options"),
+    [
+        ({}, {"activate": False, "challenger": False}),
+        ({"then": "keep"}, {"activate": False, "challenger": False}),
+        ({"then": "challenger"}, {"activate": False, "challenger": True}),
+    ],
+)
+def test_a_retrain_keeps_its_version_inactive_or_makes_it_the_challenger_as_chosen(
+    lead_client: Client, then: dict[str, str], options: dict[str, bool]
+) -> None:
+    page = lead_client.get("/jobs/").content.decode()
+    assert 'id="retrain-keep" checked' in page and 'id="retrain-challenger"' in page and 'id="retrain-activate"' in page
+
+    assert lead_client.post("/jobs/retrain", then).status_code == 302
+
+    assert Job.objects.get().options == options
+
+
+def test_a_retrain_with_an_unknown_choice_is_refused_on_the_page(lead_client: Client) -> None:
+    refused = lead_client.post("/jobs/retrain", {"then": "both"})
+
+    assert refused.status_code == 400 and "Choose what to do with the new version." in refused.content.decode()
+    assert not Job.objects.exists()
 
 
 def test_a_lead_uploads_a_csv_and_the_import_is_queued_with_its_file(lead_client: Client) -> None:

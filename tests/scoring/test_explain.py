@@ -53,6 +53,19 @@ def test_looked_up_contributions_equal_xgboosts_with_missing_values_and_ties():
     np.testing.assert_allclose(got.sum(axis=1), model.predict(xgb.DMatrix(x), output_margin=True), atol=1e-5)
 
 
+def test_looked_up_margins_equal_xgboosts_without_computing_contributions():
+    model = booster(trees=50, depth=3)
+    tables = ShapTables.build(model, N_FEATURES)
+    assert tables is not None
+    x = rows(seed=12)
+    x[:300, tables.features[0, 0]] = tables.thresholds[0, 0]
+
+    got = tables.margins(x)
+
+    np.testing.assert_allclose(got, model.predict(xgb.DMatrix(x), output_margin=True), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got, tables.contributions(x).sum(axis=1), rtol=0, atol=1e-9)
+
+
 def test_trees_deeper_than_the_tables_take_get_no_tables():
     assert ShapTables.build(booster(trees=5, depth=6), N_FEATURES) is None
 

@@ -33,7 +33,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--since", type=_moment, help="Train on transactions from this date/time (UTC)")
         parser.add_argument("--until", type=_moment, help="... up to this date/time (UTC, exclusive)")
-        parser.add_argument("--activate", action="store_true", help="Make the new version the active one")
+        then = parser.add_mutually_exclusive_group()
+        then.add_argument("--activate", action="store_true", help="Make the new version the active one")
+        then.add_argument(
+            "--challenger",
+            action="store_true",
+            help="Make the new version the challenger: scored beside the active one on live traffic, deciding "
+            "nothing, compared at /models/challenger/ (replaces any other challenger)",
+        )
         parser.add_argument(
             "--simulate-days",
             type=int,
@@ -65,8 +72,14 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         result = dataclasses.replace(result, data_range=result.data_range | {"source": source})
         self.report(result)
-        mv = save_model_version(result, activate=options["activate"])
-        state = "active" if mv.is_active else "not active: activate it in the admin or pass --activate"
+        mv = save_model_version(result, activate=options["activate"], challenger=options["challenger"])
+        state = (
+            "active"
+            if mv.is_active
+            else "the challenger: compare it at /models/challenger/"
+            if mv.is_challenger
+            else "not active: activate it in the admin or pass --activate"
+        )
         self.stdout.write(self.style.SUCCESS(f"stored model version {mv.version} ({state})"))
 
     def training_frame(self, options: dict[str, Any]) -> tuple[pd.DataFrame, str]:
