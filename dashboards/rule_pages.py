@@ -71,9 +71,10 @@ def rules_page(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_GET
 @role_required
-def rule_page(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
-    """One rule: its fields, its backtest (loaded by htmx, for the days asked) and its version history."""
-    rule = get_object_or_404(Rule.objects.select_related("author"), pk=rule_id)
+def rule_page(request: HtmxHttpRequest, ref: str) -> HttpResponse:
+    """One rule (named by its name or its id): its fields, its backtest (loaded by htmx, for the days asked) and
+    its version history."""
+    rule = _rule_by_name_or_id(ref)
     context = {
         "rule": rule,
         "days": _days(request),
@@ -218,8 +219,9 @@ def _days(request: HtmxHttpRequest, *, source: Any = None) -> int:
 def _rule_by_name_or_id(ref: str) -> Rule:
     """Rules are named in URLs by name (what leads type) or id (what links carry); a name made of digits only is
     taken as an id first."""
-    found = Rule.objects.filter(pk=int(ref)).first() if ref.isdigit() else None
-    found = found or Rule.objects.filter(name=ref).first()
+    rules = Rule.objects.select_related("author")
+    found = rules.filter(pk=int(ref)).first() if ref.isdigit() else None
+    found = found or rules.filter(name=ref).first()
     if found is None:
         raise Http404(f"No rule is named {ref}")
     return found

@@ -109,7 +109,7 @@ ROUTES: dict[str, dict[str, Answers]] = {
     "rules/": {"GET": DESK},
     "rules/new": {"GET": (LOGIN, 403, 403, 200), "POST": (403, 403, 403, 422)},
     "rules/backtest": {"POST": (403, 403, 403, 422)},
-    "rules/<int:rule_id>/": {"GET": DESK},
+    "rules/<str:ref>/": {"GET": DESK},
     "rules/<int:rule_id>/backtest": {"GET": DESK},
     "rules/<int:rule_id>/publish": {"POST": (403, 403, 403, 400)},
     "rules/<int:rule_id>/disable": {"POST": LEAD_ONLY_ACTION},

@@ -285,6 +285,7 @@ def test_case_page_names_the_rules_that_hit_before_the_models_reasons(alice_clie
     rules = body[body.index('id="rules-hit"') : body.index("</ol>", body.index('id="rules-hit"'))]
     assert 'data-rule="night_atm"' in rules and "badge-block" in rules
     assert 'data-rule="watch_new_cards"' in rules and "changed nothing" in rules
+    assert 'href="/rules/night_atm/"' in rules and 'href="/rules/watch_new_cards/"' in rules  # each to its page
     assert body.index('id="rules-hit"') < body.index('data-feature="amount"')
 
 

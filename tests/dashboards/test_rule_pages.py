@@ -216,3 +216,14 @@ def test_the_list_filters_by_status(alice, lena):
 
     assert f'href="/rules/{shadowed.pk}/"' in page and ">big<" not in page
     assert 'id="rules-shadow" aria-current="page">Shadow <span class="rule-count">1</span>' in page
+
+
+def test_a_rules_page_is_reached_by_its_name_as_by_its_id_and_an_unknown_one_is_404(alice, lena):
+    big = rule(lena)
+    client = logged_in(alice)
+
+    by_name, by_id = client.get("/rules/big/"), client.get(f"/rules/{big.pk}/")
+
+    assert by_name.status_code == by_id.status_code == 200
+    assert by_name.context["rule"] == by_id.context["rule"] == big
+    assert client.get("/rules/no-such-rule/").status_code == 404

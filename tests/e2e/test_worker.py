@@ -167,3 +167,7 @@ def test_the_demo_runs_the_worker_while_it_serves_and_stops_it_with_the_rest(
     assert worker.args[1:] == [str(ROOT / "manage.py"), "worker"]
     assert running_while_serving == [True]
     assert worker.poll() is not None  # stopped (and waited for) once serving ended
+    from scoring.models import Rule
+
+    # Example rules for the rules pages, one in each state, each change a version by the command.
+    assert sorted(Rule.objects.values_list("status", "version")) == [("active", 2), ("draft", 1), ("shadow", 2)]

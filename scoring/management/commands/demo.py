@@ -12,12 +12,20 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from scoring.models import ModelVersion, Transaction
+from scoring import rule_book
+from scoring.models import ModelVersion, Rule, RuleStatus, Transaction
 from scoring.roles import ensure_roles, ensure_user
 from scoring.simulation import live_cards, write_history
 from scoring.traffic import TrafficError, kept_key, serve_with_traffic, stop_processes
 
 DEMO_USERS = {"analyst": "analyst-demo", "lead": "lead-demo"}
+# Three rules a team might start with, one in each state a rule spends time in: the rules pages have something to
+# show, and the live feed and cases name the active one when it hits.
+DEMO_RULES = [
+    ("big-foreign-online", 'amount > 400 && channel == "ecom" && country != "PL"', "review", RuleStatus.ACTIVE),
+    ("card-testing", "amount < 2 && card_count_1h >= 3", "block", RuleStatus.SHADOW),
+    ("night-cash", 'hour < 5 && channel == "atm" && amount > 300', "review", RuleStatus.DRAFT),
+]
 
 
 class Command(BaseCommand):
@@ -38,6 +46,8 @@ class Command(BaseCommand):
             call_command("train_model", "--activate", stdout=self.stdout, stderr=self.stderr)
         if not Transaction.objects.exists():
             self.seed_history(rate)
+        if not Rule.objects.exists():
+            self.seed_rules()
         self.show_ready(f"http://127.0.0.1:{port}", key=key)
         if setup_only:
             return
@@ -64,6 +74,14 @@ class Command(BaseCommand):
             call_command(
                 "import_transactions", str(path), "--source", "demo", "--batch-size", "50000", stdout=self.stdout
             )
+
+    def seed_rules(self) -> None:
+        """DEMO_RULES, created and published through the rule book as a command's changes."""
+        self.stdout.write(f"== {len(DEMO_RULES)} example rules (active, shadow, draft): /rules/")
+        for name, condition, action, status in DEMO_RULES:
+            rule = rule_book.create_rule(user=None, name=name, condition=condition, action=action)
+            if status != RuleStatus.DRAFT:
+                rule_book.publish_rule(rule.pk, user=None, status=status)
 
     def show_ready(self, base: str, *, key: str) -> None:
         self.stdout.write(self.style.SUCCESS("\n== ready"))
