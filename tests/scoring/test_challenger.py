@@ -57,7 +57,16 @@ def test_the_challengers_score_is_stored_beside_the_active_ones_and_decides_noth
 
     assert [o.result["decision"] for o in outcomes] == [s.decision for s in champion] == ["block", "approve"]
     assert [o.result["score"] for o in outcomes] == [s.score for s in champion]
-    assert set(outcomes[0].result) == {"id", "external_id", "score", "decision", "reasons", "model_version", "case_id"}
+    assert set(outcomes[0].result) == {
+        "id",
+        "external_id",
+        "score",
+        "decision",
+        "reasons",
+        "rules",
+        "model_version",
+        "case_id",
+    }
     assert outcomes[0].result["case_id"] is not None and outcomes[1].result["case_id"] is None
     rows = {tx.external_id: tx for tx in Transaction.objects.all()}
     assert rows["small"].challenger_score == pytest.approx(float(shadow[1]), abs=1e-6) and shadow[1] > 0.9
