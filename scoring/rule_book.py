@@ -169,8 +169,9 @@ def _checked(
     name = (name or "").strip()
     if not NAME.fullmatch(name):
         errors["name"] = "use 1 to 80 letters, digits, '_' or '-' (no spaces): callers are told it"
-    elif Rule.objects.filter(name=name).exclude(pk=rule_id).exists():
-        errors["name"] = f"a rule named {name} exists already: choose another name"
+    elif taken := Rule.objects.filter(name__iexact=name).exclude(pk=rule_id).values_list("name", flat=True).first():
+        # Case-blind: two names a reader cannot tell apart on a case page would also count each other's hits.
+        errors["name"] = f"a rule named {taken} exists already: choose another name"
     if action not in Decision.values:
         errors["action"] = f"{action!r} is not an action: choose block, review or approve"
     try:

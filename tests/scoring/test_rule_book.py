@@ -174,3 +174,11 @@ def test_publish_rule_refuses_a_stored_condition_that_no_longer_checks(lead):
         publish_rule(draft(lead, name="other").id, user=lead, days=0)
     assert "days" in refused.value.errors
     assert set(Rule.objects.values_list("status", flat=True)) == {"draft"}
+
+
+def test_a_name_that_differs_from_another_only_in_case_is_refused(lead):
+    draft(lead, name="big-abroad")
+    with pytest.raises(RuleRefused) as refused:
+        draft(lead, name="Big-Abroad")
+    assert refused.value.errors["name"] == "a rule named big-abroad exists already: choose another name"
+    assert Rule.objects.count() == 1
