@@ -7,7 +7,8 @@ long (docs/rules.md has the comparison). Nothing here evaluates an expression it
 A condition reads the names in NAMES: the transaction's own fields, every model feature by its name, the active
 model's `score` and the lists (`card_blocked`, ...). Where a field and a feature share a name (`amount`,
 `channel`) the field is meant: `channel == "ecom"` reads better than the feature's code. A missing feature value
-is NaN, which no comparison holds for.
+(a card's first payment has no history) is NaN: the library refuses to order it, so a rule that compares it does
+not hit, negated or not, unless an `||` lets the rest of the condition decide (docs/rules.md).
 
 Every live rule is compiled into one program that returns the list of their results: one evaluation a
 transaction for all of them, and the values it is given are only the names some rule reads (handing the library
