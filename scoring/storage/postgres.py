@@ -116,7 +116,8 @@ WITH cases AS (
         challenger_score, challenger_version)
     SELECT external_id, r.card_id, merchant_id, amount::numeric, currency, at, country, channel, mcc, score, decision,
         reasons::jsonb, (%b::real[])[(n - 1) * {width} + 1 : n * {width}], %b, %b, cases.id,
-        coalesce(rules::jsonb, '[]'), coalesce(shadow_rules::jsonb, '[]'), challenger_score, challenger_version
+        coalesce(rules::jsonb, '[]'), coalesce(shadow_rules::jsonb, '[]'), challenger_score,
+        coalesce(challenger_version, '')
     FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[],
         %b::text[], %b::text[], %b::float8[], %b::text[], %b::text[], %b::text[], %b::text[], %b::float8[], %b::text[])
         WITH ORDINALITY AS r(external_id, card_id, merchant_id, amount, currency, at, country, channel, mcc, score,
@@ -274,10 +275,14 @@ def _save_params(
         [s.score for s in said],
         [s.decision for s in said],
         [orjson.dumps(s.reasons).decode() for s in said],
-        [orjson.dumps(s.rules).decode() if s.rules else None for s in said],  # NULL: no rule hit, stored as []
-        [orjson.dumps(s.shadow_rules).decode() if s.shadow_rules else None for s in said],
-        [row.challenger_score for row in rows],
-        [row.challenger_version for row in rows],
+        # The last four are empty when no row has a value: unnest() pads a shorter array with NULLs, which the
+        # statement stores as no rule hit and no challenger, and most batches have neither.
+        [orjson.dumps(s.rules).decode() if s.rules else None for s in said] if any(s.rules for s in said) else [],
+        [orjson.dumps(s.shadow_rules).decode() if s.shadow_rules else None for s in said]
+        if any(s.shadow_rules for s in said)
+        else [],
+        [row.challenger_score for row in rows] if rows[0].challenger_version else [],
+        [row.challenger_version for row in rows] if rows[0].challenger_version else [],
     ]
     hours = [
         [merchant_id for merchant_id, _ in counts],
