@@ -93,6 +93,9 @@ def retrain(job: Job, progress: Progress) -> str:
     frame, source = training_frame(
         simulate_days=options.get("simulate_days"),
         cards=options.get("cards", 2000),
+        # Each job simulates its own history (when there are too few labels): the same seed again would train the
+        # very model the last retrain made, and a challenger identical to the active model compares nothing.
+        seed=options.get("seed", job.pk),
         simulate_if_short=options.get("simulate_if_short", True),
         progress=say,
     )

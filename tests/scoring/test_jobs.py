@@ -225,3 +225,12 @@ def test_the_worker_runs_the_schedule_as_one_of_its_duties(
     job = Job.objects.get()
     assert f"schedule_retrain: retrain #{job.pk} queued" in said
     assert job.state == JobState.SUCCEEDED and job.outcome == "trained (stand-in)"
+
+
+def test_each_retrain_on_simulated_history_simulates_its_own_so_a_challenger_can_differ(lead: User) -> None:
+    for _ in range(2):
+        jobs.start_retrain(user=lead, activate=False, **SMALL_RETRAIN)
+        run_worker_once()
+
+    first, second = ModelVersion.objects.order_by("id")
+    assert bytes(first.artifact) != bytes(second.artifact)
