@@ -69,6 +69,7 @@ TRANSACTION_COLUMNS = [
     "label_source",
     "labeled_at",
     "reasons",
+    "rules",  # the active rules that hit, "name (action)", and the shadow ones, "name (shadow)"
 ]
 
 
@@ -155,6 +156,9 @@ def transaction_row(tx: Transaction) -> list[Any]:
         tx.label_origin,
         iso(tx.labeled_at) if tx.labeled_at else "",
         reason_summary(tx.reasons),
+        "; ".join(
+            [*(f"{hit['name']} ({hit['action']})" for hit in tx.rules), *(f"{n} (shadow)" for n in tx.shadow_rules)]
+        ),
     ]
 
 

@@ -223,3 +223,12 @@ async def test_under_asgi_the_rows_go_out_as_an_async_stream_read_chunk_by_chunk
     assert first.count(b"\r\n") == export.CHUNK + 1  # the header and the first chunk, the rest not yet read
     rest = [piece async for piece in stream]
     assert sum(piece.count(b"\r\n") for piece in rest) == 2 * export.CHUNK
+
+
+def test_transactions_csv_names_the_rules_that_hit_active_and_shadow(alice_client: Client) -> None:
+    case = make_case(external_id="ruled", rules=[{"name": "big-abroad", "action": "block"}], shadow_rules=["watch"])
+
+    table = rows(alice_client.get("/cases/export/transactions.csv"))
+
+    (row,) = [r for r in table[1:] if r[2] == str(case.id)]
+    assert row[table[0].index("rules")] == "big-abroad (block); watch (shadow)"
