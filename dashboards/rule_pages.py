@@ -150,8 +150,9 @@ def rule_publish(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
     status = PUBLISH_AS.get(request.POST.get("status", ""))
     if status is None:
         return HttpResponse("Say how to publish: status=active or status=shadow.", status=400)
+    days = _days(request, source=request.POST)  # the days the lead was looking at: published with what was seen
     try:
-        published = rule_book.publish_rule(rule.pk, user=request.user, status=status)
+        published = rule_book.publish_rule(rule.pk, user=request.user, status=status, days=days)
     except rule_book.RuleRefused as refusal:
         messages.error(request, f"{rule.name} is not published: {'; '.join(refusal.errors.values())}")
     except RuleError as refused:  # its condition no longer checks: the backtest it is published with cannot run
@@ -159,7 +160,7 @@ def rule_publish(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
     else:
         runs = "its action counts" if status == RuleStatus.ACTIVE else "its hits are recorded, it changes nothing"
         messages.success(request, f"{published.name} is {status} (version {published.version}): {runs}.")
-    return HttpResponseRedirect(reverse("dashboards:rule", args=[rule.pk]))
+    return HttpResponseRedirect(f"{reverse('dashboards:rule', args=[rule.pk])}?days={days}")
 
 
 @require_POST

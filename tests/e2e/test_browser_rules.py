@@ -81,9 +81,11 @@ def test_a_lead_writes_fixes_backtests_saves_and_publishes_a_rule_an_analyst_the
     lead.click("#backtest-days-7")
     expect(lead.locator("#backtest-panel")).to_have_attribute("data-days", "7", timeout=WAIT_MS)
     expect(lead.locator("#backtest-chart .rule-col")).to_have_count(7)
+    week = lead.locator("#backtest-panel").get_attribute("data-hits")
     lead.click("#rule-publish")
     expect(lead.locator(".message-success")).to_contain_text("big_payments is active (version 2)")
-    expect(lead.locator("#version-2")).to_contain_text("Published with: 33 hits in 30 days")
+    # Published with the backtest the lead was looking at: the last 7 days, not the default 30.
+    expect(lead.locator("#version-2")).to_contain_text(f"Published with: {week} hits in 7 days")
     expect(lead.locator("#backtest-panel")).to_be_visible(timeout=WAIT_MS)
     shoot(lead, "rule-published", screenshot_dir)
 
