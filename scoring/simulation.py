@@ -321,6 +321,8 @@ class Simulator:
         key = frozenset(kinds)
         if key not in self._kind_pools:
             idx = np.concatenate([self._by_kind[k] for k in sorted(kinds)])
+            if idx.size == 0:  # a small world (a test's few merchants) may have no shop of these kinds: any shop
+                idx = np.arange(len(self.m_id))
             weights = self.m_pop[idx]
             self._kind_pools[key] = (idx, np.cumsum(weights) / weights.sum())
         idx, cum = self._kind_pools[key]

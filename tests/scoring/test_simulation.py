@@ -191,3 +191,11 @@ def test_live_traffic_does_not_replay_yesterdays_history_of_the_same_cards():
     batch = [next(live) for _ in range(50)]
     repeated = [r for r in batch if (r["card_id"], r["amount"]) in seen]
     assert len(repeated) <= 2, repeated
+
+
+def test_a_small_world_without_a_shop_of_some_kind_still_simulates_its_frauds():
+    # Seed 45 gives 40 merchants with no shop of a kind a fraud pattern looks for (it raised IndexError).
+    sim = Simulator(seed=45, cards=200, merchants=40)
+    end = datetime(2026, 12, 7, 9, tzinfo=UTC)
+    records = list(sim.history(start=end - timedelta(days=21), end=end))
+    assert records and any(r["is_fraud"] for r in records)
