@@ -18,7 +18,6 @@ a value costs more than comparing it).
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -324,8 +323,3 @@ def conjuncts(condition: Condition) -> list[Condition]:
         return [check(part) for _, part in parts]
     except RuleError:  # a clause that does not check alone (it cannot, if the whole did; kept whole to be sure)
         return [condition]
-
-
-def number(value: float | None) -> float:
-    """A feature value as a condition reads it: missing is NaN."""
-    return math.nan if value is None else float(value)
