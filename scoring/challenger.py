@@ -12,8 +12,6 @@ seconds. With none marked, ingest pays one comparison a batch.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -28,6 +26,7 @@ from scoring.classifier import active_model, load_booster
 from scoring.explain import ShapTables
 from scoring.features import FEATURES
 from scoring.models import ModelChange, ModelChangeKind, ModelVersion
+from scoring.refreshed import Refreshed
 from scoring.roles import is_lead
 from scoring.storage import NewRow
 
@@ -64,7 +63,7 @@ class ChallengerModel:
         return [round(p, 6) for p in np.asarray(probs, dtype=np.float64).tolist()]
 
 
-class _Challenger:
+class _Challenger(Refreshed):
     """The process-wide cache of the challenger, refreshed by time, safe across threads.
 
     A version that cannot be loaded or cannot score is logged once and left out until it changes (its id or
@@ -72,20 +71,13 @@ class _Challenger:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__(seconds=lambda: settings.MODEL_REFRESH_SECONDS)
         self._model: ChallengerModel | None = None
         self._key: tuple[int, Any] | None = None  # (id, updated_at) of the marked version last looked at
-        self._checked = -float("inf")
 
     def get(self) -> ChallengerModel | None:
         """The challenger, or None; looks at the database at most every MODEL_REFRESH_SECONDS."""
-        if time.monotonic() - self._checked < settings.MODEL_REFRESH_SECONDS:
-            return self._model
-        with self._lock:
-            now = time.monotonic()
-            if now - self._checked >= settings.MODEL_REFRESH_SECONDS:
-                self._refresh()
-                self._checked = now
+        self.look()
         return self._model
 
     def _refresh(self) -> None:
@@ -115,7 +107,8 @@ class _Challenger:
     def reset(self) -> None:
         """Forget the cached challenger (tests, and right after a change in this process)."""
         with self._lock:
-            self._model, self._key, self._checked = None, None, -float("inf")
+            self._model, self._key = None, None
+        self.expire()
 
 
 challenger_model = _Challenger()

@@ -11,8 +11,6 @@ import hashlib
 import logging
 import math
 import os
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -23,6 +21,7 @@ from django.conf import settings
 from scoring.explain import ShapTables
 from scoring.features import FEATURES
 from scoring.models import Decision, ModelVersion
+from scoring.refreshed import Refreshed
 
 # One thread per prediction: two threads on two cores pushed p99 up sharply (docs/performance.md).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -163,23 +162,19 @@ def version_name(artifact: bytes) -> str:
     return f"{stamp}-{hashlib.sha256(artifact).hexdigest()[:6]}"
 
 
-class _ActiveModel:
-    """The process-wide cache of the active Scorer, refreshed by time, safe across threads."""
+class _ActiveModel(Refreshed):
+    """The process-wide cache of the active Scorer: looks at the database at most every MODEL_REFRESH_SECONDS, and
+    on every use while none is active."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__(seconds=lambda: settings.MODEL_REFRESH_SECONDS)
         self._scorer: Scorer | None = None
-        self._checked = 0.0
 
     def get(self) -> Scorer:
-        """The active scorer; looks at the database at most every MODEL_REFRESH_SECONDS."""
-        now = time.monotonic()
-        if self._scorer is not None and now - self._checked < settings.MODEL_REFRESH_SECONDS:
-            return self._scorer
-        with self._lock:
-            if self._scorer is None or now - self._checked >= settings.MODEL_REFRESH_SECONDS:
-                self._refresh()
-                self._checked = now
+        """The active scorer."""
+        if self._scorer is None:
+            self.expire()
+        self.look()
         if self._scorer is None:
             raise NoActiveModel("no model version is active: run `python manage.py train_model --activate`")
         return self._scorer
@@ -196,7 +191,7 @@ class _ActiveModel:
         """Forget the cached scorer (tests, and right after activating a version in this process)."""
         with self._lock:
             self._scorer = None
-            self._checked = 0.0
+        self.expire()
 
 
 active_model = _ActiveModel()

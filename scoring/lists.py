@@ -9,8 +9,6 @@ within `_Lists.ttl`).
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +21,7 @@ from scoring.announce import broadcaster
 from scoring.classifier import Scored
 from scoring.models import Case, CaseEvent, Decision, ListEntity, ListEntry, ListKind
 from scoring.models.access import ListAction, ListEntryEvent
+from scoring.refreshed import Refreshed
 from scoring.results import case_event
 from scoring.roles import can_review, is_lead
 from scoring.schemas import TransactionIn
@@ -35,25 +34,24 @@ REASON_MAX_LENGTH = ListEntry._meta.get_field("reason").max_length
 VALUE_MAX_LENGTH = ListEntry._meta.get_field("value").max_length
 
 
-class _Lists:
+class _Lists(Refreshed):
     """Allow/block entries held in memory, reloaded every few seconds: no query per request."""
 
     ttl = 5.0
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__(seconds=lambda: self.ttl)
         self._entries: dict[tuple[str, str], ListEntry] = {}
-        self._loaded = 0.0
 
     def entries(self) -> dict[tuple[str, str], ListEntry]:
-        if time.monotonic() - self._loaded >= self.ttl:
-            with self._lock:
-                self._entries = {(e.entity, e.value): e for e in ListEntry.objects.in_force()}
-                self._loaded = time.monotonic()
+        self.look()
         return self._entries
 
+    def _refresh(self) -> None:
+        self._entries = {(e.entity, e.value): e for e in ListEntry.objects.in_force()}
+
     def reset(self) -> None:
-        self._loaded = 0.0
+        self.expire()
 
 
 lists = _Lists()

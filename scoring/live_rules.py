@@ -14,7 +14,6 @@ top three by contribution); the rules that hit are told in `rules`, and the desk
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ from scoring.features import FEATURE_INDEX
 from scoring.lists import lists
 from scoring.metrics import count_rule_hits
 from scoring.models import Decision, ListKind, Rule, RuleStatus
+from scoring.refreshed import Refreshed
 from scoring.rules import FIELDS, LIST_NAMES, RuleError, RuleSet, check
 from scoring.schemas import TransactionIn
 
@@ -61,25 +61,18 @@ class Book:
         self.shadow = [j for j, r in enumerate(self.rules) if r.shadow]
 
 
-class _LiveRules:
-    """The process-wide cache of the compiled live rules, refreshed by time, safe across threads."""
+class _LiveRules(Refreshed):
+    """The process-wide cache of the compiled live rules, looked up at most every RULES_REFRESH_SECONDS."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__(seconds=lambda: settings.RULES_REFRESH_SECONDS)
         self._book: Book | None = None
         self._key: tuple = ()
-        self._checked = -float("inf")
         self._failure_logged: dict[int, float] = {}
 
     def get(self) -> Book | None:
-        """The live rules, None when there are none; looks at the database at most every RULES_REFRESH_SECONDS."""
-        now = time.monotonic()
-        if now - self._checked < settings.RULES_REFRESH_SECONDS:
-            return self._book
-        with self._lock:
-            if now - self._checked >= settings.RULES_REFRESH_SECONDS:
-                self._refresh()
-                self._checked = now
+        """The live rules, None when there are none."""
+        self.look()
         return self._book
 
     def _refresh(self) -> None:
@@ -99,7 +92,7 @@ class _LiveRules:
 
     def reset(self) -> None:
         """Look at the database again on the next batch (the rule book calls this when a change commits)."""
-        self._checked = -float("inf")
+        self.expire()
 
     def log_failures(self, book: Book, failures: dict[int, str]) -> None:
         """Say that a rule failed at run time: once per rule and refresh period, however many rows it failed on."""

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -42,6 +41,7 @@ from scoring.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from scoring.refreshed import Refreshed
 from scoring.roles import is_lead
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ FAN_OUT_SECONDS = 2.0  # a sweep fans out for about this long, then lets the wor
 # --- which events anyone wants -------------------------------------------------------------------
 
 
-class _Subscriptions:
+class _Subscriptions(Refreshed):
     """The event types some enabled endpoint wants, held in memory and reloaded every few seconds: ingest asks for
     every batch, the database is asked once in a while. An endpoint registered in another process is seen within
     `ttl`; one registered here, at once."""
@@ -61,20 +61,19 @@ class _Subscriptions:
     ttl = 5.0
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__(seconds=lambda: self.ttl)
         self._types: frozenset[str] = frozenset()
-        self._loaded = float("-inf")
 
     def types(self) -> frozenset[str]:
-        if time.monotonic() - self._loaded >= self.ttl:
-            with self._lock:
-                wanted = WebhookEndpoint.objects.filter(is_enabled=True).values_list("events", flat=True)
-                self._types = frozenset(event_type for events in wanted for event_type in events)
-                self._loaded = time.monotonic()
+        self.look()
         return self._types
 
+    def _refresh(self) -> None:
+        wanted = WebhookEndpoint.objects.filter(is_enabled=True).values_list("events", flat=True)
+        self._types = frozenset(event_type for events in wanted for event_type in events)
+
     def reset(self) -> None:
-        self._loaded = float("-inf")
+        self.expire()
 
 
 subscriptions = _Subscriptions()
