@@ -77,7 +77,6 @@ class Comparison:
     challenger: ModelVersion
     champion: Side
     shadow: Side
-    since: datetime
     rows: int
     labeled: int
     agreement: dict[str, int]  # both_flag, champion_only, challenger_only, both_approve
@@ -109,12 +108,11 @@ def compare(challenger: ModelVersion, *, now: datetime, period: str = DEFAULT_PE
     champion_flags, shadow_flags = champion > 0, shadow > 0
     apart = np.flatnonzero(champion_flags != shadow_flags)
     widest = apart[np.argsort(-np.abs(champion_scores[apart] - shadow_scores[apart]), kind="stable")]
-    shown = active or ModelVersion(version="none active", review_threshold=0.5, block_threshold=0.9)
+    shown = active or ModelVersion(version="none active")  # the field defaults' thresholds
     return Comparison(
         challenger=challenger,
         champion=_side(shown, champion_scores, champion, labels),
         shadow=_side(challenger, shadow_scores, shadow, labels),
-        since=since,
         rows=len(values),
         labeled=int((labels >= 0).sum()),
         agreement={
@@ -123,7 +121,11 @@ def compare(challenger: ModelVersion, *, now: datetime, period: str = DEFAULT_PE
             "challenger_only": int((~champion_flags & shadow_flags).sum()),
             "both_approve": int((~champion_flags & ~shadow_flags).sum()),
         },
-        disagreements=_disagreements(ids[widest[:DISAGREEMENTS_SHOWN]].tolist(), challenger=challenger),
+        disagreements=_disagreements(
+            ids[widest[:DISAGREEMENTS_SHOWN]].tolist(),
+            champion=champion[widest[:DISAGREEMENTS_SHOWN]].tolist(),
+            shadow=shadow[widest[:DISAGREEMENTS_SHOWN]].tolist(),
+        ),
     )
 
 
@@ -151,7 +153,8 @@ def _champion_thresholds(versions: set[str], per_row: list[str]) -> tuple[np.nda
             "version", "review_threshold", "block_threshold"
         )
     }
-    fallback = (active.review_threshold, active.block_threshold) if active else (0.5, 0.9)
+    shown = active or ModelVersion()  # none active: the field defaults' thresholds
+    fallback = (shown.review_threshold, shown.block_threshold)
     pairs = [known.get(v, fallback) for v in per_row]
     review = np.array([p[0] for p in pairs], dtype=np.float64)
     block = np.array([p[1] for p in pairs], dtype=np.float64)
@@ -175,32 +178,21 @@ def _side(mv: ModelVersion, scores: np.ndarray, codes: np.ndarray, labels: np.nd
     )
 
 
-def _disagreements(ids: list[int], *, challenger: ModelVersion) -> list[Disagreement]:
-    """The rows named by `ids`, in that order, with both models' decisions."""
+def _disagreements(ids: list[int], *, champion: list[int], shadow: list[int]) -> list[Disagreement]:
+    """The rows named by `ids`, in that order, with both models' decisions as compare() made them."""
     rows = Transaction.objects.in_bulk(ids)
-    versions = {tx.model_version for tx in rows.values()}
-    review, block, _ = _champion_thresholds(versions, [rows[i].model_version for i in ids])
-    out = []
-    for n, tx_id in enumerate(ids):
-        tx = rows[tx_id]
-        champion = DECISIONS[_code(tx.score, review=review[n], block=block[n])]
-        shadow = _code(tx.challenger_score, review=challenger.review_threshold, block=challenger.block_threshold)
-        out.append(
-            Disagreement(
-                id=tx.id,
-                external_id=tx.external_id,
-                card_id=tx.card_id,
-                case_id=tx.case_id,
-                received_at=tx.received_at,
-                champion_score=tx.score,
-                champion_decision=champion,
-                challenger_score=tx.challenger_score,
-                challenger_decision=DECISIONS[shadow],
-                is_fraud=tx.is_fraud,
-            )
+    return [
+        Disagreement(
+            id=tx.id,
+            external_id=tx.external_id,
+            card_id=tx.card_id,
+            case_id=tx.case_id,
+            received_at=tx.received_at,
+            champion_score=tx.score,
+            champion_decision=DECISIONS[champion_code],
+            challenger_score=tx.challenger_score,
+            challenger_decision=DECISIONS[shadow_code],
+            is_fraud=tx.is_fraud,
         )
-    return out
-
-
-def _code(score: float, *, review: float, block: float) -> int:
-    return 2 if score >= block else 1 if score >= review else 0
+        for tx, champion_code, shadow_code in zip((rows[i] for i in ids), champion, shadow, strict=True)
+    ]
