@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 from dashboards.team_charts import GAP, MIN_BAR
+from dashboards.templatetags.amounts import money as currency_money
 
 KINDS = (("fraud", "labeled fraud"), ("legit", "labeled legitimate"), ("unknown", "not labeled yet"))
 LABELS_SHOWN = 10  # day labels under the chart at most: the others are in the columns' tooltips and the table
@@ -57,7 +58,8 @@ def summary(result: dict[str, Any] | None) -> str:
     """A kept backtest in one line, for the version history."""
     if not result:
         return ""
-    money = ", ".join(f"{amount:,.2f} {currency}" for currency, amount in sorted(result["fraud_amount"].items()))
+    caught = sorted(result["fraud_amount"].items())
+    money = ", ".join(f"{currency_money(amount, currency)} {currency}" for currency, amount in caught)
     said = (
         f"{result['hits']:,} hits in {result['days']} days: {result['fraud']:,} fraud, {result['legit']:,} legitimate, "
         f"{result['unknown']:,} unknown; {result['extra_cases']:,} extra cases; {result['overlap_model']:,} also "

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dashboards.team_charts import percent
+from dashboards.templatetags.amounts import money
 from scoring.thresholds import ThresholdFigures
 
 WIDTH = 1000  # the plot's user units across: a threshold t is at x = t * WIDTH
@@ -99,7 +100,11 @@ def comparison(figures: ThresholdFigures, *, current: tuple[float, float], propo
         ]
         for currency in figures.currencies:
             rows.append(
-                (f"Fraud caught, {currency}", money(a.caught.get(currency, 0)), money(b.caught.get(currency, 0)))
+                (
+                    f"Fraud caught, {currency}",
+                    money(a.caught.get(currency, 0), currency),
+                    money(b.caught.get(currency, 0), currency),
+                )
             )
         sections.append(
             {
@@ -136,10 +141,6 @@ def per_day(value: float) -> str:
     if value >= 10:
         return f"{value:,.0f}"
     return f"{value:.1f}" if value >= 1 else f"{value:.2f}"
-
-
-def money(amount: float) -> str:
-    return f"{amount:,.2f}"
 
 
 def _path(values: list[tuple[float, float | None]]) -> str:
