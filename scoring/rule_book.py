@@ -27,7 +27,8 @@ from scoring.rules import RuleError, check
 
 log = logging.getLogger(__name__)
 COMMAND = "command"  # the actor's name for a change made by the `rule` command without --as
-NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
+# Not digits alone: pages name a rule by its name or its id, and "12" would be both.
+NAME = re.compile(r"(?![0-9]+$)[A-Za-z0-9_-]{1,80}")
 PUBLISHED = {RuleStatus.ACTIVE: "published", RuleStatus.SHADOW: "shadowed"}  # the version's change word
 PRIORITY_LIMIT = 1_000_000  # well inside the column's integer range
 EDITABLE = ("name", "condition", "action", "description", "priority")
@@ -168,7 +169,7 @@ def _checked(
     position = None
     name = (name or "").strip()
     if not NAME.fullmatch(name):
-        errors["name"] = "use 1 to 80 letters, digits, '_' or '-' (no spaces): callers are told it"
+        errors["name"] = "use 1 to 80 letters, digits, '_' or '-', not digits alone (no spaces): callers are told it"
     elif taken := Rule.objects.filter(name__iexact=name).exclude(pk=rule_id).values_list("name", flat=True).first():
         # Case-blind: two names a reader cannot tell apart on a case page would also count each other's hits.
         errors["name"] = f"a rule named {taken} exists already: choose another name"

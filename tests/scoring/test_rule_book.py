@@ -182,3 +182,10 @@ def test_a_name_that_differs_from_another_only_in_case_is_refused(lead):
         draft(lead, name="Big-Abroad")
     assert refused.value.errors["name"] == "a rule named big-abroad exists already: choose another name"
     assert Rule.objects.count() == 1
+
+
+def test_a_name_of_digits_alone_is_refused_as_it_would_read_as_an_id(lead):
+    with pytest.raises(RuleRefused) as refused:
+        draft(lead, name="12")
+    assert "not digits alone" in refused.value.errors["name"]
+    assert draft(lead, name="rule-12").name == "rule-12"
