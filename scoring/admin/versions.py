@@ -110,7 +110,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return
         mv = queryset.get()
         try:
-            mv.activate()
+            if mv.is_challenger:  # the challenger's activation is its promotion, audited as such
+                challenger.promote_challenger(user=request.user)
+            else:
+                mv.activate()
         except ValueError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return

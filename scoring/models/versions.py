@@ -81,7 +81,10 @@ class ModelVersion(models.Model):
         return super().delete(*args, **kwargs)
 
     def activate(self) -> None:
-        """Make this the one active version; every server process picks it up within seconds."""
+        """Make this the one active version; every server process picks it up within seconds. The challenger is
+        promoted instead (scoring/challenger.py: it stops being the challenger, audited)."""
+        if self.is_challenger:
+            raise ValueError(f"model {self.version} is the challenger: promote it, which makes it the active version")
         if list(self.features) != FEATURES:
             raise ValueError(
                 f"model {self.version} expects features that this code does not compute "

@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from dashboards import comparison, comparison_charts
+from scoring import challenger
 from scoring.features import FEATURES
 from scoring.models import ModelChange, ModelChangeKind, ModelVersion, Transaction
 from tests.dashboards.conftest import logged_in, make_case, make_tx
@@ -252,3 +253,24 @@ def test_a_lead_marks_and_promotes_a_challenger_in_the_admin(versions, tiny_arti
         ("other-v", ModelChangeKind.CHALLENGER, "lead"),
         ("other-v", ModelChangeKind.PROMOTED, "lead"),
     ]
+
+
+def test_activating_the_challenger_in_the_admin_promotes_it_audited(versions, tiny_artifact: bytes, lead: User) -> None:
+    other = ModelVersion.objects.create(version="other-v", artifact=tiny_artifact, features=versions[0].features)
+    client = logged_in(lead)
+    client.post("/admin/scoring/modelversion/", {"action": "make_challenger", "_selected_action": [other.pk]})
+
+    answer = client.post("/admin/scoring/modelversion/", {"action": "activate", "_selected_action": [other.pk]})
+
+    assert answer.status_code == 302  # not the constraint's 500: a version is never active and challenger at once
+    other.refresh_from_db()
+    assert other.is_active and not other.is_challenger
+    assert ModelChange.objects.filter(model_version=other, kind=ModelChangeKind.PROMOTED, actor=lead).exists()
+
+
+def test_activate_refuses_the_challenger_which_is_promoted_instead(versions, tiny_artifact: bytes, lead: User) -> None:
+    other = ModelVersion.objects.create(version="other-v", artifact=tiny_artifact, features=versions[0].features)
+    challenger.mark_challenger(other.pk, user=lead)
+    other.refresh_from_db()
+    with pytest.raises(ValueError, match="is the challenger: promote it"):
+        other.activate()
