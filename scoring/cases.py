@@ -24,7 +24,7 @@ from scoring import webhook_payloads as payloads
 from scoring.announce import broadcaster
 from scoring.models import Case, CaseEvent, CaseStatus, EventType, LabelSource, ReasonCode
 from scoring.results import case_event
-from scoring.roles import can_review, is_lead
+from scoring.roles import can_review, is_lead, require_lead
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def resolve(
 def reopen(case_id: int, *, user: AbstractBaseUser, reason: str) -> Case:
     """A lead opens a resolved case again, with a reason; it goes back to the queue, unclaimed. The verdict
     stays on the audit trail and the transaction keeps its label until the case is resolved again."""
-    _require_lead(user, doing="reopen a case")
+    require_lead(user, doing="reopen a case")
     reason = _text(reason, what="a reason")
     with transaction.atomic():
         case = _locked(case_id)
@@ -192,11 +192,6 @@ _VERDICT_FIELDS = ["status", "assignee", "resolved_by", "resolved_at", "resolved
 def _require_reviewer(user: AbstractBaseUser) -> None:
     if not can_review(user):
         raise PermissionDenied("Only analysts and leads work on cases. Ask a lead for access.")
-
-
-def _require_lead(user: AbstractBaseUser, *, doing: str) -> None:
-    if not is_lead(user):
-        raise PermissionDenied(f"Only a lead may {doing}.")
 
 
 def _text(value: str, *, what: str) -> str:

@@ -18,7 +18,6 @@ import numpy as np
 import xgboost as xgb
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
@@ -27,7 +26,7 @@ from scoring.explain import ShapTables
 from scoring.features import FEATURES
 from scoring.models import ModelChange, ModelChangeKind, ModelVersion
 from scoring.refreshed import Refreshed
-from scoring.roles import is_lead
+from scoring.roles import require_lead
 from scoring.storage import NewRow
 
 log = logging.getLogger(__name__)
@@ -135,7 +134,7 @@ def score_challenger(rows: list[NewRow], *, features: Any) -> None:
 
 def mark_challenger(version_id: int, *, user: AbstractBaseUser, note: str = "") -> ModelVersion:
     """Make a version the challenger (not the active one), ending any other challenger: both changes audited."""
-    _require_lead(user, doing="mark a challenger")
+    require_lead(user, doing="mark a challenger")
     return mark(version_id, actor=user, note=note)
 
 
@@ -164,7 +163,7 @@ def mark(version_id: int, *, actor: AbstractBaseUser | None, note: str = "") -> 
 
 def end_challenger(*, user: AbstractBaseUser, note: str = "") -> ModelVersion:
     """Stop scoring the challenger; its stored scores stay. ChallengerRefused when there is none."""
-    _require_lead(user, doing="end the challenger")
+    require_lead(user, doing="end the challenger")
     with transaction.atomic():
         mv = _current_challenger()
         _unmark(mv, actor=user, note=note)
@@ -175,7 +174,7 @@ def end_challenger(*, user: AbstractBaseUser, note: str = "") -> ModelVersion:
 def promote_challenger(*, user: AbstractBaseUser, note: str = "") -> ModelVersion:
     """Make the challenger the active version (checked as every activation is, the model.activated event
     recorded); there is no challenger afterwards: the previous active version is not made one."""
-    _require_lead(user, doing="promote the challenger")
+    require_lead(user, doing="promote the challenger")
     with transaction.atomic():
         mv = _current_challenger()
         previous = ModelVersion.objects.filter(is_active=True).values_list("version", flat=True).first()
@@ -234,8 +233,3 @@ def _log_on_commit(message: str, mv: ModelVersion, *, actor: AbstractBaseUser | 
     who = actor.get_username() if actor is not None else "a command"
     fields = {"model_version": mv.version, "actor": who}
     transaction.on_commit(lambda: log.info(message, mv.version, who, extra=fields))
-
-
-def _require_lead(user: AbstractBaseUser, *, doing: str) -> None:
-    if not is_lead(user):
-        raise PermissionDenied(f"Only a lead may {doing}.")

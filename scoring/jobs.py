@@ -16,7 +16,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -25,7 +24,7 @@ from django_tasks import task
 from scoring import job_runs
 from scoring.models import ModelVersion
 from scoring.models.jobs import Job, JobFile, JobKind, JobState
-from scoring.roles import is_lead
+from scoring.roles import require_lead
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def start_retrain(*, user: AbstractBaseUser, activate: bool, challenger: bool = 
     """Queue a retrain as `train_model` does it (stored labeled history, or simulated history when too little is
     labeled); `activate` makes the new version the active one, `challenger` the challenger (one or the other).
     `training`: simulate_days, cards, trees (tests)."""
-    _require_lead(user, doing="start a retrain")
+    require_lead(user, doing="start a retrain")
     if activate and challenger:
         raise JobRefused("Choose one: activate the new version or make it the challenger.")
     options = {"activate": activate, "challenger": challenger, **training}
@@ -58,7 +57,7 @@ def start_retrain(*, user: AbstractBaseUser, activate: bool, challenger: bool = 
 
 def start_import(*, user: AbstractBaseUser, name: str, content: bytes, source: str, skip_invalid: bool) -> Job:
     """Queue the import of an uploaded CSV of labeled history, kept in the database until the import ends."""
-    _require_lead(user, doing="import history")
+    require_lead(user, doing="import history")
     if len(content) > settings.IMPORT_MAX_BYTES:
         raise JobRefused(
             f"{name} is {len(content):,} bytes; the limit is {settings.IMPORT_MAX_BYTES:,} "
@@ -79,7 +78,7 @@ def start_import(*, user: AbstractBaseUser, name: str, content: bytes, source: s
 def cancel(job_id: int, *, user: AbstractBaseUser) -> Job:
     """Cancel a job: a queued one at once; a running one stops at its next chunk (the job says what it kept).
     Raises Job.DoesNotExist, or JobRefused for a job that has already ended."""
-    _require_lead(user, doing="cancel a job")
+    require_lead(user, doing="cancel a job")
     now = timezone.now()
     ended = {"state": JobState.CANCELLED, "finished_at": now, "cancel_requested": True, "cancelled_by": user}
     queued = Job.objects.filter(pk=job_id, state=JobState.QUEUED)
@@ -178,8 +177,3 @@ def _busy_message(kind: str) -> str:
         f"{label} #{running.pk} (started by {by}) is {doing}: one {label.lower()} at a time. "
         "Wait for it to end, or cancel it."
     )
-
-
-def _require_lead(user: AbstractBaseUser, *, doing: str) -> None:
-    if not is_lead(user):
-        raise PermissionDenied(f"only leads may {doing}")

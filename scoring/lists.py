@@ -23,7 +23,7 @@ from scoring.models import Case, CaseEvent, Decision, ListEntity, ListEntry, Lis
 from scoring.models.access import ListAction, ListEntryEvent
 from scoring.refreshed import Refreshed
 from scoring.results import case_event
-from scoring.roles import can_review, is_lead
+from scoring.roles import can_review, is_lead, require_lead
 from scoring.schemas import TransactionIn
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def add_entry(
 
 def end_entry(entry_id: int, *, user: AbstractBaseUser) -> ListEntry:
     """A lead ends an entry now: its expiry becomes this moment, and the entry stays on the record."""
-    _require_lead(user, doing="end a list entry")
+    require_lead(user, doing="end a list entry")
     with transaction.atomic():
         entry = ListEntry.objects.select_for_update().get(pk=entry_id)
         if entry.is_in_force:
@@ -152,7 +152,7 @@ def end_entry(entry_id: int, *, user: AbstractBaseUser) -> ListEntry:
 
 def remove_entry(entry_id: int, *, user: AbstractBaseUser) -> None:
     """A lead removes an entry; its record keeps what it said."""
-    _require_lead(user, doing="remove a list entry")
+    require_lead(user, doing="remove a list entry")
     with transaction.atomic():
         entry = ListEntry.objects.select_for_update().filter(pk=entry_id).first()
         if entry is None:
@@ -198,11 +198,6 @@ def _case_listing(case_id: int, *, entity: str, value: str) -> Case:
     if not ours:
         raise ValueError(f"{entity} {value} is not part of case {case_id}")
     return case
-
-
-def _require_lead(user: AbstractBaseUser, *, doing: str) -> None:
-    if not is_lead(user):
-        raise PermissionDenied(f"Only a lead may {doing}.")
 
 
 def _text(value: str, *, what: str, limit: int) -> str:

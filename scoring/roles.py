@@ -10,6 +10,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import PermissionDenied
 
 ANALYSTS = "Analysts"
 LEADS = "Leads"
@@ -39,6 +40,13 @@ def is_lead(user: Any) -> bool:
     if not (user.is_authenticated and user.is_active):
         return False
     return user.is_superuser or LEADS in _groups(user)
+
+
+def require_lead(user: Any, *, doing: str) -> None:
+    """PermissionDenied unless `user` is a lead, saying who may `doing`. None is a management command's change: its
+    operator holds the shell, which is more than a lead."""
+    if user is not None and not is_lead(user):
+        raise PermissionDenied(f"Only a lead may {doing}: ask a lead.")
 
 
 def can_review(user: Any) -> bool:

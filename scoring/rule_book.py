@@ -14,7 +14,6 @@ import re
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -22,7 +21,7 @@ from scoring.backtest import DEFAULT_DAYS, backtest
 from scoring.live_rules import live_rules
 from scoring.models import Decision
 from scoring.models.rules import Rule, RuleStatus, RuleVersion
-from scoring.roles import is_lead
+from scoring.roles import require_lead
 from scoring.rules import RuleError, check
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ def create_rule(
     priority: int | str = 100,
 ) -> Rule:
     """A new rule, as a draft: it runs only in backtests until it is published."""
-    _require_lead(user, doing="create a rule")
+    require_lead(user, doing="create a rule")
     fields = _checked(name=name, condition=condition, action=action, description=description, priority=priority)
     now = timezone.now()
     rule = Rule(**fields, status=RuleStatus.DRAFT, author=_actor(user), version=1, created_at=now, updated_at=now)
@@ -80,7 +79,7 @@ def edit_rule(
 ) -> Rule:
     """Change a rule's fields (None: unchanged), keeping its status: an edited live rule runs as edited. Where a
     live rule's condition changes, the new version keeps the backtest of the new condition."""
-    _require_lead(user, doing="edit a rule")
+    require_lead(user, doing="edit a rule")
     asked = {"name": name, "condition": condition, "action": action, "description": description, "priority": priority}
     asked = {field: value for field, value in asked.items() if value is not None}
     seen = Rule.objects.get(pk=rule_id)
@@ -110,7 +109,7 @@ def publish_rule(
     """Put a rule on live traffic, `active` (its action counts) or `shadow` (its hits are recorded, nothing
     changes). Its backtest over the last `days` days is run now and kept on the new version: what it was
     published with."""
-    _require_lead(user, doing="publish a rule")
+    require_lead(user, doing="publish a rule")
     if status not in PUBLISHED:
         raise RuleRefused({"status": f"{status!r} cannot be published: choose active or shadow"})
     seen = Rule.objects.get(pk=rule_id)
@@ -131,7 +130,7 @@ def publish_rule(
 
 def disable_rule(rule_id: int, *, user: AbstractBaseUser | None) -> Rule:
     """Take a rule off live traffic; it stays, with its versions, and may be published again."""
-    _require_lead(user, doing="disable a rule")
+    require_lead(user, doing="disable a rule")
     with transaction.atomic():
         rule = Rule.objects.select_for_update().get(pk=rule_id)
         if rule.status == RuleStatus.DISABLED:
@@ -248,8 +247,3 @@ def _record(
 
 def _actor(user: AbstractBaseUser | None) -> AbstractBaseUser | None:
     return user if user is not None and user.is_authenticated else None
-
-
-def _require_lead(user: AbstractBaseUser | None, *, doing: str) -> None:
-    if user is not None and not is_lead(user):
-        raise PermissionDenied(f"Only a lead may {doing}. Ask a lead, or read the rules and their backtests.")

@@ -21,14 +21,13 @@ from datetime import time as dt_time
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
 from django.db import connections, transaction
 from django.db.models.sql.constants import MULTI
 from django.utils import timezone
 
 from scoring.classifier import active_model, load_booster
 from scoring.models import ModelChange, ModelChangeKind, ModelVersion, Transaction
-from scoring.roles import is_lead
+from scoring.roles import require_lead
 
 log = logging.getLogger(__name__)
 DAY_CHOICES = (7, 30, 90)
@@ -285,8 +284,7 @@ def set_thresholds(
 ) -> ModelVersion:
     """Give a version new review and block thresholds (leads only), audited; the serving processes use them within
     MODEL_REFRESH_SECONDS (they reload on a new `updated_at`), this one at once."""
-    if not is_lead(user):
-        raise PermissionDenied("Only leads set a model's thresholds: ask a lead, who can set them on this page.")
+    require_lead(user, doing="set a model's thresholds")
     check_thresholds(review=review, block=block)
     with transaction.atomic():
         mv = ModelVersion.objects.select_for_update().get(pk=version_id)

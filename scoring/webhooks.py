@@ -24,7 +24,7 @@ import orjson
 from django.conf import settings
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import connection, transaction
 from django.db.models import Count, Q
@@ -42,7 +42,7 @@ from scoring.models import (
     WebhookEvent,
 )
 from scoring.refreshed import Refreshed
-from scoring.roles import is_lead
+from scoring.roles import require_lead
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def register_endpoint(
     url: str, *, events: list[str], user: AbstractBaseUser | None, description: str = "", enabled: bool = True
 ) -> WebhookEndpoint:
     """A new endpoint; its secret is on the object returned, to be shown once. `user` None: from the shell."""
-    _require_lead(user)
+    require_lead(user, doing="manage webhooks")
     with transaction.atomic():
         endpoint = WebhookEndpoint.objects.create(
             url=checked_url(url),
@@ -123,7 +123,7 @@ def update_endpoint(
     endpoint_id: int, *, user: AbstractBaseUser | None, url: str, events: list[str], description: str = ""
 ) -> WebhookEndpoint:
     """Change where an endpoint is and what it wants (its secret stays: receivers keep verifying)."""
-    _require_lead(user)
+    require_lead(user, doing="manage webhooks")
     with transaction.atomic():
         endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
         endpoint.url, endpoint.events = checked_url(url), checked_events(events)
@@ -135,7 +135,7 @@ def update_endpoint(
 
 def set_enabled(endpoint_id: int, *, enabled: bool, user: AbstractBaseUser | None) -> WebhookEndpoint:
     """Turn an endpoint on or off. Off, it gets no new events; what was pending for it waits until it is back on."""
-    _require_lead(user)
+    require_lead(user, doing="manage webhooks")
     with transaction.atomic():
         endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
         if endpoint.is_enabled != enabled:
@@ -148,7 +148,7 @@ def set_enabled(endpoint_id: int, *, enabled: bool, user: AbstractBaseUser | Non
 def replay(delivery_id: int, *, user: AbstractBaseUser | None) -> WebhookDelivery:
     """Send a delivery again now, whatever its state, with a fresh WEBHOOK_RETRY_HOURS of retries; the same event
     id and body, so a receiver that handled it already drops it."""
-    _require_lead(user)
+    require_lead(user, doing="manage webhooks")
     with transaction.atomic():
         delivery = (
             WebhookDelivery.objects.select_for_update(of=("self",)).select_related("endpoint").get(pk=delivery_id)
@@ -162,11 +162,6 @@ def replay(delivery_id: int, *, user: AbstractBaseUser | None) -> WebhookDeliver
 
 def retry_until(start: datetime) -> datetime:
     return start + timedelta(hours=settings.WEBHOOK_RETRY_HOURS)
-
-
-def _require_lead(user: AbstractBaseUser | None) -> None:
-    if user is not None and not is_lead(user):
-        raise PermissionDenied("Only a lead may manage webhooks.")
 
 
 def checked_url(url: str) -> str:
