@@ -144,17 +144,9 @@ def _holds(
     for i, values in enumerate(combinations):
         holds = seen.get(values)
         if holds is None:
-            holds = seen[values] = _holds_on(condition, dict(zip(condition.names, values, strict=True)))
+            holds = seen[values] = condition.holds(dict(zip(condition.names, values, strict=True)))
         held[i] = holds
     return held[inverse] if columns else np.full(rows, held[0])
-
-
-def _holds_on(condition: Condition, context: dict[str, Any]) -> bool:
-    """Whether it holds for these values; where it fails (e.g. an integer divided by zero) it does not, as live."""
-    try:
-        return condition.program.execute(context) is True
-    except Exception:
-        return False
 
 
 class _Inputs:

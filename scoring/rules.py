@@ -70,7 +70,12 @@ class Condition:
     names: tuple[str, ...]
 
     def holds(self, values: dict[str, Any]) -> bool:
-        return self.program.execute(values) is True
+        """Whether it holds for `values` (a dict with at least its names); where it fails (an integer divided by
+        zero, a missing value the library refuses to order) it does not."""
+        try:
+            return self.program.execute(values) is True
+        except Exception:
+            return False
 
 
 def check(source: str) -> Condition:
@@ -89,17 +94,17 @@ def check(source: str) -> Condition:
             line, column = _position(text, name)
             raise RuleError(f"unknown name {name!r}{_suggestion(name)}", line=line, column=column)
     for values in _samples(names):
-        result = _run_for_check(text, program, values, names)
+        result = _run_for_check(text, program, values)
         if not isinstance(result, bool):
             raise RuleError(f"the condition must be true or false; it gives {_kind_of(result)}", line=1, column=1)
     return Condition(source=text, program=program, names=names)
 
 
-def _run_for_check(text: str, program: Any, values: dict[str, Any], names: tuple[str, ...]) -> Any:
+def _run_for_check(text: str, program: Any, values: dict[str, Any]) -> Any:
     try:
         return program.execute(values)
-    except TypeError as exc:
-        raise _type_error(text, str(exc)) from None
+    except TypeError:
+        raise _type_error(text) from None
     except RuntimeError as exc:  # an unknown function, or an error the library finds only when it runs
         if "Undefined variable or function" in str(exc):
             name = _quoted(str(exc))
@@ -110,7 +115,7 @@ def _run_for_check(text: str, program: Any, values: dict[str, Any], names: tuple
         return True
 
 
-def _type_error(text: str, said: str) -> RuleError:
+def _type_error(text: str) -> RuleError:
     """Where the type error is: the smallest `&&`/`||` clause that fails alone, and in it the name whose value,
     given another type, makes the error go (the library says that types clash, not where)."""
     offset, clause = _failing_clause(text)
@@ -273,7 +278,7 @@ class RuleSet:
                 out.append([self._holds(c, row, index=j, failures=failures) for j, c in enumerate(conditions)])
                 continue
             if None in results:  # a rule that reads a missing value, run alone (_guarded says why)
-                results = [_alone(conditions[j], row) if r is None else r for j, r in enumerate(results)]
+                results = [conditions[j].holds(row) if r is None else r for j, r in enumerate(results)]
             out.append([r is True for r in results])
         return out
 
@@ -301,15 +306,6 @@ def _guarded(condition: Condition) -> str:
         return f"({condition.source})"
     present = " && ".join(f"{name} == {name}" for name in optional)  # NaN is the one value not equal to itself
     return f"(({present}) ? ({condition.source}) : null)"
-
-
-def _alone(condition: Condition, row: dict[str, Any]) -> bool:
-    """A condition that reads a missing value: it holds only where the rest of it decides (`||`), and its
-    error, the library refusing to order NaN, is no failure to tell anyone about."""
-    try:
-        return condition.program.execute({name: row[name] for name in condition.names}) is True
-    except Exception:
-        return False
 
 
 def conjuncts(condition: Condition) -> list[Condition]:
