@@ -21,7 +21,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from scoring.classifier import active_model, load_booster
+from scoring.classifier import SCORE_DECIMALS, active_model, load_booster, probabilities
 from scoring.explain import ShapTables
 from scoring.features import FEATURES
 from scoring.models import ModelChange, ModelChangeKind, ModelVersion
@@ -55,11 +55,9 @@ class ChallengerModel:
     def scores(self, x: np.ndarray) -> list[float]:
         """Probabilities of fraud for a float32 matrix of FEATURES, rounded as the active model's scores are."""
         margins = self.tables.margins(x) if self.tables is not None else None
-        if margins is not None and not np.isnan(margins).any():
-            probs = 1.0 / (1.0 + np.exp(-margins))
-        else:
-            probs = self.booster.inplace_predict(x, missing=np.nan, validate_features=False)
-        return [round(p, 6) for p in np.asarray(probs, dtype=np.float64).tolist()]
+        if margins is None or np.isnan(margins).any():
+            margins = self.booster.inplace_predict(x, missing=np.nan, predict_type="margin", validate_features=False)
+        return [round(p, SCORE_DECIMALS) for p in probabilities(margins).tolist()]
 
 
 class _Challenger(Refreshed):

@@ -28,6 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 log = logging.getLogger(__name__)
 TOP_REASONS = 3
 CHECK_TRANSACTIONS = 20  # stored transactions a version must score before it is activated
+SCORE_DECIMALS = 6  # a served score's rounding: the API's, the challenger's and the threshold figures' alike
 
 
 class NoActiveModel(RuntimeError):
@@ -73,9 +74,9 @@ class Scorer:
         x = np.asarray(rows, dtype=np.float32).reshape(len(rows), len(FEATURES))
         contribs = self.contributions(x)
         # Exact SHAP values add up to the margin (the last column is the bias): one call gives both.
-        probs = 1.0 / (1.0 + np.exp(-contribs.sum(axis=1, dtype=np.float64)))
+        probs = probabilities(contribs.sum(axis=1, dtype=np.float64))
         return [
-            Scored(score=round(p, 6), decision=self.decide(p), reasons=reasons)
+            Scored(score=round(p, SCORE_DECIMALS), decision=self.decide(p), reasons=reasons)
             for p, reasons in zip(probs.tolist(), top_reasons(contribs), strict=True)
         ]
 
@@ -98,6 +99,11 @@ class Scorer:
         if score >= self.review_threshold:
             return Decision.REVIEW
         return Decision.APPROVE
+
+
+def probabilities(margins: np.ndarray) -> np.ndarray:
+    """Fraud probabilities from XGBoost margins, through the logistic in float64 (as every score here is made)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(margins, dtype=np.float64)))
 
 
 def top_reasons(contribs: np.ndarray) -> list[list[dict[str, float | str]]]:

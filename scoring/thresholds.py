@@ -25,7 +25,7 @@ from django.db import connections, transaction
 from django.db.models.sql.constants import MULTI
 from django.utils import timezone
 
-from scoring.classifier import active_model, load_booster
+from scoring.classifier import SCORE_DECIMALS, active_model, load_booster, probabilities
 from scoring.models import ModelChange, ModelChangeKind, ModelVersion, Transaction
 from scoring.roles import require_lead
 
@@ -35,7 +35,6 @@ DEFAULT_DAYS = 30
 GRID = tuple(round(k / 100, 2) for k in range(101))  # every threshold the chart and the table are read at
 CHUNK = 20_000  # stored rows read and scored at a time: memory stays bounded on a large store
 CACHE_SECONDS = 60.0  # a lead trying thresholds asks for the same figures many times in a minute
-SCORE_DECIMALS = 6  # the served score's rounding (scoring/classifier.py): a row flagged live is flagged here
 
 
 @dataclass(frozen=True)
@@ -221,7 +220,7 @@ class _Reader:
     def _score(self, matrix: np.ndarray) -> np.ndarray:
         """The scores serving would give: the margin through the logistic in float64, rounded as served."""
         margin = self.booster.inplace_predict(matrix, missing=np.nan, predict_type="margin", validate_features=False)
-        return np.round(1.0 / (1.0 + np.exp(-np.asarray(margin, dtype=np.float64))), SCORE_DECIMALS)
+        return np.round(probabilities(margin), SCORE_DECIMALS)
 
     def figures(self, *, version: str, days: int, since: datetime, until: datetime) -> ThresholdFigures:
         def joined(name: str, dtype: type) -> np.ndarray:
