@@ -14,7 +14,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,15 +191,20 @@ def _quick_thread_switches(seconds: float = 0.0005) -> Iterator[None]:
 
 
 def _check_header(names: list[str] | None, *, report: ImportReport) -> None:
+    if problems := header_problems(names):
+        report.reject(1, f"header: {problems}")
+        raise ImportRefused(report)
+
+
+def header_problems(names: Sequence[str] | None) -> str:
+    """What is wrong with a CSV header, in words ("" when nothing is): the command and the import job say it."""
     names = names or []
     unknown = [n for n in names if n not in COLUMNS]
     missing = [n for n in REQUIRED if n not in names]
-    if unknown or missing:
-        problems = ([f"unknown column(s) {', '.join(unknown)}"] if unknown else []) + (
-            [f"missing column(s) {', '.join(missing)}"] if missing else []
-        )
-        report.reject(1, f"header: {'; '.join(problems)} (columns are {', '.join(COLUMNS)})")
-        raise ImportRefused(report)
+    problems = ([f"unknown column(s) {', '.join(unknown)}"] if unknown else []) + (
+        [f"missing column(s) {', '.join(missing)}"] if missing else []
+    )
+    return f"{'; '.join(problems)} (columns are {', '.join(COLUMNS)})" if problems else ""
 
 
 def parse_row(row: dict[str | None, Any]) -> tuple[TransactionIn, bool | None] | str:

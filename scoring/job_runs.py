@@ -19,7 +19,7 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from scoring import storage, worker
-from scoring.history import COLUMNS, REQUIRED, ImportReport, parse_row, store_history
+from scoring.history import ImportReport, header_problems, parse_row, store_history
 from scoring.models.jobs import Job, JobFile, JobKind, JobState
 from scoring.training import TrainingError, save_model_version, train, training_frame
 
@@ -212,14 +212,8 @@ def _text(content: bytes, *, name: str) -> str:
 
 def _rows(text: str) -> csv.DictReader[str]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    names = reader.fieldnames or []
-    unknown = [n for n in names if n not in COLUMNS]
-    missing = [n for n in REQUIRED if n not in names]
-    if unknown or missing:
-        problems = ([f"unknown column(s) {', '.join(unknown)}"] if unknown else []) + (
-            [f"missing column(s) {', '.join(missing)}"] if missing else []
-        )
-        raise JobFailed(f"The header has {'; '.join(problems)} (columns are {', '.join(COLUMNS)}); nothing was stored.")
+    if problems := header_problems(reader.fieldnames):
+        raise JobFailed(f"The header has {problems}; nothing was stored.")
     return reader
 
 
