@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboards import comparison, comparison_charts
 from dashboards.views import HtmxHttpRequest, lead_required, role_required
 from scoring import challenger
+from scoring.features import FEATURES
 from scoring.models import ModelVersion
 
 PAGE = "dashboards/challenger.html"
@@ -37,7 +38,10 @@ def challenger_page(request: HtmxHttpRequest) -> HttpResponse:
     }
     marked = challenger.current()
     if marked is None:
-        context["candidates"] = ModelVersion.objects.filter(is_active=False)[:CANDIDATES]
+        # Only versions this code can score: mark_challenger refuses the others.
+        context["candidates"] = [
+            mv for mv in ModelVersion.objects.filter(is_active=False).defer("artifact") if mv.features == FEATURES
+        ][:CANDIDATES]
     else:
         compared = comparison.compare(marked, now=timezone.now(), period=period)
         sides = [(compared.champion, "champion"), (compared.shadow, "challenger")]
