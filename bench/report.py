@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -100,22 +101,23 @@ def main(out: Path) -> None:
 
 
 def whatif(ours: dict[str, dict]) -> None:
-    """Issue 26's cost: each kind of phase with 20 active rules and a challenger against the mean of the plain
-    passes before and after it (the same server, the same run)."""
+    """Issue 26's cost: each kind of phase with 20 active rules and a challenger against the same kind without
+    them, the median of each's passes (plain and with them alternate on one server, in the same run)."""
     lines = []
-    for kind in sorted({name.split("_", 1)[1] for name in ours if name.startswith("rules_")}):
-        plain = [ours[f"{p}_{kind}"] for p in ("before", "after") if f"{p}_{kind}" in ours]
-        if not plain or kind.startswith("e2e"):
+    for kind in sorted({name.split("_", 1)[1] for name in ours if re.match(r"rules\d+_", name)}):
+        rules = [row for name, row in ours.items() if re.fullmatch(rf"rules\d+_{kind}", name)]
+        plain = [row for name, row in ours.items() if re.fullmatch(rf"plain\d+_{kind}", name)]
+        if not plain:
             continue
-        rate = figures(ours[f"rules_{kind}"])[0]
-        base = sum(figures(row)[0] for row in plain) / len(plain)
-        cpu = ours[f"rules_{kind}"].get("server_cpu_ms_per_item") or 0
-        base_cpu = sum(row.get("server_cpu_ms_per_item") or 0 for row in plain) / len(plain)
+        rate, base = (statistics.median(figures(row)[0] for row in rows) for rows in (rules, plain))
+        cpu, base_cpu = (
+            statistics.median(row.get("server_cpu_ms_per_item") or 0 for row in rows) for rows in (rules, plain)
+        )
         change = rate / base - 1 if base else 0
         cpu_change = f", server CPU a transaction {cpu / base_cpu - 1:+.0%}" if base_cpu else ""
         lines.append(
             f"{_verdict(change >= -0.15)} {kind}: {rate:,.0f} tx/s with them against {base:,.0f} without "
-            f"({change:+.0%}{cpu_change})"
+            f"({change:+.0%}{cpu_change}; medians of {len(rules)} and {len(plain)} passes)"
         )
     if lines:
         print("\nIssue 26's cost, 20 active rules and a challenger model (within 15 % of the same run without them):")

@@ -13,8 +13,8 @@
 #      DEPTH (1: also batches scored with every merchant's last 900 hours stored, on top of the month; 0 skips it),
 #      WEBHOOK (1: a webhook endpoint wants transaction.flagged, so every flagged row also writes its outbox event;
 #      nothing delivers them during the run: what ingest pays for webhooks),
-#      WHATIF (1: also c64 and batches on uvicorn without rules, with 20 active rules and a challenger model
-#      (bench/whatif.py), and without again: what issue 26's rules and shadow model cost; 0 skips it),
+#      WHATIF (1: also c64 and batches on uvicorn without rules and with 20 active rules and a challenger model
+#      (bench/whatif.py), alternately, three passes and two: what issue 26's rules and shadow model cost; 0 skips it),
 #      BACKTEST (1: last, a rule's backtest over a million stored transactions in a database of its own; 0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -161,33 +161,48 @@ for server in $SERVERS; do
 done
 
 whatif_phases() {  # whatif_phases NAME: c64 single POSTs and batches on the running server, named NAME_...
+  # Each from an empty store: a card's history grows through a phase, and with it the cost of its features, so
+  # phases that followed each other on a growing store would measure their order as much as the rules.
+  empty_store
   phase "$SERVER_PID" "$1_c64" "${PIN_LOAD[@]}" wrk -t1 -c64 -d"${DUR}s" --latency --timeout 30s \
     -s "$SHARED/post.lua" "$BASE/api/v1/transactions" -- "$KEY" "${RUN}$1c64"
+  empty_store
   phase "$SERVER_PID" "$1_batch$BATCH" "${PIN_LOAD[@]}" wrk -t1 -c"$BATCH_CONC" -d"${DUR}s" --latency \
     --timeout 60s -s "$SHARED/batch.lua" "$BASE/api/v1/transactions/batch" -- "$KEY" "$BATCH" "${RUN}$1b"
 }
 
+whatif_warmup() {  # whatif_warmup NAME: 3 s of load first, so that each process has loaded what changed (the
+  # challenger model, the compiled rules) before a phase measures the steady state
+  "${PIN_LOAD[@]}" wrk -t1 -c16 -d3s -s "$SHARED/post.lua" "$BASE/api/v1/transactions" -- "$KEY" "${RUN}$1w" \
+    > "$OUT/warmup-whatif-$1.txt" 2>&1 || true
+}
+
 if [[ ${WHATIF:-1} == 1 ]]; then
   # Issue 26's cost: one uvicorn, the same phases without rules, with 20 active rules and a challenger model,
-  # and without them again (the store grows through the run: the two plain passes bracket the one with rules).
+  # alternately: plain, with them, plain, with them, plain (the machine drifts: the plain passes bracket the others).
   # Each process picks a change up within RULES_REFRESH_SECONDS / MODEL_REFRESH_SECONDS (5 s by default).
   empty_store
   start_server uvicorn
   trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
-  echo "== issue 26's cost on uvicorn: without rules, with 20 active rules and a challenger, without again"
-  "${PIN_LOAD[@]}" wrk -t1 -c16 -d3s -s "$SHARED/post.lua" "$BASE/api/v1/transactions" -- "$KEY" "${RUN}wiw" \
-    > "$OUT/warmup-whatif.txt" 2>&1 || true
-  whatif_phases before
-  "$PY" bench/whatif.py on | sed 's/^/   /'
-  sleep 6
-  whatif_phases rules
-  phase "$SERVER_PID" "rules_e2e_$E2E_RATE" "${PIN_LOAD[@]}" "$PY" "$SHARED/e2e_ws.py" \
-    --ws-url "ws://127.0.0.1:$PORT/ws/dashboard/" --origin "$BASE" --login-url "$BASE/accounts/login/" \
-    --login-user bench --login-pass bench-pass-1 --post-url "$BASE/api/v1/transactions" --key "$KEY" \
-    --clients "$E2E_CLIENTS" --rate "$E2E_RATE" --duration "$DUR" --run-id "${RUN}wie"
-  "$PY" bench/whatif.py off | sed 's/^/   /'
-  sleep 6
-  whatif_phases after
+  echo "== issue 26's cost on uvicorn: plain and with 20 active rules and a challenger, alternately"
+  for pass in 1 2 3; do
+    if [[ $pass -gt 1 ]]; then
+      "$PY" bench/whatif.py on | sed 's/^/   /'
+      sleep 6
+      whatif_warmup "rules$pass"
+      whatif_phases "rules$pass"
+      if [[ $pass == 2 ]]; then
+        phase "$SERVER_PID" "rules_e2e_$E2E_RATE" "${PIN_LOAD[@]}" "$PY" "$SHARED/e2e_ws.py" \
+          --ws-url "ws://127.0.0.1:$PORT/ws/dashboard/" --origin "$BASE" --login-url "$BASE/accounts/login/" \
+          --login-user bench --login-pass bench-pass-1 --post-url "$BASE/api/v1/transactions" --key "$KEY" \
+          --clients "$E2E_CLIENTS" --rate "$E2E_RATE" --duration "$DUR" --run-id "${RUN}wie"
+      fi
+      "$PY" bench/whatif.py off | sed 's/^/   /'
+      sleep 6
+    fi
+    whatif_warmup "plain$pass"
+    whatif_phases "plain$pass"
+  done
   kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true
   while curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; do sleep 0.2; done
   trap - EXIT

@@ -27,6 +27,7 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from scoring import challenger, rule_book  # noqa: E402
+from scoring.features import FEATURES  # noqa: E402
 from scoring.models import ModelVersion, Rule, RuleStatus  # noqa: E402
 from scoring.roles import ensure_user  # noqa: E402
 
@@ -67,7 +68,12 @@ def on() -> None:
         )
         rule_book.publish_rule(rule.pk, user=user, status=RuleStatus.ACTIVE, days=1)
     if not ModelVersion.objects.filter(is_challenger=True).exists():
-        call_command("train_model", "--challenger", "--seed", "1", stdout=StringIO())
+        # The version an earlier `on` trained, when there is one: the passes then compare the same two models.
+        earlier = ModelVersion.objects.filter(is_active=False, features=FEATURES).order_by("-created_at").first()
+        if earlier is not None:
+            challenger.mark_challenger(earlier.pk, user=user)
+        else:
+            call_command("train_model", "--challenger", "--seed", "1", stdout=StringIO())
     print(
         f"{Rule.objects.filter(status=RuleStatus.ACTIVE).count()} active rules; challenger "
         f"{ModelVersion.objects.get(is_challenger=True).version}"

@@ -59,6 +59,9 @@ class Book:
         self.ruleset = ruleset
         self.active = [j for j, r in enumerate(self.rules) if not r.shadow]
         self.shadow = [j for j, r in enumerate(self.rules) if r.shadow]
+        # The features the rules read, and where they are in the model's matrix: taken out in one call a batch.
+        self.features = [n for n in ruleset.names if n not in FIELDS and n != "score" and n not in LIST_NAMES]
+        self.feature_index = np.array([FEATURE_INDEX[name] for name in self.features], dtype=np.intp)
 
 
 class _LiveRules(Refreshed):
@@ -130,7 +133,7 @@ def apply_rules(items: Sequence[TransactionIn], scored: list[Scored], *, feature
     book = live_rules.get()
     if book is None:
         return scored
-    columns = _columns(book.ruleset.names, items=items, features=features, scored=scored)
+    columns = _columns(book, items=items, features=features, scored=scored)
     failures: dict[int, str] = {}
     results = book.ruleset.run(columns, len(items), failures=failures)
     if failures:
@@ -162,23 +165,24 @@ def count_hits(scored: Sequence[Scored]) -> None:
 
 
 def _columns(
-    names: Sequence[str], *, items: Sequence[TransactionIn], features: Any, scored: list[Scored]
+    book: Book, *, items: Sequence[TransactionIn], features: Any, scored: list[Scored]
 ) -> dict[str, list[Any]]:
     """Each name's values for the batch, as a condition reads them (rules.py: floats, NaN for missing; the hour an
     int; text "" when absent; flags bools). The features the rules read come out of the matrix in one call: one
     call a name cost more than the rules themselves on a single transaction."""
     columns: dict[str, list[Any]] = {}
-    wanted = [name for name in names if name not in FIELDS and name != "score" and name not in LIST_NAMES]
-    if wanted:
-        picked = np.asarray(features)[:, [FEATURE_INDEX[name] for name in wanted]]
-        columns.update(zip(wanted, picked.T.tolist(), strict=True))  # float32 to Python floats, NaN kept
-    for name in names:
+    if book.features:
+        picked = np.asarray(features).take(book.feature_index, axis=1)
+        columns.update(zip(book.features, picked.T.tolist(), strict=True))  # float32 to Python floats, NaN kept
+    entries = None
+    for name in book.ruleset.names:
         if name in FIELDS:
             columns[name] = _FIELD_COLUMNS[name](items)
         elif name == "score":
             columns[name] = [s.score for s in scored]
         elif name in LIST_NAMES:
-            columns[name] = _listed(name, items)
+            entries = lists.entries() if entries is None else entries
+            columns[name] = _listed(name, items, entries)
     return columns
 
 
@@ -193,10 +197,10 @@ _FIELD_COLUMNS: dict[str, Callable[[Sequence[TransactionIn]], list[Any]]] = {
 }
 
 
-def _listed(name: str, items: Sequence[TransactionIn]) -> list[bool]:
-    """Whether each item's card or merchant has an entry in force on the block or allow list."""
+def _listed(name: str, items: Sequence[TransactionIn], entries: dict[tuple[str, str], Any]) -> list[bool]:
+    """Whether each item's card or merchant has an entry in force (`entries`: the lists') on the block or allow
+    list."""
     entity, _, kind = name.partition("_")
     wanted = ListKind.BLOCK if kind == "blocked" else ListKind.ALLOW
-    entries = lists.entries()
     found = (entries.get((entity, getattr(item, f"{entity}_id"))) for item in items)
     return [entry is not None and entry.kind == wanted for entry in found]

@@ -255,8 +255,8 @@ class RuleSet:
                 return results
             # A rule failed on some row, and a list with a failure in it is the failure: row by row.
         out = []
-        for values in zip(*(columns[n] for n in self.names), strict=True) if self.names else [()] * rows:
-            row = dict(zip(self.names, values, strict=True))
+        for i in range(rows):
+            row = {name: columns[name][i] for name in self.names}
             results = self.row_program.eval(data=row).plain_value()
             out.append(results if isinstance(results, list) else self._alone(row, failures))
         return out
