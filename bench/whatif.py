@@ -38,7 +38,7 @@ CONDITIONS = [
     ("tainted-merchant", "merchant_fraud_share_7d > 0.3 && score > 0.2", "review"),
     ("many-merchants", "card_distinct_merchants_1d >= 8 && amount > 1500", "review"),
     ("spike", "amount_vs_card_avg_30d > 12.0 && card_count_30d >= 5", "review"),
-    ("zscore", "amount_zscore_card_30d > 6.0", "review"),
+    ("zscore", "amount_zscore_card_30d > 6.0 && amount > 2000", "review"),
     ("rapid", "seconds_since_card_prev < 2.0 && amount > 3000", "review"),
     ("testing", "amount < 1.0 && card_count_1h >= 5", "block"),
     ("blocked-merchant-high", "merchant_blocked && amount > 100", "block"),
@@ -66,6 +66,8 @@ def on() -> None:
         rule = Rule.objects.filter(name=name).first() or rule_book.create_rule(
             user=user, name=name, condition=condition, action=action
         )
+        if (rule.condition, rule.action) != (condition, action):  # a database an older list was published on
+            rule = rule_book.edit_rule(rule.pk, user=user, condition=condition, action=action)
         rule_book.publish_rule(rule.pk, user=user, status=RuleStatus.ACTIVE, days=1)
     if not ModelVersion.objects.filter(is_challenger=True).exists():
         # The version an earlier `on` trained, when there is one: the passes then compare the same two models.
