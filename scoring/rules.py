@@ -2,18 +2,17 @@
 
 The expressions are parsed, type-checked and evaluated by `cel-expr-python`, Google's CEL implementation in C++
 behind a Python module: every name is declared with its type, so the library's own checker refuses a syntax
-error, an unknown name or a type error with its position, and nothing here guesses at types. It runs a batch's
-rules in about a third of the time of the Rust-backed `common-expression-language` (docs/rules.md has the
-comparison). Nothing here evaluates an expression itself.
+error, an unknown name or a type error with its position, and nothing here guesses at types. It takes a batch's
+values in as whole columns, where the Rust-backed `common-expression-language` converted every value on its own,
+which cost more than the conditions (docs/rules.md has the comparison). Nothing here evaluates an expression.
 
 A condition reads the names in NAMES: the transaction's own fields, every model feature by its name, the active
 model's `score` and the lists (`card_blocked`, ...). Where a field and a feature share a name (`amount`,
 `channel`) the field is meant: `channel == "ecom"` reads better than the feature's code. A missing feature value
 (a card's first payment has no history) is NaN, compared as IEEE says: every comparison with it is false but `!=`.
 
-Every live rule is compiled into one program that returns the list of their results: one evaluation a
-transaction for all of them, and the values it is given are only the names some rule reads (handing the library
-a value costs about as much as comparing it).
+The live rules are compiled into one program that returns the list of their results for every row of a batch
+(RuleSet): one evaluation a batch for all of them, given only the names some rule reads.
 """
 
 from __future__ import annotations
