@@ -63,6 +63,7 @@ def test_a_lead_writes_fixes_backtests_saves_and_publishes_a_rule_an_analyst_the
     lead.click("#rule-save")
     expect(lead.locator("#rule-condition-error")).to_contain_text("line 2, column 3: unknown name 'amont'")
     expect(lead.locator("#condition-pointer")).to_contain_text("  amont < 10000\n  ^")
+    expect(lead.locator("#rule-condition-input")).to_have_attribute("aria-invalid", "true")
     shoot(lead, "rule-refused", screenshot_dir)
 
     lead.fill("#rule-condition-input", "amount > 500 &&\n  amount < 10000")
@@ -72,6 +73,7 @@ def test_a_lead_writes_fixes_backtests_saves_and_publishes_a_rule_an_analyst_the
     )  # 1, 2, 3, 4, 1, ... a day, 14 days
     expect(lead.locator("#tried #backtest-chart .rule-col")).to_have_count(30)
     expect(lead.locator("#rule-condition-error")).to_have_count(0)  # the fixed condition's refusal is gone
+    expect(lead.locator("#rule-condition-input")).not_to_have_attribute("aria-invalid", "true")
     shoot(lead, "rule-form-backtest", screenshot_dir)
     lead.click("#rule-save")
 

@@ -141,4 +141,12 @@
     if (tz) tz.textContent = `Times in ${Intl.DateTimeFormat().resolvedOptions().timeZone}`;
   });
   document.addEventListener("htmx:load", (event) => enhance(event.detail.elt));
+  // The rule form: a backtest's answer says whether the condition as typed checks, so the box's red border
+  // follows it (a refusal kept from the last save is out of date once the condition backtests).
+  document.addEventListener("htmx:afterSettle", (event) => {
+    const input = document.getElementById("rule-condition-input");
+    if (!input || event.detail.target?.id !== "tried") return;
+    if (document.getElementById("tried-refused")) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  });
 })();
