@@ -39,8 +39,14 @@ def test_the_live_feed_and_the_case_page_name_the_rules_that_hit(rules, desk: De
 
         row = alice.locator(f"#tx-{flagged['id']}")
         expect(row).to_have_attribute("data-decision", "block", timeout=WAIT_MS)
-        if width == 1440:  # the phone layout leaves the reasons column out
+        if width == 1440:
             expect(row.locator("[data-field=reasons]")).to_contain_text("rule big_night_amount (block)")
+            expect(row.locator("[data-field=rule_names]")).to_be_hidden()
+        else:  # the phone layout leaves the reasons column out and names the rules under the decision
+            expect(row.locator("[data-field=reasons]")).to_be_hidden()
+            expect(row.locator("[data-field=rule_names]")).to_have_text("big_night_amount")
+            expect(row.locator("[data-field=rule_names]")).to_be_visible()
+            expect(alice.locator(f"#tx-{quiet['id']} [data-field=rule_names]")).to_be_hidden()
         expect(alice.locator(f"#tx-{quiet['id']}")).to_have_attribute("data-decision", "approve", timeout=WAIT_MS)
         alice.screenshot(path=str(screenshot_dir / f"live-rules-{width}.png"), full_page=True)
 

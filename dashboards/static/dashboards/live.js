@@ -232,6 +232,11 @@
       badge.className = `badge badge-${item.decision}`;
       badge.textContent = item.decision.charAt(0).toUpperCase() + item.decision.slice(1);
       field("reasons").textContent = item.reason_text;
+      const ruleNames = field("rule_names");
+      if (ruleNames) {  // imported history's rows have no decision cell of the model's
+        ruleNames.textContent = (item.rules || []).map((rule) => rule.name).join(", ");
+        ruleNames.hidden = !ruleNames.textContent;
+      }
       const link = field("case");
       link.hidden = !item.case_id;
       if (item.case_id) {
