@@ -18,6 +18,7 @@ The live rules are compiled into one program that returns the list of their resu
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from cel_expr_python import cel
 from cel_expr_python.ext.ext_bindings import ExtBindings
 
 from scoring.features import FEATURES
+
+log = logging.getLogger(__name__)
 
 # A name's kind is its declared CEL type, and how a message names that type.
 NUMBER, TEXT, WHOLE, FLAG = "a number", "text", "a whole number", "true or false"
@@ -228,16 +231,21 @@ class RuleSet:
     The batch program maps over the rows, binding each name to its row's value in the batch's columns
     (`cel.bind`) around the list of conditions as written: a column is handed to the library as one list, far
     cheaper than a value a row, and the conditions are checked again together. A lone row runs the row program,
-    which skips the batch program's fixed cost."""
+    which skips the batch program's fixed cost.
+
+    The library refuses comprehensions nested more than 32 deep, and each bound name is one: rules reading more
+    names than that (or with deep comprehensions of their own) run a row at a time. Slower, never refused."""
 
     def __init__(self, conditions: Sequence[Condition]) -> None:
         self.conditions = list(conditions)
         self.names = sorted({name for c in self.conditions for name in c.names})
         results = "[" + ", ".join(f"({c.compiled})" for c in self.conditions) + "]"
+        # Each condition checked alone; a list of them is not nested deeper than its deepest.
         self.row_program = _ENV.compile(results) if self.conditions else None
         for name in reversed(self.names):
             results = f"cel.bind({name}, {_COLUMN}{name}[{_ROW}], {results})"
-        self.batch_program = _BATCH_ENV.compile(f"{_ROWS}.map({_ROW}, {results})") if self.conditions else None
+        batch = f"{_ROWS}.map({_ROW}, {results})"
+        self.batch_program = _compiled(_BATCH_ENV, batch) if self.conditions else None
 
     def run(
         self, columns: dict[str, Sequence[Any]], rows: int, *, failures: dict[int, str] | None = None
@@ -245,9 +253,9 @@ class RuleSet:
         """Each row's result for each rule. `columns`: a sequence of `rows` values for each name in self.names.
         A rule that fails on a row (e.g. an integer divided by zero) does not hold for it; `failures`, when
         given, gets each failing rule's index with what went wrong the first time."""
-        if self.batch_program is None:
+        if not self.conditions:
             return [[] for _ in range(rows)]
-        if rows > 1:
+        if rows > 1 and self.batch_program is not None:
             data = {f"{_COLUMN}{name}": columns[name] for name in self.names} | {_ROWS: list(range(rows))}
             results = self.batch_program.eval(data=data).plain_value()
             if isinstance(results, list):
@@ -269,6 +277,16 @@ class RuleSet:
                 failures[index] = str(result)
             out.append(result is True)
         return out
+
+
+def _compiled(env: Any, text: str) -> Any:
+    """`text` compiled, or None when the library refuses its depth (see RuleSet): the rules then run a row at a
+    time."""
+    try:
+        return env.compile(text)
+    except RuntimeError as exc:
+        log.info("the live rules run a row at a time: %s", str(exc).split("\n")[0])
+        return None
 
 
 def conjuncts(condition: Condition) -> list[Condition]:

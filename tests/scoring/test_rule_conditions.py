@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from scoring.rules import RuleError, RuleSet, check
+from scoring.rules import FLAG, NAMES, NUMBER, TEXT, WHOLE, RuleError, RuleSet, check
 
 
 def refusal(source: str) -> RuleError:
@@ -116,3 +116,16 @@ def test_a_batch_gives_each_row_what_the_rules_give_it_alone():
     assert expected == [[True, True, True], [False, True, False], [False, False, False], [True, True, False]]
     assert rules.run(columns, 4) == expected
     assert [rules.run({n: [v] for n, v in row.items()}, 1)[0] for row in rows] == expected
+
+
+def test_rules_reading_too_many_names_to_bind_together_run_a_row_at_a_time_with_the_same_results():
+    # One rule per name: binding every name nests the batch program deeper than the library takes.
+    sources = {NUMBER: "{} > 1.0", TEXT: '{} == "x"', WHOLE: "{} > 1", FLAG: "{}"}
+    conditions = [check(sources[kind].format(name)) for name, kind in NAMES.items()]
+    values = {NUMBER: [2.0, 0.0], TEXT: ["x", "y"], WHOLE: [2, 0], FLAG: [True, False]}
+    columns = {name: values[kind] for name, kind in NAMES.items()}
+
+    wide = RuleSet(conditions)
+    assert wide.batch_program is None
+    assert wide.run(columns, 2) == [[True] * len(conditions), [False] * len(conditions)]
+    assert RuleSet(conditions[:20]).batch_program is not None
